@@ -1,0 +1,217 @@
+"""The release manifest (SPEC §3) as pydantic v2 models.
+
+Every field that decides the model's behaviour is pinned by an immutable reference. Shape and
+format are checked here; checks that need the file system (digests match, paths stay inside the
+repo) live in `loader.py` and the checklist.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+RELEASE_NAME = re.compile(r"^v\d+\.\d+(\.\d+)?$")
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
+_EXACT_VERSION = re.compile(r"^v?\d+(\.\d+)*([.-]?(a|b|rc|post|dev)\d+)?$")
+
+
+def _commit_sha(value: str) -> str:
+    if _HEX40.match(value):
+        return value
+    if _HEX.match(value) and len(value) == 40:
+        raise ValueError(f"'{value}' has uppercase hex; the Hub treats it as a branch name. Pin the lowercase 40-hex commit SHA")
+    if _HEX.match(value) and len(value) < 40:
+        raise ValueError(f"'{value}' is a short SHA ({len(value)} hex digits); pin the full 40-hex commit SHA")
+    kind = "tag" if re.match(r"^v?\d", value) else "branch"
+    raise ValueError(f"'{value}' is a {kind} name, which can move; pin a 40-hex commit SHA")
+
+
+def _sha256(value: str) -> str:
+    v = value.removeprefix("sha256:")
+    if not _SHA256.match(v):
+        raise ValueError(f"'{value}' is not a sha256 digest; expected 64 lowercase hex digits")
+    return v
+
+
+def _md5(value: str) -> str:
+    v = value.removeprefix("md5:")
+    if not _MD5.match(v):
+        raise ValueError(f"'{value}' is not a DVC md5; expected 32 lowercase hex digits (plus '.dir' for a directory)")
+    return v
+
+
+def _exact_version(value: str) -> str:
+    if not _EXACT_VERSION.match(value):
+        raise ValueError(f"'{value}' is not an exact version; pin one release such as \"3.2.1\" (no ranges, no 'latest')")
+    return value
+
+
+def _repo_path(value: str) -> str:
+    if not value:
+        raise ValueError("empty path")
+    if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", value):
+        raise ValueError(f"'{value}' is absolute; paths must be relative to the releases repository")
+    if ".." in re.split(r"[\\/]", value):
+        raise ValueError(f"'{value}' escapes the repository with '..'; paths must stay inside it")
+    return value
+
+
+def _release_name(value: str) -> str:
+    if not RELEASE_NAME.match(value):
+        raise ValueError(f"'{value}' is not a release name; expected v<major>.<minor>[.<patch>], e.g. v1.3")
+    return value
+
+
+CommitSha = Annotated[str, AfterValidator(_commit_sha), Field(description="A full 40-hex lowercase commit SHA.")]
+Sha256 = Annotated[str, AfterValidator(_sha256), Field(description="sha256 hex digest of the file's bytes.")]
+Md5 = Annotated[str, AfterValidator(_md5), Field(description="DVC-compatible md5 ('.dir' suffix for directories).")]
+ExactVersion = Annotated[str, AfterValidator(_exact_version), Field(description="An exact version, e.g. '3.2.1'.")]
+RepoPath = Annotated[str, AfterValidator(_repo_path), Field(description="Path relative to the releases repository.")]
+ReleaseName = Annotated[str, AfterValidator(_release_name), Field(description="v<major>.<minor>[.<patch>]")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class Artifact(Strict):
+    """An immutable reference: `hf://org/repo` + revision, `pkg://dist/file` + sha256, or a repo path + digest."""
+
+    uri: str | None = Field(None, description="hf://<org>/<repo> or pkg://<distribution>/<file>.")
+    revision: CommitSha | None = Field(None, description="Commit SHA for hf:// artifacts.")
+    file: str | None = Field(None, description="A file inside an hf:// repo (e.g. a GGUF file).")
+    path: RepoPath | None = Field(None, description="A file or directory in this repository.")
+    sha256: Sha256 | None = None
+    md5: Md5 | None = None
+
+
+class ModelSpec(Artifact):
+    name: str = Field(description="Human-readable model name, e.g. SmolLM2-135M-Instruct.")
+    format: Literal["safetensors", "gguf"] = "safetensors"
+
+
+class Adapter(Artifact):
+    name: str
+    rank: int | None = Field(None, ge=1)
+
+
+class InputSpec(Strict):
+    """The prompt template (a Jinja2 file rendering the case into the user/system messages)."""
+
+    template: Artifact
+    chat_template: bool = Field(True, description="Wrap the rendered prompt with the tokenizer's chat template.")
+
+
+class Sampling(Strict):
+    temperature: float = Field(ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(-1, ge=-1)
+    max_tokens: int = Field(gt=0, le=32768)
+    seed: int = Field(ge=0)
+    repetition_penalty: float = Field(1.0, gt=0.0)
+    stop: list[str] = Field(default_factory=list)
+
+
+class Tool(Strict):
+    version: ExactVersion
+    fixtures: Artifact | None = None
+
+
+class DataSpec(Strict):
+    suite: Artifact
+    training_snapshot: Artifact
+
+
+class CodeSpec(Strict):
+    repo_sha: CommitSha
+    repository: str | None = None
+
+
+class Training(Strict):
+    method: str
+    config: Artifact
+    hyperparameters: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    seeds: dict[str, int] = Field(default_factory=dict)
+
+
+class Runtime(Strict):
+    engine: Literal["hf", "vllm"]
+    engine_version: ExactVersion
+    dtype: Literal["float32", "float16", "bfloat16", "auto"]
+    device: str = Field(description="'cpu', or the GPU model vLLM results are reproducible on, e.g. 'NVIDIA H100 80GB HBM3'.")
+    tensor_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1)
+    max_model_len: int = Field(gt=0)
+    batch_size: int = Field(8, ge=1, description="Prompts per generate() call on the hf engine.")
+
+
+class Alert(Strict):
+    """A condition in the rules language that must hold; when it does not, the alert fires."""
+
+    name: str
+    family: Literal["performance", "cost", "reliability", "quality"]
+    rule: str
+    rollback: bool = Field(False, description="Firing this alert is a rollback trigger.")
+    description: str = ""
+
+
+class PolicySpec(Strict):
+    promotion: dict[str, RepoPath] = Field(description="Stage name -> rules file, e.g. staging: checklists/policies/dev_to_staging.rules")
+    protected_slices: list[str] = Field(default_factory=list)
+    min_cases_per_slice: int = Field(20, ge=1)
+    confidence_level: float = Field(0.95, gt=0.5, lt=1.0)
+    correction: Literal["holm", "bh", "none"] = "holm"
+    slos: list[Alert] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list)
+
+
+class KvCache(Strict):
+    layers: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    bytes_per_value: float = Field(2.0, gt=0)
+    tokens_per_request: int = Field(gt=0)
+    concurrent_requests: int = Field(gt=0)
+
+
+class Infrastructure(Strict):
+    gpu_type: str
+    gpu_memory_gb: float = Field(gt=0)
+    gpu_hourly_usd: float = Field(ge=0)
+    gpus_allocated: int = Field(ge=0)
+    tensor_parallel_size: int = Field(1, ge=1)
+    target_qps: float = Field(gt=0)
+    avg_prompt_tokens: int = Field(ge=0)
+    avg_output_tokens: int = Field(gt=0)
+    p95_latency_ms_target: float = Field(gt=0)
+    tokens_per_second_per_gpu: float = Field(gt=0, description="Generated tokens/s per GPU at the p95 target, measured.")
+    headroom: float = Field(0.3, ge=0.0, le=5.0)
+    params_b: float = Field(gt=0, description="Parameters, in billions.")
+    precision: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4", "nf4", "q4_1", "q8_0"]
+    kv_cache: KvCache | None = None
+    budget_per_1k_tokens_usd: float = Field(gt=0)
+
+
+class Manifest(Strict):
+    release: ReleaseName
+    parent: ReleaseName | None = Field(None, description="The release this one replaces: the default baseline and rollback target.")
+    description: str = ""
+    model: ModelSpec
+    tokenizer: Artifact
+    adapters: list[Adapter] = Field(default_factory=list)
+    input: InputSpec
+    sampling: Sampling
+    verifiers: dict[str, ExactVersion]
+    reward_model: Artifact | None = None
+    tools: dict[str, Tool] = Field(default_factory=dict)
+    data: DataSpec
+    code: CodeSpec
+    training: Training
+    runtime: Runtime
+    policy: PolicySpec
+    infrastructure: Infrastructure
