@@ -103,7 +103,19 @@ _EXPECTED = {
 
 def _problems_from_validation(err: ValidationError, source: Positioned) -> list[Problem]:
     problems = []
-    for e in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    # A typo shows up twice (unknown 'temprature', missing 'temperature'); report it once.
+    suggested = set()
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            parent = tuple(e["loc"][:-1])
+            import difflib
+
+            for name in difflib.get_close_matches(str(e["loc"][-1]), _model_fields_at(parent), n=2, cutoff=0.6):
+                suggested.add((*parent, name))
+    for e in errors:
+        if e["type"] == "missing" and tuple(e["loc"]) in suggested:
+            continue
         loc: FieldPath = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         kind = e["type"]
         line, col = source.locate_key(loc) if kind == "extra_forbidden" else source.locate(loc)
@@ -241,7 +253,7 @@ def load_manifest(path: str | Path, root: Path | None = None) -> LoadedManifest:
     except ValidationError as e:
         raise BadInput(
             f"{display} is not a valid manifest",
-            _problems_from_validation(e, source),
+            sorted(_problems_from_validation(e, source), key=lambda p: (p.line or 0, p.col or 0)),
             hint="`releasectl schema` prints every field with its type",
         ) from None
     loaded = LoadedManifest(manifest=manifest, path=path, root=root, source=source)
@@ -253,7 +265,7 @@ def load_manifest(path: str | Path, root: Path | None = None) -> LoadedManifest:
         )
     problems += _check_pins(loaded)
     if problems:
-        raise BadInput(f"{display} is not a valid manifest", problems)
+        raise BadInput(f"{display} is not a valid manifest", sorted(problems, key=lambda p: (p.line or 0, p.col or 0)))
     return loaded
 
 

@@ -35,11 +35,16 @@ class Positioned:
     def locate(self, path: FieldPath) -> tuple[int, int]:
         """Position of `path`, or of its nearest located ancestor (e.g. for a missing field)."""
         p = tuple(path)
+        if p in self.positions:
+            return self.positions[p]
+        # A missing field: point at the key of its nearest existing ancestor.
         while p:
+            p = p[:-1]
+            if p in self.key_positions:
+                return self.key_positions[p]
             if p in self.positions:
                 return self.positions[p]
-            p = p[:-1]
-        return self.positions.get((), (1, 1))
+        return (1, 1)
 
     def locate_key(self, path: FieldPath) -> tuple[int, int]:
         return self.key_positions.get(tuple(path)) or self.locate(path)
@@ -63,7 +68,7 @@ class _Builder:
         self.nodes = 0
         self.aliases = 0
         self.seen: dict[int, int] = {}
-        self.constructor = yaml.SafeConstructor()
+        self.constructor = yaml.constructor.SafeConstructor()
 
     def fail(self, node: yaml.Node, path: FieldPath, message: str, **kw: Any) -> BadInput:
         line, col = _mark(node)

@@ -1,0 +1,181 @@
+"""Every manifest error exits 2, names file:line:col and the field, and shows no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from manifest_factory import BASE, SHA40, line_of, write_manifest
+from releasectl.errors import BadInput
+from releasectl.manifest.loader import load_manifest, manifest_digest
+
+
+def expect_error(cli, root: Path, text: str | bytes, *, line: int | None, field: str | None, words: list[str], name: str = "v1.3"):
+    path = root / "releases" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    result = cli("validate", str(path), "--format", "json", cwd=root)
+    assert result.code == 2, result.output
+    assert "Traceback" not in result.output
+    doc = result.json()
+    problems = doc["problems"]
+    assert problems, doc
+    p = problems[0]
+    assert p["file"] == f"releases/{name}.yaml"
+    if line is not None:
+        assert p["line"] == line, p
+        assert p["col"] >= 1
+    if field is not None:
+        assert p["field"] == field, p
+    text_all = json.dumps(p)
+    for w in words:
+        assert w in text_all, (w, p)
+    # The human rendering carries file:line:col too.
+    human = cli("validate", str(path), cwd=root)
+    assert human.code == 2
+    assert "Traceback" not in human.output
+    if line is not None:
+        assert f"releases/{name}.yaml:{line}:" in human.stderr
+    return p
+
+
+@pytest.mark.parametrize(
+    ("revision", "words"),
+    [
+        ("main", ["'main' is a branch name", "40-hex"]),
+        ("v2", ["'v2' is a tag name"]),
+        ("abc1234", ["short SHA", "7 hex"]),
+        (SHA40.upper(), ["uppercase"]),
+    ],
+)
+def test_mutable_or_short_revisions_are_refused(cli, tmp_path, revision, words):
+    text = BASE.replace(f"revision: {SHA40}", f"revision: {revision}", 1)
+    p = expect_error(cli, tmp_path, text, line=line_of(text, f"revision: {revision}"), field="model.revision", words=words)
+    assert p["col"] == len("  revision: ") + 1
+
+
+def test_missing_revision_is_refused(cli, tmp_path):
+    text = BASE.replace(f"  revision: {SHA40}\n", "", 1)
+    expect_error(cli, tmp_path, text, line=line_of(text, "model:"), field="model.revision", words=["missing revision", "40-hex"])
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [("../outside/prompt.j2", ["escapes the repository", ".."]), ("/etc/passwd", ["absolute"])],
+)
+def test_paths_escaping_the_repo_are_refused(cli, tmp_path, path, words):
+    text = BASE.replace("path: prompts/assistant_v2.j2", f"path: {path}")
+    expect_error(cli, tmp_path, text, line=line_of(text, f"path: {path}"), field="input.template.path", words=words)
+
+
+def test_symlink_out_of_the_repo_is_refused(cli, tmp_path):
+    root = tmp_path / "repo"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "prompt.j2").write_text("hi")
+    (root / "prompts").mkdir(parents=True)
+    os.symlink(outside / "prompt.j2", root / "prompts" / "assistant_v2.j2")
+    p = expect_error(cli, root, BASE, line=line_of(BASE, "path: prompts/assistant_v2.j2"), field="input.template.path", words=["outside the repository", "symlink"])
+    assert str(outside.resolve()) in p["found"]
+
+
+def test_unknown_key_is_refused_with_a_suggestion(cli, tmp_path):
+    text = BASE.replace("  temperature: 0.0", "  temprature: 0.0")
+    p = expect_error(cli, tmp_path, text, line=line_of(text, "temprature"), field="sampling.temprature", words=["unknown key 'temprature'"])
+    assert "did you mean 'temperature'" in p["hint"]
+
+
+def test_duplicate_key_is_refused(cli, tmp_path):
+    text = BASE.replace("  max_tokens: 64\n", "  max_tokens: 64\n  max_tokens: 128\n")
+    p = expect_error(cli, tmp_path, text, line=line_of(text, "max_tokens: 128"), field="sampling.max_tokens", words=["duplicate key"])
+    assert f"first at line {line_of(text, 'max_tokens: 64')}" in p["found"]
+
+
+def test_alias_bomb_is_refused(cli, tmp_path):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+    p = expect_error(cli, tmp_path, bomb + BASE, line=None, field=None, words=["alias"])
+    assert p["line"] >= 1
+
+
+def test_wrong_type_is_refused(cli, tmp_path):
+    text = BASE.replace("max_tokens: 64", "max_tokens: lots")
+    p = expect_error(cli, tmp_path, text, line=line_of(text, "max_tokens: lots"), field="sampling.max_tokens", words=["integer"])
+    assert p["found"] == "'lots'"
+
+
+def test_missing_required_field_is_refused(cli, tmp_path):
+    text = BASE.replace("  seed: 1234\n", "")
+    expect_error(cli, tmp_path, text, line=line_of(text, "sampling:"), field="sampling.seed", words=["missing required field"])
+
+
+def test_release_name_must_match_file_name(cli, tmp_path):
+    p = expect_error(cli, tmp_path, BASE, line=1, field="release", words=["differs from the file name"], name="v1.4")
+    assert p["expected"] == "'v1.4' (the file stem)"
+    assert p["found"] == "'v1.3'"
+
+
+def test_non_string_key_is_refused(cli, tmp_path):
+    text = BASE.replace("verifiers:\n", "verifiers:\n  1: \"1.0\"\n")
+    expect_error(cli, tmp_path, text, line=line_of(text, '  1: "1.0"'), field="verifiers", words=["keys must be strings"])
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("", ["file is empty"]),
+        ("# only a comment\n\n", ["file is empty"]),
+        ("- a\n- b\n", ["top level must be a mapping", "list"]),
+        (b"release: v1.3\x00\x01\x02", ["binary"]),
+        (b"release: v1.3\ndescription: caf\xe9\n", ["not UTF-8", "0xe9"]),
+    ],
+)
+def test_bad_files_are_refused(cli, tmp_path, content, words):
+    expect_error(cli, tmp_path, content, line=None, field=None, words=words)
+
+
+def test_invalid_yaml_points_at_the_line(cli, tmp_path):
+    text = BASE.replace("  seed: 1234", "  seed: [1234")
+    expect_error(cli, tmp_path, text, line=None, field=None, words=["flow sequence"])
+
+
+def test_missing_file_exits_2(cli, tmp_path):
+    result = cli("validate", str(tmp_path / "releases" / "v9.9.yaml"))
+    assert result.code == 2
+    assert "no such file" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_valid_manifest_loads_and_digest_ignores_comments(tmp_path):
+    path = write_manifest(tmp_path)
+    a = load_manifest(path)
+    path.write_text("# a comment\n" + BASE.replace("seed: 1234", "seed: 1234   # pinned"), encoding="utf-8")
+    b = load_manifest(path)
+    assert a.digest == b.digest == manifest_digest(b.manifest)
+    assert a.digest.startswith("sha256:") and len(a.digest) == 7 + 64
+    path.write_text(BASE.replace("seed: 1234", "seed: 99"), encoding="utf-8")
+    assert load_manifest(path).digest != a.digest
+
+
+def test_loader_raises_bad_input_with_all_problems(tmp_path):
+    text = BASE.replace(f"revision: {SHA40}", "revision: main").replace("max_tokens: 64", "max_tokens: -1")
+    path = write_manifest(tmp_path, text)
+    with pytest.raises(BadInput) as err:
+        load_manifest(path)
+    fields = {p.field for p in err.value.problems}
+    assert {"model.revision", "tokenizer.revision", "sampling.max_tokens"} <= fields
+
+
+def test_schema_prints_the_json_schema(cli):
+    result = cli("schema")
+    assert result.code == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "releasectl release manifest"
+    assert schema["additionalProperties"] is False
+    assert {"release", "model", "sampling", "verifiers", "runtime", "policy", "infrastructure"} <= set(schema["properties"])
+    assert "sampling" in schema["required"]
