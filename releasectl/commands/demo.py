@@ -1,0 +1,106 @@
+"""`releasectl demo`: the release-PR flow, end to end, on the embedded model on CPU."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from releasectl.console import console, emit_json, format_option
+from releasectl.errors import BadInput, EnvironmentFailure, ExitCode
+
+
+@click.command()
+@click.option("--candidate", default="v1.3", show_default=True, help="The release under review (the PR's manifest).")
+@click.option("--baseline", default=None, help="The release to compare against. Default: the release in production (releases/channels.yaml).")
+@click.option("--limit", default=4, show_default=True, type=click.IntRange(min=1), help="Cases per slice to replay; small, so the demo takes minutes on CPU.")
+@click.option("--out", "out_dir", default="runs/demo", show_default=True, type=click.Path(path_type=Path), help="Where the run directories and gate.json go.")
+@click.option("--report", "report_path", default="report.md", show_default=True, type=click.Path(path_type=Path), help="Where to write the Markdown report.")
+@format_option()
+def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report_path: Path, fmt: str) -> int:
+    """Run the release-PR flow locally: validate → replay baseline and candidate → gate → report.
+
+    This is what the release-gate workflow does on a pull request, with the hf engine on CPU
+    and the embedded SmolLM2-135M-Instruct instead of vLLM on a GPU runner. With the small
+    default --limit, slices have fewer cases than the policy's minimum, so the gate says so
+    (inconclusive → hold) rather than pretending to know. Exit 0 when every step ran, whatever
+    the verdict; 2 or 3 when a step could not run.
+    """
+    from releasectl.cli import main as run_command
+    from releasectl.manifest.loader import find_root
+
+    root = find_root(Path.cwd() / "releases" / "_")
+    if baseline is None:
+        baseline = _production_release(root)
+    cand_manifest = f"releases/{candidate}.yaml"
+    base_manifest = f"releases/{baseline}.yaml"
+    cand_run, base_run = out_dir / candidate, out_dir / baseline
+    gate_json = out_dir / "gate.json"
+    quiet = fmt == "json"
+    steps: list[tuple[str, list[str]]] = [
+        (f"validate {baseline} and {candidate}", ["validate", base_manifest, cand_manifest]),
+        (f"replay {baseline} (production)", ["replay", base_manifest, "--limit", str(limit), "--out", str(base_run), "--resume"]),
+        (f"replay {candidate} (candidate)", ["replay", cand_manifest, "--limit", str(limit), "--out", str(cand_run), "--resume"]),
+        (
+            f"gate {candidate} against {baseline}",
+            ["gate", cand_manifest, "--run", str(cand_run), "--baseline-run", str(base_run), "--stage", "staging", "--out", str(gate_json)],
+        ),
+        ("report", ["report", str(gate_json), "--out", str(report_path)]),
+    ]
+    timings = []
+    codes: dict[str, int] = {}
+    out = console(stderr=quiet)
+    for n, (title, args) in enumerate(steps, start=1):
+        out.rule(f"[bold]{n}/{len(steps)} {title}[/]  [dim]releasectl {' '.join(args)}[/]")
+        started = time.perf_counter()
+        code = _run_quiet(run_command, args) if quiet else run_command(args)
+        timings.append({"step": title, "seconds": round(time.perf_counter() - started, 1), "exit_code": code})
+        codes[args[0]] = code
+        # validate and gate answer "no" with exit 1; that is a result, not a failure of the demo.
+        if code == int(ExitCode.BAD_INPUT):
+            raise BadInput(f"demo step '{title}' was refused (bad input); see the error above")
+        if code not in (int(ExitCode.OK), int(ExitCode.NO)):
+            raise EnvironmentFailure(f"demo step '{title}' failed with exit code {code}; see the error above")
+    verdict = _verdict(gate_json)
+    if quiet:
+        emit_json({"candidate": candidate, "baseline": baseline, "verdict": verdict, "report": str(report_path), "gate": str(gate_json), "steps": timings})
+        return 0
+    out.rule()
+    colour = {"promote": "green", "block": "red", "hold": "yellow"}.get(verdict.get("verdict", ""), "white")
+    out.print(f"[bold {colour}]verdict: {verdict.get('verdict', '?').upper()}[/] — {verdict.get('reason', '')}")
+    out.print(f"report: {report_path}   gate: {gate_json}   total {sum(t['seconds'] for t in timings):.0f} s")
+    return 0
+
+
+def _run_quiet(run_command, args: list[str]) -> int:  # type: ignore[no-untyped-def]
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return int(run_command([*args, "--format", "json"]))
+
+
+def _production_release(root: Path) -> str:
+    import yaml
+
+    path = root / "releases" / "channels.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError:
+        return "v1.2"
+    channels = data.get("channels", data) if isinstance(data, dict) else {}
+    value = channels.get("production") if isinstance(channels, dict) else None
+    if isinstance(value, dict):
+        value = value.get("release")
+    return str(value) if value else "v1.2"
+
+
+def _verdict(gate_json: Path) -> dict[str, str]:
+    import json
+
+    try:
+        doc = json.loads(gate_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"verdict": "unknown", "reason": f"{gate_json} was not written"}
+    return {"verdict": str(doc.get("verdict")), "reason": str(doc.get("verdict_reason", ""))}
