@@ -1,0 +1,296 @@
+"""Render gate.json as the PR report, within GitHub's comment size limit.
+
+The size budget is spent in order of importance: verdict, rules, provenance and chart always;
+then slice rows; failing examples last. When something does not fit, outputs are shortened
+first, then examples dropped, then slice rows (keeping the worst regressions), and the report
+says what was left out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import chain, zip_longest
+from typing import Any
+
+import jinja2
+
+from releasectl import __version__
+from releasectl.report import filters
+
+GITHUB_COMMENT_LIMIT = 65_536
+# Margin under GitHub's limit for the marker line and counting differences.
+DEFAULT_BUDGET = 65_000
+OUTPUT_LIMIT = 1_500
+SHORT_OUTPUT_LIMIT = 300
+# No budget holds more examples than this, so rendering the rest would be wasted work.
+MAX_EXAMPLES_RENDERED = 400
+CHART_SLICES = 30
+MAX_PINS = 80
+KEY_METRICS = 3
+
+VERDICT_MARK = {"promote": "✅", "block": "❌", "hold": "⏸"}
+VERDICT_WORDS = {
+    "promote": "PROMOTE: every rule passes",
+    "block": "BLOCK: at least one rule fails",
+    "hold": "HOLD: no rule fails, but some are inconclusive",
+}
+# Metrics worth a glance in the slice table, in this order, when a slice has them.
+PREFERRED_METRICS = (
+    "rule_violation_rate",
+    "format_pass_rate",
+    "math_correct_rate",
+    "api_version_match_rate",
+    "tool_call_correctness",
+    "steps_to_solve_median",
+    "latency_p95_ms",
+    "tokens_per_request",
+    "cost_per_1k_tokens_usd",
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The rendered Markdown and what had to be left out to fit."""
+
+    markdown: str
+    slices_shown: int
+    slices_total: int
+    examples_shown: int
+    examples_total: int
+    outputs_shortened: bool
+
+    @property
+    def length(self) -> int:
+        return comment_length(self.markdown)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "characters": self.length,
+            "slices_shown": self.slices_shown,
+            "slices_total": self.slices_total,
+            "examples_shown": self.examples_shown,
+            "examples_total": self.examples_total,
+            "outputs_shortened": self.outputs_shortened,
+        }
+
+
+def comment_length(text: str) -> int:
+    """Length as GitHub may count it (UTF-16 code units), which is never less than len()."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def marker(release: str) -> str:
+    """The hidden first line that identifies the sticky comment for this release."""
+    safe = re.sub(r"[^A-Za-z0-9._\-]", "_", str(release))[:64] or "unknown"
+    return f"<!-- releasectl:gate release={safe} -->"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("releasectl.report", "templates"),
+        autoescape=False,  # Markdown, not HTML: `filters.finalize` escapes instead
+        finalize=filters.finalize,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(filters.FILTERS)
+    return env
+
+
+def render_report(gate: dict[str, Any], budget: int = DEFAULT_BUDGET) -> Report:
+    """Render `gate` (parsed gate.json) as Markdown no longer than `budget` characters."""
+    env = _environment()
+    page = env.get_template("report.md.j2")
+    example = env.get_template("example.md.j2")
+    slices = [_slice_row(s) for s in gate.get("slices") or []]
+    examples = _round_robin(gate.get("failing_examples") or [])
+    base = _context(gate)
+
+    def doc(rows: list[dict[str, Any]], blocks: list[str]) -> str:
+        return page.render(
+            **base,
+            slices=rows,
+            slices_total=len(slices),
+            chart=_chart(rows, gate),
+            examples=blocks,
+            examples_total=len(examples),
+        )
+
+    def fits(text: str) -> bool:
+        return comment_length(text) <= budget
+
+    considered = examples[:MAX_EXAMPLES_RENDERED]
+    full = [example.render(ex=_example(e, OUTPUT_LIMIT)) for e in considered]
+    shortened = False
+    text = doc(slices, full)
+    if fits(text) and len(full) == len(examples):
+        return Report(text, len(slices), len(slices), len(examples), len(examples), False)
+
+    rows = slices
+    if not fits(doc(rows, [])):
+        # Not even the slice table fits: keep the slices that matter most (largest regressions).
+        ranked = sorted(range(len(slices)), key=lambda i: _priority(slices[i]))
+        keep = _largest(lambda k: fits(doc([slices[i] for i in sorted(ranked[:k])], [])), len(slices))
+        rows = [slices[i] for i in sorted(ranked[:keep])]
+    blocks = full
+    n = _largest(lambda k: fits(doc(rows, blocks[:k])), len(blocks))
+    if n < len(examples):
+        short = [example.render(ex=_example(e, SHORT_OUTPUT_LIMIT)) for e in considered]
+        m = _largest(lambda k: fits(doc(rows, short[:k])), len(short))
+        if m > n:
+            blocks, n, shortened = short, m, True
+    text = doc(rows, blocks[:n])
+    return Report(text, len(rows), len(slices), n, len(examples), shortened)
+
+
+def _largest(ok: Callable[[int], bool], upper: int) -> int:
+    """The largest k in [0, upper] with ok(k), for ok monotone (true up to some k); 0 if none."""
+    lo, hi = 0, upper
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _priority(row: dict[str, Any]) -> tuple[float, str]:
+    delta = row["delta"]
+    return (delta if isinstance(delta, int | float) else 0.0, str(row["name"]))
+
+
+def _round_robin(examples: list[Any]) -> list[dict[str, Any]]:
+    """One failing example per slice in turn, so a short report still shows every failing slice."""
+    by_slice: dict[str, list[dict[str, Any]]] = {}
+    for e in examples:
+        if isinstance(e, dict):
+            by_slice.setdefault(str(e.get("slice", "")), []).append(e)
+    return [e for e in chain.from_iterable(zip_longest(*by_slice.values())) if e is not None]
+
+
+def _scalar(value: Any) -> float | None:
+    """A metric's point value, whether stored as a number or as {point, lower_ci, ...}."""
+    if isinstance(value, dict):
+        value = value.get("point", value.get("value"))
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _side(data: Any) -> dict[str, Any]:
+    return data if isinstance(data, dict) else {}
+
+
+def _key_metrics(cand: dict[str, Any], base: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
+    cm, bm = _side(cand.get("metrics")), _side(base.get("metrics"))
+    names = [m for m in PREFERRED_METRICS if m in cm] + sorted(k for k in cm if k not in PREFERRED_METRICS)
+    out = []
+    for name in names:
+        c = _scalar(cm[name])
+        if c is not None:
+            out.append((name, _scalar(bm.get(name)), c))
+        if len(out) == KEY_METRICS:
+            break
+    return out
+
+
+def _slice_row(s: dict[str, Any]) -> dict[str, Any]:
+    cand, base = _side(s.get("candidate")), _side(s.get("baseline"))
+    return {
+        "name": s.get("slice", "?"),
+        "n": cand.get("n", s.get("n_paired")),
+        "base": base.get("success_at_1"),
+        "cand": cand.get("success_at_1"),
+        "low": cand.get("lower_ci"),
+        "high": cand.get("upper_ci"),
+        "delta": s.get("delta"),
+        "p": s.get("p_value"),
+        "p_adj": s.get("p_value_adjusted"),
+        "metrics": _key_metrics(cand, base),
+    }
+
+
+def _chart(rows: list[dict[str, Any]], gate: dict[str, Any]) -> dict[str, Any] | None:
+    from releasectl.report.escape import mermaid_label
+
+    plotted = [r for r in rows if _scalar(r["cand"]) is not None][:CHART_SLICES]
+    if not plotted:
+        return None
+    baseline = [_scalar(r["base"]) for r in plotted]
+    return {
+        "labels": ", ".join(mermaid_label(r["name"]) for r in plotted),
+        "bars": ", ".join(f"{_scalar(r['cand']):.3f}" for r in plotted),
+        # Only draw the baseline when every slice has one: a missing point drawn as 0 would lie.
+        "line": ", ".join(f"{b:.3f}" for b in baseline) if all(b is not None for b in baseline) else None,
+        "shown": len(plotted),
+        "title": mermaid_label(
+            f"success@1 by slice, bars {gate.get('release')}"
+            + (f", line {gate.get('baseline_release')}" if gate.get("baseline_release") else ""),
+            limit=80,
+        ),
+    }
+
+
+def _example(e: dict[str, Any], limit: int) -> dict[str, Any]:
+    failed = [v for v in e.get("failed_verifiers") or [] if isinstance(v, dict)]
+    return {
+        "case_id": e.get("case_id", "?"),
+        "slice": e.get("slice", "?"),
+        "failed": failed,
+        "names": ", ".join(str(v.get("name", "?")) for v in failed) or "no verifier detail",
+        "output": e.get("output") if isinstance(e.get("output"), str) else "",
+        "limit": limit,
+    }
+
+
+def _engine(run: dict[str, Any]) -> str | None:
+    engine = run.get("engine")
+    if isinstance(engine, dict):
+        return " ".join(str(engine[k]) for k in ("name", "version") if engine.get(k)) or None
+    return str(engine) if engine else None
+
+
+def _run_facts(run: Any) -> dict[str, Any]:
+    run = _side(run)
+    return {
+        "release": run.get("release"),
+        "engine": _engine(run),
+        "device": run.get("device"),
+        "seed": run.get("seed"),
+        "cases": run.get("cases"),
+        "output_digest": run.get("output_digest"),
+        "manifest_digest": run.get("manifest_digest"),
+        "suite_digest": run.get("suite_digest"),
+    }
+
+
+def _context(gate: dict[str, Any]) -> dict[str, Any]:
+    verdict = gate["verdict"]
+    rules = [r for r in gate.get("rules") or [] if isinstance(r, dict)]
+    counts = {o: sum(1 for r in rules if r.get("outcome") == o) for o in ("pass", "fail", "inconclusive")}
+    provenance = _side(gate.get("provenance"))
+    pins = [p for p in provenance.get("pins") or [] if isinstance(p, dict)]
+    unmatched = _side(gate.get("unmatched_cases"))
+    aggregate = _side(gate.get("aggregate"))
+    return {
+        "marker": marker(gate.get("release", "")),
+        "g": gate,
+        "mark": VERDICT_MARK[verdict],
+        "verdict_words": VERDICT_WORDS[verdict],
+        "rules": rules,
+        "counts": counts,
+        "aggregate": _slice_row({"slice": "aggregate", **aggregate}) if aggregate else None,
+        "policy": _side(gate.get("policy")),
+        "candidate_run": _run_facts(provenance.get("candidate_run")),
+        "baseline_run": _run_facts(provenance.get("baseline_run")),
+        "pins": pins[:MAX_PINS],
+        "pins_total": len(pins),
+        "only_in_candidate": len(unmatched.get("only_in_candidate") or []),
+        "only_in_baseline": len(unmatched.get("only_in_baseline") or []),
+        "version": __version__,
+    }
