@@ -3,8 +3,7 @@
 Escaping follows the runner's rules: data escapes `%`, CR and LF; properties also escape `:` and `,`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: it would clash with the function `annotations` below.
 from collections.abc import Iterable
 
 from releasectl.errors import Problem

@@ -189,7 +189,7 @@ def _side(data: Any) -> dict[str, Any]:
 def _key_metrics(cand: dict[str, Any], base: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
     cm, bm = _side(cand.get("metrics")), _side(base.get("metrics"))
     names = [m for m in PREFERRED_METRICS if m in cm] + sorted(k for k in cm if k not in PREFERRED_METRICS)
-    out = []
+    out: list[tuple[str, float | None, float | None]] = []
     for name in names:
         c = _scalar(cm[name])
         if c is not None:
