@@ -15,7 +15,8 @@ import pytest
 from markdown_it import MarkdownIt
 from test_report_samples import sample_gate
 
-from releasectl.report.render import GITHUB_COMMENT_LIMIT, comment_length, render_report
+from releasectl.github.limits import GITHUB_COMMENT_LIMIT, comment_length
+from releasectl.report.render import render_report
 
 # The only HTML the report itself writes; anything else in an HTML token came from input.
 OUR_HTML = re.compile(

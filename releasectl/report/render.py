@@ -8,7 +8,6 @@ says what was left out.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain, zip_longest
@@ -17,11 +16,12 @@ from typing import Any
 import jinja2
 
 from releasectl import __version__
+from releasectl.github.limits import GITHUB_COMMENT_LIMIT, comment_length
 from releasectl.report import filters
+from releasectl.report.marker import marker
 
-GITHUB_COMMENT_LIMIT = 65_536
-# Margin under GitHub's limit for the marker line and counting differences.
-DEFAULT_BUDGET = 65_000
+# Margin under GitHub's limit (GITHUB_COMMENT_LIMIT) for the marker line and counting differences.
+DEFAULT_BUDGET = GITHUB_COMMENT_LIMIT - 536
 OUTPUT_LIMIT = 1_500
 SHORT_OUTPUT_LIMIT = 300
 # No budget holds more examples than this, so rendering the rest would be wasted work.
@@ -74,17 +74,6 @@ class Report:
             "examples_total": self.examples_total,
             "outputs_shortened": self.outputs_shortened,
         }
-
-
-def comment_length(text: str) -> int:
-    """Length as GitHub may count it (UTF-16 code units), which is never less than len()."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def marker(release: str) -> str:
-    """The hidden first line that identifies the sticky comment for this release."""
-    safe = re.sub(r"[^A-Za-z0-9._\-]", "_", str(release))[:64] or "unknown"
-    return f"<!-- releasectl:gate release={safe} -->"
 
 
 def _environment() -> jinja2.Environment:

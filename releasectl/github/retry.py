@@ -1,0 +1,117 @@
+"""Retries for the GitHub API: which failures are worth another try, and how long to wait.
+
+Retried: 5xx, 429, secondary rate limits (403 with `retry-after`, `x-ratelimit-remaining: 0`,
+or a body that says so), timeouts and connection errors. Waits grow exponentially with
+jitter, but a server's `Retry-After` / `x-ratelimit-reset` wins; a wait beyond `max_delay` is
+not worth sitting through in CI, so that ends the retries at once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+def sleep_seconds(seconds: float) -> None:
+    """The real wait; tests replace this (module attribute) or pass `RetryPolicy(sleep=...)`."""
+    time.sleep(seconds)
+
+
+class Retryable(Exception):
+    """A failure that another attempt may fix; `wait` is what the server asked for, if anything."""
+
+    def __init__(self, reason: str, wait: float | None = None, maybe_applied: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+        # A write that failed this way may still have happened (5xx or timeout after sending).
+        self.maybe_applied = maybe_applied
+
+
+class RetriesExhausted(Exception):
+    """Every attempt failed (or the server asked for a wait longer than we accept)."""
+
+    def __init__(self, attempts: int, last: Retryable) -> None:
+        super().__init__(f"{last.reason} (after {attempts} attempt{'s' if attempts != 1 else ''})")
+        self.attempts = attempts
+        self.last = last
+
+
+@dataclass
+class RetryPolicy:
+    """How often and how long to retry. `sleep` and `rng` are injectable for tests."""
+
+    attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    sleep: Callable[[float], None] | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    waits: list[float] = field(default_factory=list)  # what was slept, for reporting and tests
+
+    def delay(self, attempt: int, asked: float | None) -> float:
+        """Seconds to wait before attempt `attempt + 1` (attempt counts from 1)."""
+        if asked is not None:
+            # Honour the server, plus a little jitter so parallel jobs do not return in lockstep.
+            return asked + self.rng.uniform(0, min(1.0, self.base_delay))
+        # "Equal jitter": at least half the exponential step, so waits still grow.
+        step = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return step / 2 + self.rng.uniform(0, step / 2)
+
+    def run(self, attempt_once: Callable[[], T]) -> T:
+        """Call `attempt_once` until it returns, retrying `Retryable` failures with backoff."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return attempt_once()
+            except Retryable as failure:
+                if attempt == self.attempts or (failure.wait is not None and failure.wait > self.max_delay):
+                    raise RetriesExhausted(attempt, failure) from None
+                wait = self.delay(attempt, failure.wait)
+                self.waits.append(wait)
+                (self.sleep or sleep_seconds)(wait)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+
+def classify(response: httpx.Response, maybe_applied: bool) -> Retryable | None:
+    """A `Retryable` if `response` is a transient failure, else None (success or a real error)."""
+    status = response.status_code
+    asked = _asked_wait(response)
+    if status >= 500:
+        return Retryable(f"{status} {response.reason_phrase}", asked, maybe_applied=maybe_applied)
+    if status == 429:
+        return Retryable("429 Too Many Requests (rate limited)", asked)
+    if status == 403 and _is_rate_limit(response, asked):
+        return Retryable("403 rate limited (secondary rate limit)", asked)
+    return None
+
+
+def _is_rate_limit(response: httpx.Response, asked: float | None) -> bool:
+    if asked is not None or response.headers.get("x-ratelimit-remaining") == "0":
+        return True
+    return "rate limit" in response.text.lower()
+
+
+def _asked_wait(response: httpx.Response) -> float | None:
+    """The wait the server asked for: Retry-After (seconds or HTTP date), else the rate-limit reset."""
+    value = response.headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                return None
+    if response.headers.get("x-ratelimit-remaining") == "0":
+        try:
+            return max(0.0, float(response.headers["x-ratelimit-reset"]) - time.time())
+        except (KeyError, ValueError):
+            return None
+    return None
