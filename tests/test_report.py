@@ -254,3 +254,27 @@ def test_chart_never_draws_missing_baseline_as_zero() -> None:
     gate["slices"][1]["baseline"] = None
     md = render_report(gate).markdown
     assert "bar [" in md and "line [" not in md
+
+
+def test_thousands_of_rules_are_trimmed_last_failing_first() -> None:
+    gate = sample_gate(n_slices=2_000, n_failing=10_000)
+    base = gate["rules"]
+    gate["rules"] = [dict(base[i % 3], rule=f"rule_{i}(x).point <= 1", line=i + 1) for i in range(5_000)]
+    gate["provenance"]["pins"] = gate["provenance"]["pins"] * 500
+    report = render_report(gate)
+    md = report.markdown
+    assert_safe(md)
+    assert report.examples_shown == 0 and report.slices_shown == 0
+    assert "of 5000 rules omitted** to fit" in md and "**Verdict: BLOCK**" in md
+    shown = re.findall(r"^\| (✅|❌|⏸) \| rule\\_\d+", md, flags=re.M)
+    failing = sum(1 for r in gate["rules"] if r["outcome"] == "fail")
+    assert 0 < len(shown) < failing  # the budget holds only part of the failing rules...
+    assert set(shown) == {"❌"}  # ...and those come before any passing one
+
+
+def test_tiny_budget_still_fits() -> None:
+    gate = sample_gate(n_slices=50, n_failing=50)
+    gate["provenance"]["pins"] = gate["provenance"]["pins"] * 100
+    report = render_report(gate, budget=5_000)
+    assert comment_length(report.markdown) <= 5_000
+    assert_safe(report.markdown)

@@ -21,7 +21,7 @@ from releasectl.console import console, emit_json, format_option
 )
 @click.option(
     "--max-chars",
-    type=click.IntRange(min=2_000, max=65_536),
+    type=click.IntRange(min=8_000, max=65_536),
     default=65_000,
     show_default=True,
     help="Size budget; GitHub rejects comments over 65,536 characters.",

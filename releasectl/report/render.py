@@ -14,6 +14,7 @@ from itertools import chain, zip_longest
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from releasectl import __version__
 from releasectl.github.limits import GITHUB_COMMENT_LIMIT, comment_length
@@ -30,6 +31,9 @@ CHART_SLICES = 30
 MAX_PINS = 80
 KEY_METRICS = 3
 
+# What goes first when the report is too long: least important part first.
+TRIM_ORDER = ("examples", "slices", "rules", "pins")
+RULE_ORDER = {"fail": 0, "inconclusive": 1, "pass": 2}
 VERDICT_MARK = {"promote": "✅", "block": "❌", "hold": "⏸"}
 VERDICT_WORDS = {
     "promote": "PROMOTE: every rule passes",
@@ -95,45 +99,73 @@ def render_report(gate: dict[str, Any], budget: int = DEFAULT_BUDGET) -> Report:
     env = _environment()
     page = env.get_template("report.md.j2")
     example = env.get_template("example.md.j2")
-    slices = [_slice_row(s) for s in gate.get("slices") or []]
-    examples = _round_robin(gate.get("failing_examples") or [])
+    rows = env.get_template("rows.md.j2").module
     base = _context(gate)
+    slices = [_slice_row(s) for s in gate.get("slices") or []]
+    rules, pins = base.pop("rules"), base.pop("pins")
+    # Rows are rendered once here; fitting the budget re-renders only the page around them.
+    for r in rules:
+        r["md"] = _one_line(rows.rule_row(r))  # type: ignore[attr-defined]
+    for s in slices:
+        s["md"] = _one_line(rows.slice_row(s, filters.md(s["name"], 60)))  # type: ignore[attr-defined]
+    if base["aggregate"]:
+        base["aggregate"]["md"] = _one_line(rows.slice_row(base["aggregate"], Markup("**aggregate**")))  # type: ignore[attr-defined]
+    examples = _round_robin(gate.get("failing_examples") or [])
+    considered = examples[:MAX_EXAMPLES_RENDERED]
 
-    def doc(rows: list[dict[str, Any]], blocks: list[str]) -> str:
+    def doc(parts: dict[str, list[Any]]) -> str:
         return page.render(
             **base,
-            slices=rows,
+            rules=parts["rules"],
+            rules_total=len(rules),
+            slices=parts["slices"],
             slices_total=len(slices),
-            chart=_chart(rows, gate),
-            examples=blocks,
+            chart=_chart(parts["slices"], gate),
+            examples=parts["examples"],
             examples_total=len(examples),
+            pins=parts["pins"],
         )
 
-    def fits(text: str) -> bool:
-        return comment_length(text) <= budget
+    def fits(parts: dict[str, list[Any]]) -> bool:
+        return comment_length(doc(parts)) <= budget
 
-    considered = examples[:MAX_EXAMPLES_RENDERED]
     full = [example.render(ex=_example(e, OUTPUT_LIMIT)) for e in considered]
+    parts: dict[str, list[Any]] = {"examples": full, "slices": slices, "rules": rules, "pins": pins}
     shortened = False
-    text = doc(slices, full)
-    if fits(text) and len(full) == len(examples):
-        return Report(text, len(slices), len(slices), len(examples), len(examples), False)
+    if not (fits(parts) and len(full) == len(examples)):
+        # Spend the budget on what matters most: drop from the least important part first, and
+        # within a part keep its most important items (worst slices, failing rules), in order.
+        ranked = {
+            "examples": list(range(len(full))),
+            "slices": sorted(range(len(slices)), key=lambda i: _priority(slices[i])),
+            "rules": sorted(range(len(rules)), key=lambda i: RULE_ORDER.get(str(rules[i].get("outcome")), 3)),
+            "pins": list(range(len(pins))),
+        }
+        source: dict[str, list[Any]] = {"examples": full, "slices": slices, "rules": rules, "pins": pins}
 
-    rows = slices
-    if not fits(doc(rows, [])):
-        # Not even the slice table fits: keep the slices that matter most (largest regressions).
-        ranked = sorted(range(len(slices)), key=lambda i: _priority(slices[i]))
-        keep = _largest(lambda k: fits(doc([slices[i] for i in sorted(ranked[:k])], [])), len(slices))
-        rows = [slices[i] for i in sorted(ranked[:keep])]
-    blocks = full
-    n = _largest(lambda k: fits(doc(rows, blocks[:k])), len(blocks))
-    if n < len(examples):
-        short = [example.render(ex=_example(e, SHORT_OUTPUT_LIMIT)) for e in considered]
-        m = _largest(lambda k: fits(doc(rows, short[:k])), len(short))
-        if m > n:
-            blocks, n, shortened = short, m, True
-    text = doc(rows, blocks[:n])
-    return Report(text, len(rows), len(slices), n, len(examples), shortened)
+        def kept(key: str, items: list[Any], k: int) -> list[Any]:
+            return [items[i] for i in sorted(ranked[key][:k])]
+
+        def most(key: str, items: list[Any]) -> int:
+            return _largest(lambda k: fits({**parts, key: kept(key, items, k)}), len(items))
+
+        for key in TRIM_ORDER:
+            items = source[key]
+            n = most(key, items)
+            if key == "examples" and n < len(examples):
+                short = [example.render(ex=_example(e, SHORT_OUTPUT_LIMIT)) for e in considered]
+                if (m := most(key, short)) > n:
+                    items, n, shortened = short, m, True
+            parts[key] = kept(key, items, n)
+            if fits(parts):
+                break
+    return Report(
+        doc(parts), len(parts["slices"]), len(slices), len(parts["examples"]), len(examples), shortened
+    )
+
+
+def _one_line(text: str) -> str:
+    return str(text).strip("\n")
 
 
 def _largest(ok: Callable[[int], bool], upper: int) -> int:
@@ -237,6 +269,11 @@ def _example(e: dict[str, Any], limit: int) -> dict[str, Any]:
     }
 
 
+def _percent(level: Any) -> str:
+    x = _scalar(level)
+    return f"{x * 100:g}" if x is not None and 0 < x < 1 else "95"
+
+
 def _engine(run: dict[str, Any]) -> str | None:
     engine = run.get("engine")
     if isinstance(engine, dict):
@@ -260,7 +297,7 @@ def _run_facts(run: Any) -> dict[str, Any]:
 
 def _context(gate: dict[str, Any]) -> dict[str, Any]:
     verdict = gate["verdict"]
-    rules = [r for r in gate.get("rules") or [] if isinstance(r, dict)]
+    rules = [dict(r) for r in gate.get("rules") or [] if isinstance(r, dict)]
     counts = {o: sum(1 for r in rules if r.get("outcome") == o) for o in ("pass", "fail", "inconclusive")}
     provenance = _side(gate.get("provenance"))
     pins = [p for p in provenance.get("pins") or [] if isinstance(p, dict)]
@@ -279,6 +316,7 @@ def _context(gate: dict[str, Any]) -> dict[str, Any]:
         "baseline_run": _run_facts(provenance.get("baseline_run")),
         "pins": pins[:MAX_PINS],
         "pins_total": len(pins),
+        "confidence_pct": _percent(_side(gate.get("policy")).get("confidence_level")),
         "only_in_candidate": len(unmatched.get("only_in_candidate") or []),
         "only_in_baseline": len(unmatched.get("only_in_baseline") or []),
         "version": __version__,
