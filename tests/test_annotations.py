@@ -9,7 +9,7 @@ from releasectl.github.annotations import annotation, annotations, escape_data, 
 def test_full_annotation_has_location_and_title() -> None:
     p = Problem("bad sha", file="releases/v1.3.yaml", line=12, col=5, field="model.revision")
     assert annotation("error", p) == (
-        "::error file=releases/v1.3.yaml,line=12,col=5,title=releasectl%3A model.revision::bad sha"
+        "::error file=releases/v1.3.yaml,line=12,col=5,title=releasectl%3A model.revision::model.revision: bad sha"
     )
 
 

@@ -5,6 +5,7 @@ Escaping follows the runner's rules: data escapes `%`, CR and LF; properties als
 
 # No `from __future__ import annotations`: it would clash with the function `annotations` below.
 from collections.abc import Iterable
+from dataclasses import replace
 
 from releasectl.errors import Problem
 
@@ -28,17 +29,8 @@ def _title(problem: Problem) -> str:
 
 
 def _message(problem: Problem) -> str:
-    text = problem.message
-    extra = []
-    if problem.expected is not None:
-        extra.append(f"expected {problem.expected}")
-    if problem.found is not None:
-        extra.append(f"found {problem.found}")
-    if extra:
-        text += f" ({'; '.join(extra)})"
-    if problem.hint:
-        text += f"; {problem.hint}"
-    return text
+    # The location is in the properties already; Problem.render adds field, expected/found and hint.
+    return replace(problem, file=None, line=None, col=None).render()
 
 
 def annotation(level: str, problem: Problem) -> str:
