@@ -84,7 +84,11 @@ def code_block(text: str, limit: int, info: str = "text") -> str:
     return f"{fence}{info}\n{body}{fence}"
 
 
+def mermaid_text(text: object, limit: int = 24) -> str:
+    """Text for inside a Mermaid quoted string: safe characters only, so no quote or bracket ends it."""
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", str(text))[:limit]
+
+
 def mermaid_label(text: object, limit: int = 24) -> str:
-    """A Mermaid quoted string (axis label, title) of safe characters only, so no quote ends it."""
-    s = re.sub(r"[^A-Za-z0-9_.,:@ \-]", "_", str(text))[:limit]
-    return f'"{s}"'
+    """A slice name as a quoted Mermaid axis label."""
+    return f'"{mermaid_text(text, limit)}"'

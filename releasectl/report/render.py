@@ -19,6 +19,7 @@ from markupsafe import Markup
 from releasectl import __version__
 from releasectl.github.limits import GITHUB_COMMENT_LIMIT, comment_length
 from releasectl.report import filters
+from releasectl.report.escape import mermaid_label, mermaid_text
 from releasectl.report.marker import marker
 
 # Margin under GitHub's limit (GITHUB_COMMENT_LIMIT) for the marker line and counting differences.
@@ -237,8 +238,6 @@ def _slice_row(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def _chart(rows: list[dict[str, Any]], gate: dict[str, Any]) -> dict[str, Any] | None:
-    from releasectl.report.escape import mermaid_label
-
     plotted = [r for r in rows if _scalar(r["cand"]) is not None][:CHART_SLICES]
     if not plotted:
         return None
@@ -249,11 +248,9 @@ def _chart(rows: list[dict[str, Any]], gate: dict[str, Any]) -> dict[str, Any] |
         # Only draw the baseline when every slice has one: a missing point drawn as 0 would lie.
         "line": ", ".join(f"{b:.3f}" for b in baseline) if all(b is not None for b in baseline) else None,
         "shown": len(plotted),
-        "title": mermaid_label(
-            f"success@1 by slice, bars {gate.get('release')}"
-            + (f", line {gate.get('baseline_release')}" if gate.get("baseline_release") else ""),
-            limit=80,
-        ),
+        "title": f'"success@1 by slice: bars {mermaid_text(gate.get("release"))}'
+        + (f", line {mermaid_text(gate.get('baseline_release'))}" if gate.get("baseline_release") else "")
+        + '"',
     }
 
 
