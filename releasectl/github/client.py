@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -18,6 +18,7 @@ from releasectl import __version__
 from releasectl.errors import BadInput, EnvironmentFailure
 from releasectl.github.retry import RetriesExhausted, Retryable, RetryPolicy, classify
 
+T = TypeVar("T")
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 REPO_RE = re.compile(r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+")
@@ -57,8 +58,8 @@ class GitHubSettings:
 
 @dataclass
 class GitHubClient:
-    """Requests against one API base. Idempotent requests retry on their own; writes that may
-    have been applied raise `Retryable(maybe_applied=True)` for the caller to reconcile."""
+    """Requests against one API base. `request` retries (for requests safe to repeat);
+    `send_once` raises `Retryable` and leaves reconciling a non-repeatable write to the caller."""
 
     settings: GitHubSettings
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -99,16 +100,15 @@ class GitHubClient:
 
     def send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One attempt: the response on success, `Retryable` on a transient failure, else an error."""
-        writes = method.upper() not in ("GET", "HEAD")
         try:
             response = self.http.request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
             raise Retryable(f"cannot connect to {self.settings.api_url}: {e}") from None
         except httpx.TimeoutException:
-            raise Retryable(f"timed out after {self.timeout:g} s", maybe_applied=writes) from None
+            raise Retryable(f"timed out after {self.timeout:g} s") from None
         except httpx.TransportError as e:
-            raise Retryable(f"connection failed: {e}", maybe_applied=writes) from None
-        transient = classify(response, maybe_applied=writes)
+            raise Retryable(f"connection failed: {e}") from None
+        transient = classify(response)
         if transient is not None:
             raise transient
         if response.is_success:
@@ -119,7 +119,7 @@ class GitHubClient:
         """`send_once` with retries, for requests that are safe to repeat (GET, PATCH, statuses)."""
         return self.retrying(f"{method} {url}", lambda: self.send_once(method, url, **kwargs))
 
-    def retrying(self, what: str, attempt_once: Any) -> Any:
+    def retrying(self, what: str, attempt_once: Callable[[], T]) -> T:
         """Run `attempt_once` under the retry policy; exhausted retries become exit 3."""
         try:
             return self.retry.run(attempt_once)

@@ -74,5 +74,4 @@ def upsert_sticky_comment(client: GitHubClient, pr: int, body: str, marker: str)
         data = response.json()
         return StickyResult("created", int(data["id"]), data.get("html_url"), marker, [], attempts)
 
-    result: StickyResult = client.retrying(f"sticky comment on PR #{pr}", attempt)
-    return result
+    return client.retrying(f"sticky comment on PR #{pr}", attempt)

@@ -26,14 +26,15 @@ def sleep_seconds(seconds: float) -> None:
 
 
 class Retryable(Exception):
-    """A failure that another attempt may fix; `wait` is what the server asked for, if anything."""
+    """A failure that another attempt may fix; `wait` is what the server asked for, if anything.
 
-    def __init__(self, reason: str, wait: float | None = None, maybe_applied: bool = False) -> None:
+    For a write, a 5xx or a timeout does not say whether it was applied: see github/comments.py.
+    """
+
+    def __init__(self, reason: str, wait: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
-        # A write that failed this way may still have happened (5xx or timeout after sending).
-        self.maybe_applied = maybe_applied
 
 
 class RetriesExhausted(Exception):
@@ -79,12 +80,12 @@ class RetryPolicy:
         raise AssertionError("unreachable: the loop returns or raises")
 
 
-def classify(response: httpx.Response, maybe_applied: bool) -> Retryable | None:
+def classify(response: httpx.Response) -> Retryable | None:
     """A `Retryable` if `response` is a transient failure, else None (success or a real error)."""
     status = response.status_code
     asked = _asked_wait(response)
     if status >= 500:
-        return Retryable(f"{status} {response.reason_phrase}", asked, maybe_applied=maybe_applied)
+        return Retryable(f"{status} {response.reason_phrase}", asked)
     if status == 429:
         return Retryable("429 Too Many Requests (rate limited)", asked)
     if status == 403 and _is_rate_limit(response, asked):
