@@ -132,7 +132,7 @@ class FakeGitHub:
         comment = {
             "id": self._next_id,
             "body": body,
-            "user": {"login": user},
+            "user": {"login": user, "type": "Bot" if user.endswith("[bot]") else "User"},
             "created_at": f"2026-11-23T08:{self._next_id // 60 % 60:02d}:{self._next_id % 60:02d}Z",
             "html_url": f"https://github.example/{self.repo}/pull/{pr}#issuecomment-{self._next_id}",
         }

@@ -19,6 +19,7 @@ from releasectl.github import retry
 from releasectl.report.marker import marker
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
+BOT = "github-actions[bot]"
 
 
 @pytest.fixture
@@ -114,7 +115,7 @@ def test_one_comment_per_release_and_report_marker_is_used(gh, fake: FakeGitHub,
 
 def test_finds_the_comment_on_a_later_page(gh, fake: FakeGitHub, tmp_path: Path) -> None:
     fake.per_page_max = 30
-    fake.add_comment(9, f"{marker('v1.3')}\nold", user="github-actions[bot]")
+    fake.add_comment(9, f"{marker('v1.3')}\nold", user=BOT)
     for i in range(95):
         fake.add_comment(9, f"discussion {i} mentioning {marker('v1.3')} in the middle")
     fake.add_comment(9, f"> {marker('v1.3')}\n> quoted by a reviewer")
@@ -131,11 +132,33 @@ def test_finds_the_comment_on_a_later_page(gh, fake: FakeGitHub, tmp_path: Path)
 def test_duplicates_from_earlier_bugs_update_the_newest_and_say_so(
     gh, fake: FakeGitHub, tmp_path: Path
 ) -> None:
-    ids = [fake.add_comment(4, f"{marker('v1.3')}\nrun {i}")["id"] for i in range(3)]
+    ids = [fake.add_comment(4, f"{marker('v1.3')}\nrun {i}", user=BOT)["id"] for i in range(3)]
     result = gh("comment", "--pr", "4", "--body", body_file(tmp_path, "fresh"), "--release", "v1.3")
     assert result.code == 0
     assert "3 comments carry this marker" in result.stdout and f"{ids[0]}, {ids[1]}" in result.stdout
     assert [c["body"].split("\n")[1] for c in fake.comments[4]] == ["run 0", "run 1", "fresh"]
+
+
+def test_a_copied_marker_from_someone_else_is_ignored(gh, fake: FakeGitHub, tmp_path: Path) -> None:
+    fake.add_comment(10, f"{marker('v1.3')}\nI copied your marker", user="mallory")
+    result = gh("comment", "--pr", "10", "--body", body_file(tmp_path, "real"), "--release", "v1.3")
+    assert result.code == 0, result.output
+    assert [c["body"].split("\n")[1] for c in fake.comments[10]] == ["I copied your marker", "real"]
+    assert fake.comments[10][1]["user"]["login"] == BOT
+    # With a personal token the sticky comment is the user's own: --author picks it.
+    result = gh(
+        "comment",
+        "--pr",
+        "10",
+        "--body",
+        body_file(tmp_path, "mine"),
+        "--release",
+        "v1.3",
+        "--author",
+        "mallory",
+    )
+    assert result.code == 0 and fake.comments[10][0]["body"].endswith("\nmine")
+    assert len(fake.comments[10]) == 2
 
 
 @pytest.mark.parametrize(
@@ -180,7 +203,7 @@ def test_faults_on_create_never_duplicate(
 def test_faults_on_list_and_update_are_retried(
     gh, fake: FakeGitHub, tmp_path: Path, waits: list[float]
 ) -> None:
-    fake.add_comment(6, f"{marker('v2.0')}\nold")
+    fake.add_comment(6, f"{marker('v2.0')}\nold", user=BOT)
     fake.inject("list", "500", Fault("429", retry_after=2), Fault("timeout", delay=1.0))
     fake.inject("update", "502-after", Fault("403-secondary", retry_after=1))
     result = gh(

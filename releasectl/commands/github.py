@@ -73,10 +73,24 @@ def github() -> None:
     metavar="vX.Y",
     help="Keep one comment per PR and release. Default: the marker on the body's first line, else one per PR.",
 )
+@click.option(
+    "--author",
+    default=None,
+    metavar="LOGIN",
+    help="Whose comment is the sticky one. Default: any bot account (GITHUB_TOKEN posts as "
+    "github-actions[bot]); give your login when posting with a personal token, or * for anyone.",
+)
 @_connection_options
 @format_option()
 def comment(
-    pr: int, body_path: Path, release: str | None, repo: str | None, retries: int, timeout: float, fmt: str
+    pr: int,
+    body_path: Path,
+    release: str | None,
+    author: str | None,
+    repo: str | None,
+    retries: int,
+    timeout: float,
+    fmt: str,
 ) -> int:
     """Create or update the one sticky comment for this PR and release.
 
@@ -97,7 +111,7 @@ def comment(
             hint="render it with `releasectl report`, which trims the report to fit",
         )
     with _client(repo, retries, timeout) as client:
-        result = upsert_sticky_comment(client, pr, body, marker)
+        result = upsert_sticky_comment(client, pr, body, marker, author)
         where = f"{client.settings.repo}#{pr}"
     if fmt == "json":
         emit_json({"repo": where.split("#")[0], "pr": pr, **result.to_dict()})

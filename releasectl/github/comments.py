@@ -36,24 +36,44 @@ class StickyResult:
         }
 
 
-def find_sticky(client: GitHubClient, pr: int, marker: str) -> list[dict[str, Any]]:
-    """Comments on `pr` whose body starts with `marker`, oldest first."""
+ANY_AUTHOR = "*"
+
+
+def _by(comment: dict[str, Any], author: str | None) -> bool:
+    """Whether `author` wrote the comment: None means any bot account (the Actions token is one)."""
+    user = comment.get("user")
+    user = user if isinstance(user, dict) else {}
+    if author is None:
+        return user.get("type") == "Bot"
+    return author == ANY_AUTHOR or user.get("login") == author
+
+
+def find_sticky(
+    client: GitHubClient, pr: int, marker: str, author: str | None = None
+) -> list[dict[str, Any]]:
+    """Comments on `pr` by `author` whose body starts with `marker`, oldest first.
+
+    Anyone can comment on a public repository's PRs; counting only the bot's own comments stops a
+    copied marker from hijacking the sticky comment (or failing the job on a 403 when editing it).
+    """
     found = [
         c
         for c in client.paginate(client.repo_path(f"issues/{pr}/comments"))
-        if isinstance(c, dict) and str(c.get("body") or "").lstrip().startswith(marker)
+        if isinstance(c, dict) and _by(c, author) and str(c.get("body") or "").lstrip().startswith(marker)
     ]
     return sorted(found, key=lambda c: (str(c.get("created_at") or ""), int(c.get("id") or 0)))
 
 
-def upsert_sticky_comment(client: GitHubClient, pr: int, body: str, marker: str) -> StickyResult:
-    """Create the sticky comment for `marker` on `pr`, or update the newest one that exists."""
+def upsert_sticky_comment(
+    client: GitHubClient, pr: int, body: str, marker: str, author: str | None = None
+) -> StickyResult:
+    """Create the sticky comment for `marker` on `pr`, or update the newest one `author` wrote."""
     attempts = 0
 
     def attempt() -> StickyResult:
         nonlocal attempts
         attempts += 1
-        existing = find_sticky(client, pr, marker)
+        existing = find_sticky(client, pr, marker, author)
         if existing:
             newest, older = existing[-1], existing[:-1]
             duplicates = [int(c["id"]) for c in older]
