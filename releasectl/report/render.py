@@ -1,9 +1,9 @@
 """Render gate.json as the PR report, within GitHub's comment size limit.
 
-The size budget is spent in order of importance: verdict, rules, provenance and chart always;
-then slice rows; failing examples last. When something does not fit, outputs are shortened
-first, then examples dropped, then slice rows (keeping the worst regressions), and the report
-says what was left out.
+The budget goes to what matters most. When the report is too long, failing examples go first
+(outputs shortened, then examples dropped), then slice rows (keeping the worst regressions),
+then passing rules, then the pin list; the verdict and provenance always stay, and the report
+says what it left out.
 """
 
 from __future__ import annotations
