@@ -8,7 +8,7 @@ comment the first attempt made and updates it instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from releasectl.github.client import GitHubClient
@@ -26,14 +26,7 @@ class StickyResult:
     attempts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "comment_id": self.comment_id,
-            "url": self.url,
-            "marker": self.marker,
-            "duplicates": self.duplicates,
-            "attempts": self.attempts,
-        }
+        return asdict(self)
 
 
 ANY_AUTHOR = "*"
