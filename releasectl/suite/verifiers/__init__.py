@@ -1,0 +1,1 @@
+"""Verifier families, one module each. Importing a module registers its verifiers."""
