@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from releasectl.checklist.checks import CHECKS, CheckContext, run_check
-from releasectl.checklist.result import CheckResult, ChecklistReport, ItemResult
+from releasectl.checklist.result import ChecklistReport, CheckResult, ItemResult
 from releasectl.checklist.spec import load_checklist
 from releasectl.manifest.loader import LoadedManifest
 

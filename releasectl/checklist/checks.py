@@ -74,7 +74,9 @@ class CheckContext:
         return self._memo[key]
 
 
-def _result(check_id: str, problems: list[Problem], ok_message: str, fail_message: str | None = None) -> CheckResult:
+def _result(
+    check_id: str, problems: list[Problem], ok_message: str, fail_message: str | None = None
+) -> CheckResult:
     if problems:
         return CheckResult(check_id, "fail", fail_message or problems[0].message, problems)
     return CheckResult(check_id, "pass", ok_message)
@@ -108,11 +110,20 @@ def runtime_pinned(ctx: CheckContext) -> CheckResult:
     problems = []
     if rt.engine == "vllm" and rt.device.lower() == "cpu":
         problems.append(
-            ctx.problem(("runtime", "device"), "vLLM results reproduce only on the GPU model they were made on", expected="a GPU model, e.g. 'NVIDIA H100 80GB HBM3'", found="'cpu'")
+            ctx.problem(
+                ("runtime", "device"),
+                "vLLM results reproduce only on the GPU model they were made on",
+                expected="a GPU model, e.g. 'NVIDIA H100 80GB HBM3'",
+                found="'cpu'",
+            )
         )
     if rt.engine == "vllm" and rt.data_parallel_size > 1:
         problems.append(
-            ctx.problem(("runtime", "data_parallel_size"), "offline vLLM refuses data_parallel_size > 1; scale out with `releasectl replay --shard i/N`", found=str(rt.data_parallel_size))
+            ctx.problem(
+                ("runtime", "data_parallel_size"),
+                "offline vLLM refuses data_parallel_size > 1; scale out with `releasectl replay --shard i/N`",
+                found=str(rt.data_parallel_size),
+            )
         )
     return _result("runtime_pinned", problems, f"{rt.engine} {rt.engine_version} on {rt.device}, {rt.dtype}")
 
@@ -126,13 +137,19 @@ def verifier_versions_installed(ctx: CheckContext) -> CheckResult:
     for name, version in ctx.manifest.verifiers.items():
         info = installed.get(name)
         if info is None:
-            problems.append(ctx.problem(("verifiers", name), f"verifier '{name}' is not installed", hint="installed: " + ", ".join(sorted(installed))))
-        elif str(info.version) != version:
             problems.append(
                 ctx.problem(
                     ("verifiers", name),
-                    f"pinned version {version} is not what the installed verifier implements",
-                    expected=f"'{info.version}'",
+                    f"verifier '{name}' is not installed",
+                    hint="installed: " + ", ".join(sorted(installed)),
+                )
+            )
+        elif version not in info.versions:
+            problems.append(
+                ctx.problem(
+                    ("verifiers", name),
+                    f"pinned version {version} is not one the installed verifier implements",
+                    expected=" or ".join(f"'{v}'" for v in info.versions),
                     found=f"'{version}'",
                     hint="pin the installed version, or install releasectl at the version that implements it",
                 )
@@ -141,10 +158,19 @@ def verifier_versions_installed(ctx: CheckContext) -> CheckResult:
     if suite_problem:
         problems.append(suite_problem)
     else:
-        used = {v.name for case in suite.cases for v in case.verifiers}
+        used = {v.verifier for case in suite.cases for v in case.verifiers}
         for name in sorted(used - set(ctx.manifest.verifiers)):
-            problems.append(ctx.problem(("verifiers",), f"the suite uses verifier '{name}' but the manifest does not pin its version"))
-    return _result("verifier_versions_installed", problems, f"{len(ctx.manifest.verifiers)} verifiers pinned at the installed versions")
+            problems.append(
+                ctx.problem(
+                    ("verifiers",),
+                    f"the suite uses verifier '{name}' but the manifest does not pin its version",
+                )
+            )
+    return _result(
+        "verifier_versions_installed",
+        problems,
+        f"{len(ctx.manifest.verifiers)} verifiers pinned at the installed versions",
+    )
 
 
 @check("local_digests_match")
@@ -169,7 +195,12 @@ def local_digests_match(ctx: CheckContext) -> CheckResult:
                     hint=f"re-pin with `releasectl new` or fix the file; {result.algorithm} is over the file's bytes",
                 )
             )
-    return _result("local_digests_match", problems, f"{checked} local digests match their files", f"{len(problems)} of {checked} local digests do not match")
+    return _result(
+        "local_digests_match",
+        problems,
+        f"{checked} local digests match their files",
+        f"{len(problems)} of {checked} local digests do not match",
+    )
 
 
 def _artifact_paths(ctx: CheckContext) -> list[tuple[FieldPath, Any]]:
@@ -184,7 +215,9 @@ def hub_revisions_exist(ctx: CheckContext) -> CheckResult:
     if not hub:
         return CheckResult("hub_revisions_exist", "pass", "no hf:// artifacts to resolve")
     if not ctx.resolve:
-        return CheckResult("hub_revisions_exist", "skip", f"{len(hub)} hf:// revisions not checked (use --resolve)")
+        return CheckResult(
+            "hub_revisions_exist", "skip", f"{len(hub)} hf:// revisions not checked (use --resolve)"
+        )
     from releasectl.manifest.resolve import resolve_revisions
 
     checks = resolve_revisions(ctx.loaded)
@@ -201,7 +234,13 @@ def promotion_policies_parse(ctx: CheckContext, stages: list[str]) -> CheckResul
     parsed = []
     for stage in stages:
         if stage not in ctx.manifest.policy.promotion:
-            problems.append(ctx.problem(("policy", "promotion"), f"no rules for stage '{stage}'", expected=f"policy.promotion.{stage}: <rules file>"))
+            problems.append(
+                ctx.problem(
+                    ("policy", "promotion"),
+                    f"no rules for stage '{stage}'",
+                    expected=f"policy.promotion.{stage}: <rules file>",
+                )
+            )
             continue
         try:
             rules = ctx.policy_rules(stage)
@@ -228,7 +267,11 @@ def rules_reference_known_names(ctx: CheckContext) -> CheckResult:
             continue  # reported by promotion_policies_parse
         total += len(rules)
         problems += validate_rules(rules, slices=set(suite.slices), verifiers=set(ctx.manifest.verifiers))
-    return _result("rules_reference_known_names", problems, f"{total} rules reference only known metrics and the suite's {len(suite.slices)} slices")
+    return _result(
+        "rules_reference_known_names",
+        problems,
+        f"{total} rules reference only known metrics and the suite's {len(suite.slices)} slices",
+    )
 
 
 @check("protected_slices_exist")
@@ -236,7 +279,14 @@ def protected_slices_exist(ctx: CheckContext) -> CheckResult:
     protected = ctx.manifest.policy.protected_slices
     if not protected:
         return CheckResult(
-            "protected_slices_exist", "fail", "no protected slices", [ctx.problem(("policy", "protected_slices"), "list the safety-critical slices that may never regress")]
+            "protected_slices_exist",
+            "fail",
+            "no protected slices",
+            [
+                ctx.problem(
+                    ("policy", "protected_slices"), "list the safety-critical slices that may never regress"
+                )
+            ],
         )
     suite, suite_problem = ctx.suite_or_problem()
     if suite_problem:
@@ -248,7 +298,11 @@ def protected_slices_exist(ctx: CheckContext) -> CheckResult:
 
             close = difflib.get_close_matches(name, list(suite.slices), n=1)
             problems.append(
-                ctx.problem(("policy", "protected_slices", i), f"slice '{name}' is not in the suite", hint=f"did you mean '{close[0]}'?" if close else None)
+                ctx.problem(
+                    ("policy", "protected_slices", i),
+                    f"slice '{name}' is not in the suite",
+                    hint=f"did you mean '{close[0]}'?" if close else None,
+                )
             )
     return _result("protected_slices_exist", problems, "protected: " + ", ".join(protected))
 
@@ -261,7 +315,11 @@ def rollback_triggers_defined(ctx: CheckContext) -> CheckResult:
             "rollback_triggers_defined",
             "fail",
             "no rollback triggers",
-            [ctx.problem(("policy", "alerts"), "no alert has `rollback: true`; pre-agree what triggers a rollback")],
+            [
+                ctx.problem(
+                    ("policy", "alerts"), "no alert has `rollback: true`; pre-agree what triggers a rollback"
+                )
+            ],
         )
     return CheckResult("rollback_triggers_defined", "pass", "rollback on: " + ", ".join(triggers))
 
@@ -277,7 +335,11 @@ def parent_release_exists(ctx: CheckContext) -> CheckResult:
             "parent_release_exists",
             "fail",
             f"parent {parent} does not exist",
-            [ctx.problem(("parent",), f"releases/{parent}.yaml does not exist, so there is no rollback target")],
+            [
+                ctx.problem(
+                    ("parent",), f"releases/{parent}.yaml does not exist, so there is no rollback target"
+                )
+            ],
         )
     return CheckResult("parent_release_exists", "pass", f"rollback target {parent} (releases/{parent}.yaml)")
 
@@ -335,12 +397,20 @@ def dvc_feedback_stage(ctx: CheckContext, stage: str, command: str) -> CheckResu
     spec = stages.get(stage)
     if not isinstance(spec, dict):
         return CheckResult(
-            "dvc_feedback_stage", "fail", f"dvc.yaml has no '{stage}' stage", [Problem(f"add a '{stage}' stage that runs `{command}`", file="dvc.yaml")]
+            "dvc_feedback_stage",
+            "fail",
+            f"dvc.yaml has no '{stage}' stage",
+            [Problem(f"add a '{stage}' stage that runs `{command}`", file="dvc.yaml")],
         )
     cmd = spec.get("cmd", "")
     cmd_text = " ".join(cmd) if isinstance(cmd, list) else str(cmd)
     if command not in cmd_text:
-        return CheckResult("dvc_feedback_stage", "fail", f"stage '{stage}' does not run `{command}`", [Problem(f"stage '{stage}' runs `{cmd_text}`", file="dvc.yaml")])
+        return CheckResult(
+            "dvc_feedback_stage",
+            "fail",
+            f"stage '{stage}' does not run `{command}`",
+            [Problem(f"stage '{stage}' runs `{cmd_text}`", file="dvc.yaml")],
+        )
     return CheckResult("dvc_feedback_stage", "pass", f"dvc.yaml stage '{stage}': {cmd_text}")
 
 
@@ -352,7 +422,10 @@ def hygiene_steps(ctx: CheckContext, required: list[str]) -> CheckResult:
     missing = [s for s in required if s not in steps]
     if missing:
         return CheckResult(
-            "hygiene_steps", "fail", "missing hygiene steps: " + ", ".join(missing), [Problem("feedback.hygiene lacks " + ", ".join(missing), file="params.yaml")]
+            "hygiene_steps",
+            "fail",
+            "missing hygiene steps: " + ", ".join(missing),
+            [Problem("feedback.hygiene lacks " + ", ".join(missing), file="params.yaml")],
         )
     return CheckResult("hygiene_steps", "pass", "hygiene: " + " → ".join(steps))
 
@@ -369,7 +442,10 @@ def capacity_plan(ctx: CheckContext) -> CheckResult:
     summary = "; ".join(c.reason for c in p.checks)
     if failed:
         return CheckResult(
-            "capacity_plan", "fail", "; ".join(c.reason for c in failed), [ctx.problem(("infrastructure",), c.reason) for c in failed]
+            "capacity_plan",
+            "fail",
+            "; ".join(c.reason for c in failed),
+            [ctx.problem(("infrastructure",), c.reason) for c in failed],
         )
     return CheckResult("capacity_plan", "pass", summary)
 

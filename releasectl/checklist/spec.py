@@ -38,7 +38,10 @@ def load_checklist(root: Path, known_checks: set[str]) -> ChecklistSpec:
     path = root / CHECKLIST_FILE
     display = CHECKLIST_FILE.as_posix()
     if not path.is_file():
-        raise BadInput(f"{display} not found under {root}", hint="a releases repository keeps its production checklist there")
+        raise BadInput(
+            f"{display} not found under {root}",
+            hint="a releases repository keeps its production checklist there",
+        )
     src = load_yaml_with_positions(path, display)
     try:
         spec = ChecklistSpec.model_validate(src.data)
@@ -46,7 +49,9 @@ def load_checklist(root: Path, known_checks: set[str]) -> ChecklistSpec:
         problems = []
         for err in e.errors(include_url=False):
             line, col = src.locate(tuple(err["loc"]))
-            problems.append(Problem(str(err["msg"]), file=display, line=line, col=col, field=dotted(tuple(err["loc"]))))
+            problems.append(
+                Problem(str(err["msg"]), file=display, line=line, col=col, field=dotted(tuple(err["loc"])))
+            )
         raise BadInput(f"{display} is not a valid checklist", problems) from None
     problems = []
     for i, item in enumerate(spec.items):
@@ -63,7 +68,9 @@ def load_checklist(root: Path, known_checks: set[str]) -> ChecklistSpec:
                         line=line,
                         col=col,
                         field=dotted(("items", i, "checks", j, "id")),
-                        hint=f"did you mean '{close[0]}'?" if close else "known checks: " + ", ".join(sorted(known_checks)),
+                        hint=f"did you mean '{close[0]}'?"
+                        if close
+                        else "known checks: " + ", ".join(sorted(known_checks)),
                     )
                 )
     if problems:

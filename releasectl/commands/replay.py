@@ -1,0 +1,186 @@
+"""`releasectl replay` and `releasectl merge`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from releasectl.console import console, emit_json, format_option, progress
+from releasectl.errors import ExitCode
+
+
+def _summary_table(summary) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    run = summary.run
+    table = Table(
+        title=f"{run['release']} on {run['engine']['name']} {run['engine']['version']} ({run['device']})",
+        title_justify="left",
+    )
+    table.add_column("slice")
+    table.add_column("cases", justify="right")
+    table.add_column("passed", justify="right")
+    table.add_column("success@1", justify="right")
+    for name, s in summary.slices.items():
+        table.add_row(name, str(s["cases"]), str(s["passed"]), f"{s['success_at_1']:.2f}")
+    total = sum(s["cases"] for s in summary.slices.values())
+    passed = sum(s["passed"] for s in summary.slices.values())
+    table.add_row("[bold]all[/]", str(total), str(passed), f"{passed / total:.2f}" if total else "–")
+    out = console()
+    out.print(table)
+    out.print(
+        f"output digest {run['output_digest'][:23]}…  generation {run['generation_seconds']:.1f} s  → {summary.run_dir}"
+    )
+
+
+@click.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option(
+    "--engine",
+    type=click.Choice(["hf", "vllm"]),
+    default=None,
+    help="Engine; default: the manifest's runtime.engine.",
+)
+@click.option(
+    "--device", default=None, help="hf engine device (cpu, cuda, cuda:1); default: CUDA when present."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory; default runs/<release>/.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Replay only the first N cases of every slice (a quick, still stratified subset).",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory.")
+@click.option(
+    "--shard",
+    default=None,
+    metavar="i/N",
+    help="Replay shard i of N (batches round-robin); join with `releasectl merge`.",
+)
+@click.option(
+    "--check-determinism", is_flag=True, help="Replay twice and fail (exit 1) on any difference in outputs."
+)
+@click.option(
+    "--allow-device-drift",
+    is_flag=True,
+    help="Run although this device differs from runtime.device (recorded in run.json).",
+)
+@format_option()
+def replay(
+    manifest: Path,
+    engine: str | None,
+    device: str | None,
+    out_dir: Path | None,
+    limit: int | None,
+    resume: bool,
+    shard: str | None,
+    check_determinism: bool,
+    allow_device_drift: bool,
+    fmt: str,
+) -> int:
+    """Replay the frozen suite on MANIFEST's pinned model and score every output.
+
+    Writes run.json (provenance, output digest) and results.jsonl (one line per case) to the
+    run directory. Same manifest + suite + engine + device gives the same output digest.
+    Ctrl-C leaves a resumable directory: re-run with --resume.
+    """
+    from releasectl.manifest.loader import load_manifest
+    from releasectl.replay.runner import Shard, read_results, run_replay
+
+    loaded = load_manifest(manifest)
+    out_dir = out_dir or loaded.root / "runs" / loaded.manifest.release
+    shard_obj = Shard.parse(shard) if shard else None
+    with progress(f"replay {loaded.manifest.release}", None) as bar:
+        task = bar.add_task(f"replay {loaded.manifest.release}", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            summary = run_replay(
+                loaded,
+                out_dir,
+                engine=engine,
+                device=device,
+                limit=limit,
+                resume=resume,
+                shard=shard_obj,
+                allow_device_drift=allow_device_drift,
+                on_progress=on_progress,
+            )
+        except KeyboardInterrupt:
+            console(stderr=True).print(
+                f"interrupted; the run directory is resumable: releasectl replay {manifest} --out {out_dir} --resume"
+                + (f" --limit {limit}" if limit else "")
+                + (f" --shard {shard}" if shard else "")
+            )
+            return 130
+    code = int(ExitCode.OK)
+    differences: list[str] = []
+    if check_determinism:
+        second_dir = out_dir.parent / f"{out_dir.name}.determinism"
+        second = run_replay(
+            loaded,
+            second_dir,
+            engine=engine,
+            device=device,
+            limit=limit,
+            shard=shard_obj,
+            allow_device_drift=allow_device_drift,
+        )
+        if second.run["output_digest"] != summary.run["output_digest"]:
+            first_rows = {r["case_id"]: r["output"] for r in read_results(out_dir / "results.jsonl")}
+            differences = [
+                r["case_id"]
+                for r in read_results(second_dir / "results.jsonl")
+                if first_rows.get(r["case_id"]) != r["output"]
+            ]
+            code = int(ExitCode.NO)
+    if fmt == "json":
+        emit_json(
+            {
+                **summary.run,
+                "slices": summary.slices,
+                **(
+                    {"determinism": {"identical": not differences, "differing_cases": differences}}
+                    if check_determinism
+                    else {}
+                ),
+            }
+        )
+        return code
+    _summary_table(summary)
+    if check_determinism:
+        if differences:
+            console().print(
+                f"[red]not deterministic:[/] {len(differences)} cases differ, first: {', '.join(differences[:5])}"
+            )
+        else:
+            console().print("[green]deterministic:[/] a second replay produced identical outputs")
+    return code
+
+
+@click.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Where to write the merged run."
+)
+@format_option()
+def merge(shards: tuple[Path, ...], out_dir: Path, fmt: str) -> int:
+    """Merge the run directories of `replay --shard i/N` into one run (identical to an unsharded run)."""
+    from releasectl.replay.merge import merge_runs
+
+    summary = merge_runs(list(shards), out_dir)
+    if fmt == "json":
+        emit_json({**summary.run, "slices": summary.slices})
+    else:
+        _summary_table(summary)
+    return 0

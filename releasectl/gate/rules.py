@@ -1,0 +1,609 @@
+"""The promotion-rules language: parse (lark grammar `rules.lark`), check names, evaluate.
+
+Usage from any context (gate, canary, monitor alerts):
+
+    rules = parse_rules(text, source="checklists/policies/dev_to_staging.rules")
+    outcomes = evaluate_rules(rules, resolver)      # resolver: MetricResolver for that context
+
+A resolver turns a `MetricRef` (namespace, name, args, field) into an `Observation`. The
+grammar is in docs/rules.md. Nothing here calls `eval`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Protocol, Union
+
+from releasectl.errors import BadInput, Problem
+
+NAMESPACES = ("aggregate", "delta", "canary", "baseline")
+FIELDS = ("point", "lower_ci", "upper_ci", "p_value", "count", "n", "value")
+Outcome = Literal["pass", "fail", "inconclusive"]
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": lambda a, b: math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12),
+    "!=": lambda a, b: not math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12),
+}
+
+
+@dataclass(frozen=True)
+class MetricRef:
+    namespace: str | None
+    name: str
+    args: tuple[str, ...] = ()
+    kwargs: tuple[tuple[str, str], ...] = ()
+    field: str = "point"
+    column: int = 1
+
+    @property
+    def slice(self) -> str | None:
+        return self.args[0] if self.args else None
+
+    def __str__(self) -> str:
+        sel = ""
+        if self.args or self.kwargs:
+            parts = list(self.args) + [f"{k}={v!r}" for k, v in self.kwargs]
+            sel = "(" + ", ".join(parts) + ")"
+        ns = f"{self.namespace}." if self.namespace else ""
+        return f"{ns}{self.name}{sel}.{self.field}"
+
+
+@dataclass(frozen=True)
+class Number:
+    value: float
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str
+    left: Expr
+    right: Expr
+
+
+Expr = Union[Number, MetricRef, BinOp]  # noqa: UP007
+
+
+@dataclass(frozen=True)
+class Comparison:
+    left: Expr
+    op: str
+    right: Expr
+    text: str
+    line: int = 1
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class NoRegressions:
+    slices: tuple[str, ...]
+    text: str
+    line: int = 1
+    source: str | None = None
+
+
+Rule = Union[Comparison, NoRegressions]  # noqa: UP007
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A metric's value in some context, with what is known about its uncertainty."""
+
+    value: float | None
+    n: int | None = None
+    lower_ci: float | None = None
+    upper_ci: float | None = None
+    p_value: float | None = None
+    count: int | None = None
+    inconclusive_reason: str | None = None
+
+    def get(self, field_name: str) -> float | None:
+        if field_name in ("point", "value"):
+            return self.value
+        v = getattr(self, field_name)
+        return None if v is None else float(v)
+
+
+class MetricResolver(Protocol):
+    def resolve(self, ref: MetricRef) -> Observation: ...
+
+    def known_metrics(self) -> list[str]: ...
+
+    def known_slices(self) -> list[str]: ...
+
+    def slice_regression(self, slice_name: str) -> Observation:
+        """For no_regressions_on: candidate minus baseline success@1 on one slice."""
+        ...
+
+
+@dataclass
+class RuleOutcome:
+    rule: str
+    line: int
+    metric: str
+    observed: float | None
+    comparator: str
+    threshold: float | None
+    threshold_expr: str
+    outcome: Outcome
+    detail: str
+    n: int | None = None
+    lower_ci: float | None = None
+    upper_ci: float | None = None
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        out.update(self.extra)
+        return out
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Any:
+    from lark import Lark
+
+    grammar = (Path(__file__).with_name("rules.lark")).read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+def _unquote(s: str) -> str:
+    return s[1:-1] if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"" else s
+
+
+def _build(tree: Any, text: str, line: int, source: str | None) -> Rule:
+    from lark import Token, Tree
+
+    def metric(node: Tree) -> MetricRef:
+        segments: list[tuple[str, Any]] = []
+        for seg in node.children:
+            name = str(seg.children[0])
+            selector = seg.children[1] if len(seg.children) > 1 else None
+            segments.append((name, selector))
+        namespace = None
+        if len(segments) > 1 and segments[0][0] in NAMESPACES and segments[0][1] is None:
+            namespace = segments.pop(0)[0]
+        field_name = "point"
+        if len(segments) > 1 and segments[-1][0] in FIELDS and segments[-1][1] is None:
+            field_name = segments.pop()[0]
+        selectors = [s for _, s in segments if s is not None]
+        if len(selectors) > 1:
+            raise _syntax(text, node.meta.column, line, source, "a metric takes one (…) or {…} selector")
+        args: list[str] = []
+        kwargs: list[tuple[str, str]] = []
+        if selectors and selectors[0].children:
+            for arg in selectors[0].children[0].children:
+                if arg.data == "kw_arg":
+                    kwargs.append((str(arg.children[0]), _unquote(str(arg.children[1]))))
+                else:
+                    if kwargs:
+                        raise _syntax(
+                            text,
+                            arg.meta.column,
+                            line,
+                            source,
+                            "positional argument after a keyword argument",
+                        )
+                    args.append(_unquote(str(arg.children[0])))
+        return MetricRef(
+            namespace,
+            ".".join(n for n, _ in segments),
+            tuple(args),
+            tuple(kwargs),
+            field_name,
+            node.meta.column,
+        )
+
+    def expr(node: Any) -> Expr:
+        if isinstance(node, Token):
+            return Number(float(node))
+        if node.data == "number":
+            return Number(float(node.children[0]))
+        if node.data == "neg":
+            inner = expr(node.children[0])
+            return Number(-inner.value) if isinstance(inner, Number) else BinOp("*", Number(-1.0), inner)
+        if node.data == "binop":
+            return BinOp(str(node.children[1]), expr(node.children[0]), expr(node.children[2]))
+        if node.data == "metric":
+            return metric(node)
+        raise _syntax(text, 1, line, source, f"unexpected {node.data}")
+
+    if tree.data == "no_regressions":
+        names: list[str] = []
+        if tree.children:
+            names = [_unquote(str(t)) for t in tree.children[0].children]
+        return NoRegressions(tuple(names), text, line, source)
+    left, op, right = tree.children
+    return Comparison(expr(left), str(op), expr(right), text, line, source)
+
+
+def _syntax(
+    text: str, column: int, line: int, source: str | None, message: str, expected: str | None = None
+) -> BadInput:
+    caret = " " * max(0, column - 1) + "^"
+    return BadInput(
+        f"rule syntax error: {message}",
+        [
+            Problem(
+                message,
+                file=source,
+                line=line,
+                col=column,
+                expected=expected,
+                found=None,
+                hint=f"\n    {text}\n    {caret}",
+            )
+        ],
+    )
+
+
+def _describe_expected(tokens: Iterable[str]) -> str:
+    names = {
+        "COMPARATOR": "a comparator (>=, <=, ==, <, >, !=)",
+        "NUMBER": "a number",
+        "SEG": "a metric name",
+        "STRING": "a quoted string",
+        "LPAR": "'('",
+        "RPAR": "')'",
+        "LSQB": "'['",
+        "RSQB": "']'",
+        "DOT": "'.'",
+        "COMMA": "','",
+        "COLON": "':'",
+        "LBRACE": "'{'",
+        "RBRACE": "'}'",
+        "ADDOP": "'+' or '-'",
+        "MULOP": "'*' or '/'",
+        "EQUAL": "'='",
+        "MINUS": "'-'",
+    }
+    return ", ".join(sorted({names.get(t, t) for t in tokens}))
+
+
+def parse_rule(text: str, *, line: int = 1, source: str | None = None) -> Rule:
+    """Parse one rule. Syntax errors are `BadInput` with the column and a caret under it."""
+    from lark.exceptions import (
+        LarkError,
+        UnexpectedCharacters,
+        UnexpectedEOF,
+        UnexpectedInput,
+        UnexpectedToken,
+    )
+
+    stripped = text.split("#", 1)[0].rstrip() if "'" not in text and '"' not in text else text.rstrip()
+    if not stripped.strip():
+        raise _syntax(text, 1, line, source, "empty rule")
+    try:
+        tree = _parser().parse(stripped)
+    except UnexpectedToken as e:
+        found = "end of rule" if e.token.type == "$END" else repr(str(e.token))
+        column = len(stripped) + 1 if e.token.type == "$END" or not e.column or e.column < 1 else e.column
+        raise _syntax(
+            text, column, line, source, f"unexpected {found}", _describe_expected(e.expected)
+        ) from None
+    except UnexpectedCharacters as e:
+        raise _syntax(
+            text,
+            e.column,
+            line,
+            source,
+            f"unexpected character {text[e.pos_in_stream]!r}"
+            if e.pos_in_stream < len(text)
+            else "unexpected character",
+        ) from None
+    except UnexpectedEOF as e:
+        raise _syntax(
+            text, len(stripped) + 1, line, source, "the rule ends too early", _describe_expected(e.expected)
+        ) from None
+    except (UnexpectedInput, LarkError) as e:
+        raise _syntax(text, 1, line, source, f"cannot parse: {type(e).__name__}") from None
+    except RecursionError:
+        raise _syntax(text, 1, line, source, "rule is nested too deeply") from None
+    return _build(tree, text.strip(), line, source)
+
+
+def parse_rules(
+    text: str, *, source: str | None = None, base_dir: Path | None = None, _seen: tuple[str, ...] = ()
+) -> list[Rule]:
+    """Parse a rules file: one rule per line, `#` comments, and `include: other.rules` lines
+    (resolved relative to `base_dir`). Every syntax error in the file is reported at once."""
+    rules: list[Rule] = []
+    problems: list[Problem] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("include:"):
+            target = line.split(":", 1)[1].split("#", 1)[0].strip().strip("'\"")
+            if base_dir is None:
+                problems.append(Problem("include is only allowed in rules files", file=source, line=lineno))
+                continue
+            path = (base_dir / target).resolve()
+            if str(path) in _seen:
+                problems.append(Problem(f"include cycle through {target}", file=source, line=lineno))
+                continue
+            try:
+                rules += parse_rules_file(
+                    path,
+                    display=str(Path(source).parent / target) if source else target,
+                    _seen=(*_seen, str(path)),
+                )
+            except BadInput as e:
+                problems += e.problems or [Problem(e.message, file=source, line=lineno)]
+            continue
+        try:
+            rules.append(parse_rule(raw, line=lineno, source=source))
+        except BadInput as e:
+            problems += e.problems
+    if problems:
+        raise BadInput(f"{source or 'rules'}: {len(problems)} rule error(s)", problems)
+    return rules
+
+
+def parse_rules_file(path: Path, *, display: str | None = None, _seen: tuple[str, ...] = ()) -> list[Rule]:
+    display = display or str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(
+            f"rules file {display} does not exist",
+            hint="promotion policies live in checklists/policies/*.rules",
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"cannot read rules file {display}: {e}") from None
+    return parse_rules(
+        text, source=display, base_dir=Path(path).parent, _seen=(*_seen, str(Path(path).resolve()))
+    )
+
+
+# --- names -----------------------------------------------------------------------------------
+
+# Metrics over run results, and which take a slice. Aliases are the seed's names over verifier
+# pass rates (SPEC §6).
+GATE_METRICS: dict[str, str] = {
+    "success@1": "share of cases where every verifier passed",
+    "pass_rate": "share of cases whose verifier V passed: pass_rate(S, 'V')",
+    "rule_violation_rate": "share of cases where any verifier of kind 'rule' failed",
+    "format_pass_rate": "share of cases where every verifier of kind 'format' passed",
+    "math_correct_rate": "alias: pass_rate(S, 'math_correct')",
+    "api_version_match_rate": "alias: pass_rate(S, 'api_version_match')",
+    "tool_call_correctness.schema": "alias: pass_rate(S, 'tool_call_schema')",
+    "steps_to_solve_median": "median steps over solved cases",
+    "latency_p50_ms": "latency percentile over cases (ms)",
+    "latency_p95_ms": "latency percentile over cases (ms)",
+    "latency_p99_ms": "latency percentile over cases (ms)",
+    "tokens_per_request": "mean completion tokens per case",
+    "cost_per_1k_tokens_usd": "gpu_hourly_usd × gpus / (completion tokens/s × 3600) × 1000",
+}
+ALIASES = {
+    "math_correct_rate": "math_correct",
+    "api_version_match_rate": "api_version_match",
+    "tool_call_correctness.schema": "tool_call_schema",
+}
+
+
+def _metric_refs(expr: Expr) -> list[MetricRef]:
+    if isinstance(expr, MetricRef):
+        return [expr]
+    if isinstance(expr, BinOp):
+        return _metric_refs(expr.left) + _metric_refs(expr.right)
+    return []
+
+
+def metric_refs(rule: Rule) -> list[MetricRef]:
+    if isinstance(rule, NoRegressions):
+        return []
+    return _metric_refs(rule.left) + _metric_refs(rule.right)
+
+
+def _near(name: str, known: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    return ("did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else None
+
+
+def validate_rules(
+    rules: list[Rule],
+    *,
+    slices: set[str],
+    verifiers: set[str] | None = None,
+    metrics: Iterable[str] | None = None,
+    canary_metrics: Iterable[str] | None = None,
+) -> list[Problem]:
+    """Static check for checklist item 2: every metric, slice and verifier named exists."""
+    known = set(metrics or GATE_METRICS)
+    canary_known = set(
+        canary_metrics
+        or (
+            "abandon_rate",
+            "safety_incidents",
+            "latency_p95_ms",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "cost_per_1k_tokens_usd",
+            "error_rate",
+            "requests",
+        )
+    )
+    problems: list[Problem] = []
+
+    def problem(rule: Rule, col: int, message: str, hint: str | None) -> None:
+        problems.append(Problem(message, file=rule.source, line=rule.line, col=col, hint=hint))
+
+    for rule in rules:
+        if isinstance(rule, NoRegressions):
+            for s in rule.slices:
+                if s not in slices:
+                    problem(rule, 1, f"no_regressions_on: unknown slice '{s}'", _near(s, slices))
+            continue
+        for ref in metric_refs(rule):
+            pool = canary_known if ref.namespace == "canary" else known
+            if ref.name not in pool:
+                problem(
+                    rule,
+                    ref.column,
+                    f"unknown metric '{ref.name}'",
+                    _near(ref.name, pool) or "known: " + ", ".join(sorted(pool)),
+                )
+                continue
+            if ref.slice is not None and ref.namespace != "canary" and ref.slice not in slices:
+                problem(rule, ref.column, f"unknown slice '{ref.slice}' in {ref}", _near(ref.slice, slices))
+            if ref.name == "pass_rate" and verifiers is not None and len(ref.args) > 1:
+                pass  # verifier instance names are per slice; checked at gate time
+    return problems
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+class _Inconclusive(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _value(expr: Expr, resolver: MetricResolver) -> float:
+    if isinstance(expr, Number):
+        return expr.value
+    if isinstance(expr, MetricRef):
+        obs = resolver.resolve(expr)
+        if obs.inconclusive_reason:
+            raise _Inconclusive(f"{expr}: {obs.inconclusive_reason}")
+        v = obs.get(expr.field)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            raise _Inconclusive(f"{expr}: no value")
+        return v
+    a, b = _value(expr.left, resolver), _value(expr.right, resolver)
+    if expr.op == "+":
+        return a + b
+    if expr.op == "-":
+        return a - b
+    if expr.op == "*":
+        return a * b
+    if b == 0:
+        raise _Inconclusive("division by zero")
+    return a / b
+
+
+def _expr_text(expr: Expr) -> str:
+    if isinstance(expr, Number):
+        return f"{expr.value:g}"
+    if isinstance(expr, MetricRef):
+        return str(expr)
+    return f"{_expr_text(expr.left)} {expr.op} {_expr_text(expr.right)}"
+
+
+def evaluate_rule(rule: Rule, resolver: MetricResolver) -> RuleOutcome:
+    if isinstance(rule, NoRegressions):
+        return _evaluate_no_regressions(rule, resolver)
+    left_text, right_text = _expr_text(rule.left), _expr_text(rule.right)
+    base = RuleOutcome(
+        rule.text,
+        rule.line,
+        left_text,
+        None,
+        rule.op,
+        None,
+        right_text,
+        "inconclusive",
+        "",
+        source=rule.source,
+    )
+    try:
+        threshold = _value(rule.right, resolver)
+    except _Inconclusive as e:
+        base.detail = e.reason
+        return base
+    base.threshold = threshold
+    obs: Observation | None = None
+    if isinstance(rule.left, MetricRef):
+        obs = resolver.resolve(rule.left)
+        base.n, base.lower_ci, base.upper_ci = obs.n, obs.lower_ci, obs.upper_ci
+    try:
+        observed = _value(rule.left, resolver)
+    except _Inconclusive as e:
+        base.detail = e.reason
+        return base
+    base.observed = observed
+    ok = _OPS[rule.op](observed, threshold)
+    # An interval bound that misses the threshold while the other bound meets it cannot decide:
+    # the data are compatible with both outcomes, so the rule is inconclusive, not failed.
+    if (
+        not ok
+        and isinstance(rule.left, MetricRef)
+        and obs is not None
+        and rule.left.field in ("lower_ci", "upper_ci")
+    ):
+        other = obs.upper_ci if rule.left.field == "lower_ci" else obs.lower_ci
+        if other is not None and _OPS[rule.op](other, threshold):
+            base.detail = f"{rule.left.field} {observed:.4g} misses {threshold:g} but the interval [{obs.lower_ci:.4g}, {obs.upper_ci:.4g}] reaches it: too few cases to decide (n={obs.n})"
+            return base
+    base.outcome = "pass" if ok else "fail"
+    base.detail = f"{observed:.4g} {rule.op} {threshold:.4g}" + ("" if ok else " is false")
+    return base
+
+
+def _evaluate_no_regressions(rule: NoRegressions, resolver: MetricResolver) -> RuleOutcome:
+    worst: tuple[float, str] | None = None
+    inconclusive: list[str] = []
+    regressed: list[str] = []
+    for s in rule.slices:
+        obs = resolver.slice_regression(s)
+        if obs.inconclusive_reason:
+            inconclusive.append(f"{s}: {obs.inconclusive_reason}")
+            continue
+        assert obs.value is not None
+        if worst is None or obs.value < worst[0]:
+            worst = (obs.value, s)
+        if obs.value < 0:
+            regressed.append(f"{s} ({obs.value:+.3f})")
+    outcome: Outcome = "fail" if regressed else ("inconclusive" if inconclusive else "pass")
+    detail = (
+        "regressed: " + ", ".join(regressed)
+        if regressed
+        else ("; ".join(inconclusive) if inconclusive else "no protected slice regressed")
+    )
+    return RuleOutcome(
+        rule.text,
+        rule.line,
+        "min delta.success@1 over " + ", ".join(rule.slices),
+        worst[0] if worst else None,
+        ">=",
+        0.0,
+        "0 (baseline)",
+        outcome,
+        detail,
+        source=rule.source,
+    )
+
+
+def evaluate_rules(rules: list[Rule], resolver: MetricResolver) -> list[RuleOutcome]:
+    return [evaluate_rule(r, resolver) for r in rules]
+
+
+def verdict_of(outcomes: list[RuleOutcome]) -> tuple[str, str]:
+    """promote when every rule passes; block when any fails; hold when some are inconclusive."""
+    failed = [o for o in outcomes if o.outcome == "fail"]
+    pending = [o for o in outcomes if o.outcome == "inconclusive"]
+    if failed:
+        return "block", f"{len(failed)} of {len(outcomes)} rules fail: " + "; ".join(
+            o.rule for o in failed[:3]
+        ) + (" …" if len(failed) > 3 else "")
+    if pending:
+        return (
+            "hold",
+            f"{len(pending)} of {len(outcomes)} rules are inconclusive (too little data): "
+            + "; ".join(o.rule for o in pending[:3])
+            + (" …" if len(pending) > 3 else ""),
+        )
+    return "promote", f"all {len(outcomes)} rules pass"

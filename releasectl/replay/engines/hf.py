@@ -1,0 +1,208 @@
+"""The `hf` engine: transformers on CPU or CUDA, batched, with peft LoRA adapters.
+
+The embedded default model is a GGUF file, which transformers de-quantizes on load
+(`gguf_file=`). Loaded base models are cached per process by (path, digest, dtype, device), so a
+demo that replays two releases loads the model once; adapters are attached per release and
+removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from releasectl.errors import EnvironmentFailure
+from releasectl.manifest.models import Sampling
+from releasectl.replay.engines.base import Generation, PromptMessages
+
+_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "auto": "float32"}
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    tokenizer: Any
+
+
+_CACHE: dict[tuple[str, str, str, str], _Loaded] = {}
+
+
+def resolve_device(requested: str | None) -> str:
+    """'cpu', 'cuda' or 'cuda:N'; the manifest's GPU name means 'cuda' when one is present."""
+    import torch
+
+    if requested and requested.startswith(("cpu", "cuda")):
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_name(device: str) -> str:
+    """The device as the manifest's `runtime.device` names it: 'cpu' or the GPU model."""
+    import torch
+
+    if device.startswith("cuda"):
+        return str(torch.cuda.get_device_name(torch.device(device)))
+    return "cpu"
+
+
+def load_base(model_path: Path, digest: str, dtype: str, device: str) -> _Loaded:
+    key = (str(model_path), digest, dtype, device)
+    if key in _CACHE:
+        return _CACHE[key]
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    torch_dtype = getattr(torch, _DTYPES[dtype])
+    try:
+        if model_path.is_file():  # a GGUF file: tokenizer and weights both live in it
+            kwargs: dict[str, Any] = {"gguf_file": model_path.name}
+            where = str(model_path.parent)
+        else:
+            kwargs, where = {}, str(model_path)
+        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kwargs)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise EnvironmentFailure(f"transformers could not load {model_path}: {e}") from None
+    tokenizer.padding_side = "left"  # decoder-only batching: pad on the left so outputs line up
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    _CACHE[key] = _Loaded(model, tokenizer)
+    return _CACHE[key]
+
+
+class HfEngine:
+    name = "hf"
+
+    def __init__(
+        self,
+        model_path: Path,
+        model_digest: str,
+        *,
+        dtype: str = "float32",
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import torch
+
+        self._device = resolve_device(device)
+        self.threads = (
+            threads or int(os.environ.get("RELEASECTL_THREADS", "0")) or max(1, min(4, os.cpu_count() or 1))
+        )
+        torch.set_num_threads(self.threads)
+        # Deterministic kernels where torch has them; warn (not fail) where it has none.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if self._device.startswith("cuda"):
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        self.dtype = dtype
+        self._loaded = load_base(model_path, model_digest, dtype, self._device)
+        self.model = self._loaded.model
+        self.tokenizer = self._loaded.tokenizer
+
+    @property
+    def version(self) -> str:
+        import transformers
+
+        return str(transformers.__version__)
+
+    @property
+    def device(self) -> str:
+        return device_name(self._device)
+
+    def provenance(self) -> dict[str, object]:
+        import torch
+
+        return {
+            "library": "transformers",
+            "transformers": self.version,
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda if self._device.startswith("cuda") else None,
+            "device": self.device,
+            "dtype": self.dtype,
+            "threads": self.threads,
+            "platform": platform.platform(),
+            "deterministic_algorithms": True,
+        }
+
+    @contextmanager
+    def adapters(self, adapters: list[tuple[str, Path]]) -> Iterator[None]:
+        """Attach LoRA adapters (peft) for the duration of a replay, then restore the base model."""
+        if not adapters:
+            yield
+            return
+        from peft import PeftModel
+
+        base = self._loaded.model
+        name, path = adapters[0]
+        peft_model = PeftModel.from_pretrained(base, str(path), adapter_name=name)
+        for extra_name, extra_path in adapters[1:]:
+            peft_model.load_adapter(str(extra_path), adapter_name=extra_name)
+        if len(adapters) > 1:
+            peft_model.base_model.set_adapter([n for n, _ in adapters])
+        peft_model.eval()
+        self.model = peft_model
+        try:
+            yield
+        finally:
+            self._loaded.model = peft_model.unload()
+            self.model = self._loaded.model
+
+    def render(self, messages: PromptMessages) -> str:
+        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+    def generate(
+        self,
+        prompts: list[PromptMessages],
+        sampling: Sampling,
+        *,
+        batch_seed: int,
+        chat_template: bool = True,
+    ) -> list[Generation]:
+        import torch
+
+        texts = [self.render(m) if chat_template else "\n\n".join(x["content"] for x in m) for m in prompts]
+        enc = self.tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=not chat_template
+        ).to(self._device)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "repetition_penalty": sampling.repetition_penalty,
+        }
+        if sampling.temperature == 0:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(
+                do_sample=True,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k if sampling.top_k > 0 else 0,
+            )
+        if sampling.stop:
+            kwargs["stop_strings"] = sampling.stop
+            kwargs["tokenizer"] = self.tokenizer
+        torch.manual_seed(batch_seed)  # sampling depends only on the pinned seed and the batch
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        width = enc["input_ids"].shape[1]
+        results = []
+        eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        for i, row in enumerate(out):
+            new = row[width:].tolist()
+            while new and new[-1] in eos:
+                new.pop()
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            prompt_tokens = int(enc["attention_mask"][i].sum())
+            results.append(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(new)))
+        return results

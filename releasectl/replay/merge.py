@@ -1,0 +1,71 @@
+"""Merge shard run directories (`replay --shard i/N`) into one run identical to an unsharded one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from releasectl.errors import BadInput
+from releasectl.fsutil import atomic_write_text
+from releasectl.replay.runner import RESULTS, RUN_JSON, RunSummary, output_digest, read_results, slice_summary
+
+_SAME = ("release", "manifest_digest", "suite_digest", "engine", "limit", "batch_size", "seed", "device")
+
+
+def merge_runs(shard_dirs: list[Path], out_dir: Path) -> RunSummary:
+    runs: list[dict[str, Any]] = []
+    for d in shard_dirs:
+        try:
+            runs.append(json.loads((d / RUN_JSON).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            raise BadInput(
+                f"{d}: no complete run ({RUN_JSON} missing or unreadable)",
+                hint="finish or --resume that shard first",
+            ) from None
+    first = runs[0]
+    for d, run in zip(shard_dirs[1:], runs[1:], strict=True):
+        for key in _SAME:
+            if run.get(key) != first.get(key):
+                raise BadInput(
+                    f"{d} is a different run: {key} {run.get(key)!r} vs {first.get(key)!r} in {shard_dirs[0]}"
+                )
+    shards = [r.get("shard") for r in runs]
+    if any(s is None for s in shards):
+        raise BadInput("every directory must be a shard (made with --shard i/N)")
+    counts = {int(s.split("/")[1]) for s in shards}
+    if len(counts) != 1:
+        raise BadInput(f"shards of different splits: {', '.join(shards)}")
+    n = counts.pop()
+    indices = sorted(int(s.split("/")[0]) for s in shards)
+    if indices != list(range(n)):
+        missing = sorted(set(range(n)) - set(indices))
+        dupes = sorted({i for i in indices if indices.count(i) > 1})
+        raise BadInput(
+            f"shards do not cover 0..{n - 1} exactly once"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; repeated {dupes}" if dupes else "")
+        )
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, Path] = {}
+    for d in shard_dirs:
+        for row in read_results(d / RESULTS):
+            if row["case_id"] in seen:
+                raise BadInput(f"case {row['case_id']} is in both {seen[row['case_id']]} and {d}")
+            seen[row["case_id"]] = d
+            rows.append(row)
+    rows.sort(key=lambda r: r["case_id"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / RESULTS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    merged = {
+        **first,
+        "shard": None,
+        "merged_from": [str(d) for d in shard_dirs],
+        "cases": len(rows),
+        "output_digest": output_digest(rows),
+        "generation_seconds": round(sum(float(r.get("generation_seconds", 0)) for r in runs), 3),
+        "started_at": min(r["started_at"] for r in runs),
+        "finished_at": max(r["finished_at"] for r in runs),
+    }
+    atomic_write_text(out_dir / RUN_JSON, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+    return RunSummary(out_dir, merged, slice_summary(rows))
