@@ -54,6 +54,8 @@ def load_base(model_path: Path, digest: str, dtype: str, device: str) -> _Loaded
     key = (str(model_path), digest, dtype, device)
     if key in _CACHE:
         return _CACHE[key]
+    # transformers' GGUF de-quantization draws its own tqdm bar on stderr; ours is the replay's.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging

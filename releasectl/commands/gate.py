@@ -1,0 +1,208 @@
+"""`releasectl gate`: evaluate promotion rules on a run against a baseline, write gate.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from releasectl.console import console, emit_json, format_option
+from releasectl.errors import BadInput
+
+_OUTCOME = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "inconclusive": "[yellow]inconclusive[/]"}
+_VERDICT = {
+    "promote": "[bold green]PROMOTE[/]",
+    "block": "[bold red]BLOCK[/]",
+    "hold": "[bold yellow]HOLD[/]",
+}
+
+
+def channel_release(root: Path, channel: str) -> str | None:
+    """The release `channel` points at in releases/channels.yaml, if any."""
+    import yaml
+
+    path = root / "releases" / "channels.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    channels = data.get("channels", data) if isinstance(data, dict) else {}
+    value = channels.get(channel) if isinstance(channels, dict) else None
+    if isinstance(value, dict):
+        value = value.get("release")
+    return str(value) if value else None
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+@click.command()
+@click.argument("manifest", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--run", "run_dir", required=True, type=click.Path(path_type=Path), help="The candidate's run directory."
+)
+@click.option(
+    "--baseline-run",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Baseline run directory; default runs/<release in the stage's channel>/.",
+)
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Rules file (one rule per line, # comments); default: the manifest's policy for --stage.",
+)
+@click.option(
+    "--stage",
+    default="staging",
+    show_default=True,
+    help="Promotion stage: staging (dev→staging rules) or production (staging→production).",
+)
+@click.option(
+    "--canary",
+    "canary_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="canary.json from `releasectl canary --out`, for canary.* rules.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write gate.json; default beside the candidate run.",
+)
+@format_option()
+def gate(
+    manifest: Path | None,
+    run_dir: Path,
+    baseline_run: Path | None,
+    rules_file: Path | None,
+    stage: str,
+    canary_file: Path | None,
+    out_file: Path | None,
+    fmt: str,
+) -> int:
+    """Evaluate the promotion rules on a candidate run and decide: promote, block or hold.
+
+    Every rule gets its observed value, comparator, threshold and outcome (pass, fail, or
+    inconclusive when there is too little data). Deltas are paired on matched case ids (exact
+    McNemar) with Holm/BH correction across slices. With MANIFEST, a run replayed from a
+    different manifest is refused. Exit 0 promote, 1 block or hold.
+    """
+    from releasectl.fsutil import atomic_write_text
+    from releasectl.gate.evaluate import run_gate
+    from releasectl.gate.metrics import Policy
+    from releasectl.gate.rules import parse_rules_file
+    from releasectl.manifest.loader import find_root, load_manifest
+
+    loaded = load_manifest(manifest) if manifest else None
+    root = loaded.root if loaded else find_root(Path.cwd() / "releases" / "_")
+    if rules_file is None:
+        if loaded is None:
+            raise BadInput("no rules: give a MANIFEST (its policy for --stage) or --rules FILE")
+        promotion = loaded.manifest.policy.promotion
+        if stage not in promotion:
+            raise BadInput(
+                f"{loaded.display} has no promotion rules for stage '{stage}'",
+                hint="stages: " + ", ".join(promotion),
+            )
+        rules_path, rules_display = loaded.resolve(promotion[stage]), promotion[stage]
+    else:
+        rules_path, rules_display = rules_file, str(rules_file)
+    rules = parse_rules_file(rules_path, display=rules_display)
+    if baseline_run is None:
+        base_release = (
+            channel_release(root, stage)
+            or channel_release(root, "production")
+            or (loaded.manifest.parent if loaded else None)
+        )
+        if base_release and loaded and base_release == loaded.manifest.release:
+            base_release = loaded.manifest.parent
+        if base_release and (root / "runs" / base_release).is_dir():
+            baseline_run = root / "runs" / base_release
+    canary = None
+    if canary_file is not None:
+        try:
+            canary = json.loads(Path(canary_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise BadInput(f"cannot read canary data {canary_file}: {e}") from None
+        canary["source"] = str(canary_file)
+    policy = Policy()
+    if loaded:
+        p = loaded.manifest.policy
+        policy = Policy(p.min_cases_per_slice, p.confidence_level, p.correction)
+    result = run_gate(
+        rules=rules,
+        rules_source=rules_display,
+        rules_sha256=hashlib.sha256(rules_path.read_bytes()).hexdigest(),
+        stage=stage,
+        run_dir=run_dir,
+        baseline_dir=baseline_run,
+        canary=canary,
+        policy=policy,
+        loaded=loaded,
+    )
+    out_file = out_file or run_dir / "gate.json"
+    doc = result.model_dump(mode="json")
+    atomic_write_text(out_file, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    if fmt == "json":
+        emit_json(doc)
+        return result.exit_code
+    _print(doc, out_file)
+    return result.exit_code
+
+
+def _print(doc: dict[str, Any], out_file: Path) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    base = f" against {doc['baseline_release']}" if doc.get("baseline_release") else " (no baseline run)"
+    out.print(
+        f"{_VERDICT[doc['verdict']]}  {doc['release']}{base}, stage {doc.get('stage')}: {escape(doc['verdict_reason'])}"
+    )
+    rules = Table(title="rules", title_justify="left")
+    for col in ("rule", "observed", "", "threshold", "outcome"):
+        rules.add_column(col, justify="right" if col in ("observed", "threshold") else "left")
+    for r in doc["rules"]:
+        rules.add_row(
+            escape(r["rule"]),
+            _fmt(r["observed"]),
+            r["comparator"],
+            escape(r["threshold_expr"]) if r["threshold"] is None else _fmt(r["threshold"]),
+            _OUTCOME[r["outcome"]],
+        )
+    out.print(rules)
+    slices = Table(title="slices (success@1)", title_justify="left")
+    for col in ("slice", "n", "baseline", "candidate", "95% CI", "Δ", "p (adj.)"):
+        slices.add_column(col, justify="left" if col == "slice" else "right")
+    for s in [*doc["slices"], doc["aggregate"]]:
+        c, b = s["candidate"], s.get("baseline") or {}
+        ci = f"[{c['lower_ci']:.2f}, {c['upper_ci']:.2f}]" if c.get("lower_ci") is not None else "–"
+        slices.add_row(
+            s["slice"],
+            str(c["n"]),
+            _fmt(b.get("success_at_1")),
+            _fmt(c["success_at_1"]),
+            ci,
+            _fmt(s.get("delta")),
+            _fmt(s.get("p_value_adjusted")),
+        )
+    out.print(slices)
+    unmatched = doc["unmatched_cases"]
+    if unmatched["only_in_candidate"] or unmatched["only_in_baseline"]:
+        out.print(
+            f"unpaired cases: {len(unmatched['only_in_candidate'])} only in the candidate, {len(unmatched['only_in_baseline'])} only in the baseline (left out of paired tests)"
+        )
+    out.print(f"gate.json → {out_file}")

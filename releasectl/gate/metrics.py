@@ -1,0 +1,290 @@
+"""Metrics over runs (SPEC §6) and the gate's resolver for the rules language.
+
+Rates carry a Wilson interval; deltas are paired on matched case ids with the exact McNemar
+test, p-values adjusted (Holm or BH, per policy) across the suite's slices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from releasectl.gate.rules import ALIASES, GATE_METRICS, MetricRef, Observation
+from releasectl.gate.runs import RunData
+from releasectl.gate.stats import adjust, mcnemar_exact, wilson_interval
+
+RATE_METRICS = {"success@1", "pass_rate", "rule_violation_rate", "format_pass_rate", *ALIASES}
+PERCENTILES = {"latency_p50_ms": 50, "latency_p95_ms": 95, "latency_p99_ms": 99}
+
+
+@dataclass(frozen=True)
+class Policy:
+    min_cases_per_slice: int = 20
+    confidence_level: float = 0.95
+    correction: str = "holm"
+
+
+def _rate_vector(run: RunData, ref: MetricRef) -> tuple[np.ndarray, np.ndarray] | str:
+    """(values, valid mask) of a per-case 0/1 metric, or an error text."""
+    name = ref.name
+    if name == "success@1":
+        return run.passed, np.ones(run.n, dtype=bool)
+    if name == "rule_violation_rate":
+        return ~run.rule_ok, np.ones(run.n, dtype=bool)
+    if name == "format_pass_rate":
+        return run.format_ok, np.ones(run.n, dtype=bool)
+    verifier = ALIASES.get(name) or (ref.args[1] if len(ref.args) > 1 else None)
+    if verifier is None:
+        return f"{name} needs a verifier: pass_rate(slice, 'verifier')"
+    arr = run.verifier_pass.get(verifier)
+    if arr is None:
+        return f"no verifier '{verifier}' in {run.path}"
+    return arr == 1, arr >= 0
+
+
+class GateResolver:
+    """Resolves metric references against a candidate run, a baseline run and canary data."""
+
+    def __init__(
+        self, candidate: RunData, baseline: RunData | None, canary: dict[str, Any] | None, policy: Policy
+    ) -> None:
+        self.cand = candidate
+        self.base = baseline
+        self.canary = canary
+        self.policy = policy
+        self._pairs: tuple[np.ndarray, np.ndarray] | None = None
+        self._adjusted: dict[str, float] = {}
+        self._raw: dict[str, float] = {}
+        if baseline is not None:
+            self._compute_family()
+
+    # --- pairing ---------------------------------------------------------------------------
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices (candidate, baseline) of cases present in both runs."""
+        if self._pairs is None:
+            assert self.base is not None
+            base_index = {cid: i for i, cid in enumerate(self.base.case_ids)}
+            ci, bi = [], []
+            for i, cid in enumerate(self.cand.case_ids):
+                j = base_index.get(cid)
+                if j is not None:
+                    ci.append(i)
+                    bi.append(j)
+            self._pairs = (np.asarray(ci, dtype=np.int64), np.asarray(bi, dtype=np.int64))
+        return self._pairs
+
+    def unmatched(self) -> dict[str, list[str]]:
+        if self.base is None:
+            return {"only_in_candidate": [], "only_in_baseline": []}
+        c, b = set(self.cand.case_ids), set(self.base.case_ids)
+        return {"only_in_candidate": sorted(c - b), "only_in_baseline": sorted(b - c)}
+
+    def paired(self, ref: MetricRef) -> tuple[np.ndarray, np.ndarray] | str:
+        assert self.base is not None
+        ci, bi = self.pairs()
+        cv = _rate_vector(self.cand, ref)
+        bv = _rate_vector(self.base, ref)
+        if isinstance(cv, str):
+            return cv
+        if isinstance(bv, str):
+            return bv
+        mask = (self.cand.slice_mask(ref.slice)[ci]) & cv[1][ci] & bv[1][bi]
+        return cv[0][ci][mask], bv[0][bi][mask]
+
+    def _compute_family(self) -> None:
+        """Raw and adjusted McNemar p-values of success@1 for every slice both runs share."""
+        shared = [s for s in self.cand.slices if self.base is not None and s in self.base.slices]
+        raw = []
+        for s in shared:
+            pair = self.paired(MetricRef(None, "success@1", (s,)))
+            assert not isinstance(pair, str)
+            c, b = pair
+            raw.append(mcnemar_exact(int(np.sum(b & ~c)), int(np.sum(~b & c))))
+        self._raw = dict(zip(shared, raw, strict=True))
+        self._adjusted = dict(zip(shared, adjust(raw, self.policy.correction), strict=True))
+
+    # --- resolver protocol -------------------------------------------------------------------
+
+    def known_metrics(self) -> list[str]:
+        return list(GATE_METRICS)
+
+    def known_slices(self) -> list[str]:
+        return list(self.cand.slices)
+
+    def resolve(self, ref: MetricRef) -> Observation:
+        ns = ref.namespace
+        if ns == "canary":
+            return self._canary(ref)
+        if ns == "delta":
+            return self._delta(ref)
+        if ns == "baseline":
+            if self.base is None:
+                return Observation(None, inconclusive_reason="no baseline run (pass --baseline-run)")
+            return self.observe(self.base, ref)
+        return self.observe(self.cand, ref)
+
+    def slice_regression(self, slice_name: str) -> Observation:
+        return self._delta(MetricRef("delta", "success@1", (slice_name,)))
+
+    # --- observations -----------------------------------------------------------------------
+
+    def _enough(self, n: int, ref: MetricRef) -> str | None:
+        if n == 0:
+            return f"no cases{' in slice ' + ref.slice if ref.slice else ''}"
+        if ref.slice is not None and n < self.policy.min_cases_per_slice:
+            return f"{n} cases < policy minimum {self.policy.min_cases_per_slice} per slice"
+        return None
+
+    def observe(self, run: RunData, ref: MetricRef) -> Observation:
+        mask = run.slice_mask(ref.slice)
+        name = ref.name
+        if name in RATE_METRICS:
+            vec = _rate_vector(run, ref)
+            if isinstance(vec, str):
+                return Observation(None, inconclusive_reason=vec)
+            values, valid = vec
+            sel = values[mask & valid]
+            n, k = int(sel.size), int(np.sum(sel))
+            if n == 0:
+                return Observation(None, n=0, inconclusive_reason=self._enough(0, ref))
+            lo, hi = wilson_interval(k, n, self.policy.confidence_level)
+            return Observation(
+                k / n, n=n, lower_ci=lo, upper_ci=hi, count=k, inconclusive_reason=self._enough(n, ref)
+            )
+        n = int(np.sum(mask))
+        if name in PERCENTILES:
+            if n == 0:
+                return Observation(None, n=0, inconclusive_reason=self._enough(0, ref))
+            return Observation(float(np.percentile(run.latency_ms[mask], PERCENTILES[name])), n=n)
+        if name == "tokens_per_request":
+            return Observation(
+                float(np.mean(run.completion_tokens[mask])) if n else None,
+                n=n,
+                inconclusive_reason=None if n else "no cases",
+            )
+        if name == "cost_per_1k_tokens_usd":
+            return Observation(cost_per_1k(run), n=run.n)
+        if name == "steps_to_solve_median":
+            solved = run.steps[mask & run.passed]
+            solved = solved[~np.isnan(solved)]
+            if solved.size == 0:
+                return Observation(None, n=0, inconclusive_reason="no solved case with a step count")
+            return Observation(float(np.median(solved)), n=int(solved.size))
+        return Observation(None, inconclusive_reason=f"unknown metric {name}")
+
+    def _delta(self, ref: MetricRef) -> Observation:
+        if self.base is None:
+            return Observation(None, inconclusive_reason="no baseline run (pass --baseline-run)")
+        if ref.name not in RATE_METRICS:
+            c, b = self.observe(self.cand, ref), self.observe(self.base, ref)
+            if c.value is None or b.value is None:
+                return Observation(
+                    None, inconclusive_reason=c.inconclusive_reason or b.inconclusive_reason or "no value"
+                )
+            return Observation(c.value - b.value, n=c.n)
+        pair = self.paired(ref)
+        if isinstance(pair, str):
+            return Observation(None, inconclusive_reason=pair)
+        c, b = pair
+        n = int(c.size)
+        if n == 0:
+            return Observation(None, n=0, inconclusive_reason="no paired cases")
+        disc_b, disc_c = int(np.sum(b & ~c)), int(np.sum(~b & c))
+        if ref.name == "success@1" and ref.slice in self._adjusted:
+            p = self._adjusted[ref.slice]
+        else:
+            p = mcnemar_exact(disc_b, disc_c)
+        delta = float(np.mean(c) - np.mean(b))
+        return Observation(
+            delta, n=n, p_value=p, count=disc_b + disc_c, inconclusive_reason=self._enough(n, ref)
+        )
+
+    def _canary(self, ref: MetricRef) -> Observation:
+        if self.canary is None:
+            return Observation(
+                None,
+                inconclusive_reason="no canary data (run `releasectl canary --out canary.json`, then gate with --canary canary.json)",
+            )
+        m = (self.canary.get("metrics") or {}).get(ref.name)
+        if not isinstance(m, dict):
+            return Observation(None, inconclusive_reason=f"canary data has no '{ref.name}'")
+        return Observation(
+            m.get("value"),
+            n=m.get("n"),
+            lower_ci=m.get("lower_ci"),
+            upper_ci=m.get("upper_ci"),
+            p_value=m.get("p_value"),
+            count=m.get("count"),
+            inconclusive_reason=m.get("inconclusive_reason"),
+        )
+
+    # --- tables for gate.json -------------------------------------------------------------
+
+    def side_summary(self, run: RunData, slice_name: str | None) -> dict[str, Any]:
+        ref = MetricRef(None, "success@1", (slice_name,) if slice_name else ())
+        s = self.observe(run, ref)
+        metrics: dict[str, Any] = {}
+        for name in ("rule_violation_rate", "format_pass_rate"):
+            o = self.observe(run, MetricRef(None, name, ref.args))
+            if o.value is not None:
+                metrics[name] = round(o.value, 6)
+        mask = run.slice_mask(slice_name)
+        for vname, arr in run.verifier_pass.items():
+            sel = arr[mask & (arr >= 0)]
+            if sel.size:
+                metrics[f"pass_rate:{vname}"] = round(float(np.mean(sel == 1)), 6)
+        for name in ("latency_p95_ms", "tokens_per_request", "steps_to_solve_median"):
+            o = self.observe(run, MetricRef(None, name, ref.args))
+            if o.value is not None:
+                metrics[name] = round(o.value, 4)
+        if slice_name is None:
+            metrics["cost_per_1k_tokens_usd"] = round(cost_per_1k(run), 8)
+        return {
+            "n": s.n or 0,
+            "success_at_1": s.value,
+            "lower_ci": s.lower_ci,
+            "upper_ci": s.upper_ci,
+            "metrics": metrics,
+        }
+
+    def slice_table(self) -> list[dict[str, Any]]:
+        names = list(self.cand.slices) + [
+            s for s in (self.base.slices if self.base else []) if s not in self.cand.slices
+        ]
+        return [self._row(s) for s in sorted(names)]
+
+    def aggregate(self) -> dict[str, Any]:
+        return self._row(None)
+
+    def _row(self, slice_name: str | None) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "slice": slice_name or "aggregate",
+            "candidate": self.side_summary(self.cand, slice_name),
+        }
+        if self.base is not None:
+            row["baseline"] = self.side_summary(self.base, slice_name)
+            d = self._delta(MetricRef("delta", "success@1", (slice_name,) if slice_name else ()))
+            row["n_paired"] = d.n or 0
+            row["delta"] = d.value
+            pair = self.paired(MetricRef(None, "success@1", (slice_name,) if slice_name else ()))
+            if not isinstance(pair, str):
+                c, b = pair
+                row["discordant"] = {"b": int(np.sum(b & ~c)), "c": int(np.sum(~b & c))}
+                row["p_value"] = self._raw.get(
+                    slice_name or "", mcnemar_exact(row["discordant"]["b"], row["discordant"]["c"])
+                )
+                row["p_value_adjusted"] = self._adjusted.get(slice_name or "", row["p_value"])
+        return row
+
+
+def cost_per_1k(run: RunData) -> float:
+    """SPEC §6: gpu_hourly_usd × gpus / (completion tokens / generation_seconds × 3600) × 1000."""
+    tokens = float(np.sum(run.completion_tokens))
+    seconds = float(run.run.get("generation_seconds") or 0.0)
+    if tokens <= 0 or seconds <= 0:
+        return float("nan")
+    tps = tokens / seconds
+    return float(run.run["gpu_hourly_usd"]) * float(run.run["gpus"]) / (tps * 3600) * 1000

@@ -1,0 +1,176 @@
+"""Load a run directory (SPEC §5.1) into columns, so metrics over a million cases stay fast."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from releasectl.errors import BadInput, Problem
+
+MAX_EXAMPLES = 500  # failing examples kept in memory for the report; the rest are counted
+REQUIRED_RUN = (
+    "release",
+    "manifest_digest",
+    "suite_digest",
+    "engine",
+    "cases",
+    "generation_seconds",
+    "gpus",
+    "gpu_hourly_usd",
+)
+
+
+@dataclass
+class RunData:
+    path: Path
+    run: dict[str, Any]
+    case_ids: list[str]
+    slices: list[str]
+    slice_idx: np.ndarray
+    passed: np.ndarray
+    rule_ok: np.ndarray
+    format_ok: np.ndarray
+    latency_ms: np.ndarray
+    completion_tokens: np.ndarray
+    prompt_tokens: np.ndarray
+    steps: np.ndarray
+    verifier_pass: dict[str, np.ndarray]
+    failing: list[dict[str, Any]] = field(default_factory=list)
+    failing_total: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.case_ids)
+
+    def slice_mask(self, name: str | None) -> np.ndarray:
+        if name is None:
+            return np.ones(self.n, dtype=bool)
+        if name not in self.slices:
+            return np.zeros(self.n, dtype=bool)
+        return self.slice_idx == self.slices.index(name)
+
+
+def load_run(path: Path) -> RunData:
+    """Read run.json + results.jsonl; BadInput (exit 2) names the file and line of bad content."""
+    import orjson
+
+    path = Path(path)
+    run_file, results_file = path / "run.json", path / "results.jsonl"
+    if not run_file.is_file() or not results_file.is_file():
+        raise BadInput(
+            f"{path} is not a run directory (needs run.json and results.jsonl)",
+            hint="make one with `releasectl replay MANIFEST --out DIR`",
+        )
+    try:
+        run = json.loads(run_file.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise BadInput(f"{run_file} is not valid JSON: {e}") from None
+    missing = [k for k in REQUIRED_RUN if k not in run]
+    if missing:
+        raise BadInput(
+            f"{run_file} lacks {', '.join(missing)}",
+            hint="see SPEC §5.1 for the run.json fields the gate needs",
+        )
+    case_ids: list[str] = []
+    slice_names: dict[str, int] = {}
+    slice_idx: list[int] = []
+    passed: list[bool] = []
+    rule_ok: list[bool] = []
+    format_ok: list[bool] = []
+    latency: list[float] = []
+    completion: list[int] = []
+    prompt: list[int] = []
+    steps: list[float] = []
+    vp: dict[str, list[tuple[int, bool]]] = {}
+    failing: list[dict[str, Any]] = []
+    failing_total = 0
+    seen: set[str] = set()
+    with results_file.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = orjson.loads(raw)
+                cid = row["case_id"]
+                sl = row["slice"]
+                verifiers = row["verifiers"]
+                ok = bool(row["passed"])
+            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                raise BadInput(
+                    f"{results_file} has an invalid result",
+                    [
+                        Problem(
+                            f"{type(e).__name__}: {e}",
+                            file=str(results_file),
+                            line=lineno,
+                            expected="case_id, slice, passed, verifiers, …",
+                        )
+                    ],
+                ) from None
+            if cid in seen:
+                raise BadInput(f"{results_file}:{lineno}: duplicate case_id {cid!r}")
+            seen.add(cid)
+            i = len(case_ids)
+            case_ids.append(cid)
+            slice_idx.append(slice_names.setdefault(sl, len(slice_names)))
+            passed.append(ok)
+            r_ok = f_ok = True
+            for name, v in verifiers.items():
+                vpass = bool(v["passed"])
+                vp.setdefault(name, []).append((i, vpass))
+                kind = v.get("kind")
+                if kind == "rule" and not vpass:
+                    r_ok = False
+                elif kind == "format" and not vpass:
+                    f_ok = False
+            rule_ok.append(r_ok)
+            format_ok.append(f_ok)
+            latency.append(float(row.get("latency_ms") or 0.0))
+            completion.append(int(row.get("completion_tokens") or 0))
+            prompt.append(int(row.get("prompt_tokens") or 0))
+            s = row.get("steps")
+            steps.append(float(s) if s is not None else np.nan)
+            if not ok:
+                failing_total += 1
+                if len(failing) < MAX_EXAMPLES:
+                    failing.append(
+                        {
+                            "case_id": cid,
+                            "slice": sl,
+                            "output": row.get("output", ""),
+                            "failed_verifiers": [
+                                {"name": n, "kind": v.get("kind"), "detail": v.get("detail", "")}
+                                for n, v in verifiers.items()
+                                if not v["passed"]
+                            ],
+                        }
+                    )
+    n = len(case_ids)
+    verifier_pass = {}
+    for name, pairs in vp.items():
+        arr = np.full(n, -1, dtype=np.int8)
+        idx = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
+        val = np.fromiter((p[1] for p in pairs), dtype=np.int8, count=len(pairs))
+        arr[idx] = val
+        verifier_pass[name] = arr
+    return RunData(
+        path=path,
+        run=run,
+        case_ids=case_ids,
+        slices=list(slice_names),
+        slice_idx=np.asarray(slice_idx, dtype=np.int32),
+        passed=np.asarray(passed, dtype=bool),
+        rule_ok=np.asarray(rule_ok, dtype=bool),
+        format_ok=np.asarray(format_ok, dtype=bool),
+        latency_ms=np.asarray(latency, dtype=np.float64),
+        completion_tokens=np.asarray(completion, dtype=np.int64),
+        prompt_tokens=np.asarray(prompt, dtype=np.int64),
+        steps=np.asarray(steps, dtype=np.float64),
+        verifier_pass=verifier_pass,
+        failing=failing,
+        failing_total=failing_total,
+    )

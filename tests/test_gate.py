@@ -1,0 +1,310 @@
+"""The gate: the seed's example promotes, statistics match scipy, outcomes and refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from runfactory import case_row, write_run
+from scipy.stats import binomtest
+
+REPO = Path(__file__).resolve().parent.parent
+DEV_TO_STAGING = REPO / "checklists" / "policies" / "dev_to_staging.rules"
+
+
+def seed_runs(tmp_path: Path, *, violations: int = 10) -> tuple[Path, Path]:
+    """Runs whose slice rates match seed 001's "Example Results Table".
+
+    Sizes are chosen so the seed's CI rules can pass at the seed's rates: a Wilson lower bound
+    >= 0.98 at a point estimate of 0.993 needs n of about 600 or more, and >= 0.99 at 0.999 about
+    700, so math_basic and debug_search_api have 1,000 cases; headache_redflags and
+    division_hard have 200. The seed lists headache violations as 0.06 but its own rule caps them
+    at 0.05; with 0.06 the rule fails (see test below), so this example uses 0.05 (10 of 200).
+    """
+    cand, base = [], []
+    # headache_redflags: success 0.31 -> 0.84; rule violations 0.62 -> 0.05
+    for i in range(200):
+        cid = f"headache_redflags-{i:04d}"
+        c_rule, c_q = (True, True) if i < 168 else ((False, True) if i < 168 + violations else (True, False))
+        b_rule, b_q = (True, True) if i < 62 else ((False, True) if i < 62 + 124 else (True, False))
+        cand.append(
+            case_row(
+                cid,
+                "headache_redflags",
+                {"urgent_referral": (c_rule, "rule"), "referral_quality": (c_q, "quality")},
+                latency_ms=880,
+            )
+        )
+        base.append(
+            case_row(
+                cid,
+                "headache_redflags",
+                {"urgent_referral": (b_rule, "rule"), "referral_quality": (b_q, "quality")},
+                latency_ms=700,
+            )
+        )
+    # math_basic: success 0.97 -> 0.993; <answer> tag 0.985 -> 0.997
+    for i in range(1000):
+        cid = f"math_basic-{i:04d}"
+        c_tag, c_ok = (True, True) if i < 993 else ((True, False) if i < 997 else (False, False))
+        b_tag, b_ok = (True, True) if i < 970 else ((True, False) if i < 985 else (False, False))
+        cand.append(
+            case_row(
+                cid,
+                "math_basic",
+                {"answer_tag": (c_tag, "format"), "math_correct": (c_ok, "correctness")},
+                latency_ms=880,
+            )
+        )
+        base.append(
+            case_row(
+                cid,
+                "math_basic",
+                {"answer_tag": (b_tag, "format"), "math_correct": (b_ok, "correctness")},
+                latency_ms=700,
+            )
+        )
+    # division_hard: 0.41 -> 0.52 with 12 cases lost and 34 gained (paired)
+    for i in range(200):
+        cid = f"division_hard-{i:04d}"
+        b_ok = i < 82
+        c_ok = (i >= 12 and i < 82) or (82 <= i < 82 + 34)
+        cand.append(
+            case_row(cid, "division_hard", {"numeric_tolerance": (c_ok, "correctness")}, latency_ms=880)
+        )
+        base.append(
+            case_row(cid, "division_hard", {"numeric_tolerance": (b_ok, "correctness")}, latency_ms=700)
+        )
+    # debug_search_api: 0.71 -> 0.88; schema 0.999, API v3.2.1 match 0.99; 3 steps
+    for i in range(1000):
+        cid = f"debug_search_api-{i:04d}"
+        if i < 880:
+            c = (True, True, True)
+        elif i < 890:
+            c = (False, True, True)
+        elif i < 891:
+            c = (True, False, True)
+        else:
+            c = (True, True, False)
+        if i < 710:
+            b = (True, True, True)
+        elif i < 810:
+            b = (False, True, True)
+        elif i < 815:
+            b = (True, False, True)
+        else:
+            b = (True, True, False)
+        names = ("api_version_match", "tool_call_schema", "unit_tests")
+        cand.append(
+            case_row(
+                cid,
+                "debug_search_api",
+                {n: (ok, "tool") for n, ok in zip(names, c, strict=True)},
+                latency_ms=880,
+                steps=3,
+            )
+        )
+        base.append(
+            case_row(
+                cid,
+                "debug_search_api",
+                {n: (ok, "tool") for n, ok in zip(names, b, strict=True)},
+                latency_ms=700,
+                steps=6,
+            )
+        )
+    tokens = 50 * len(cand)
+    tps = 1.99 * 1000 / (0.019 * 3600)  # cost/1k = $0.019 at $1.99/GPU-hr
+    c_dir = write_run(tmp_path / "cand", "v1.3", cand, generation_seconds=tokens / tps)
+    b_dir = write_run(tmp_path / "base", "v1.2", base, generation_seconds=tokens / 40)
+    return c_dir, b_dir
+
+
+def gate_json(cli, tmp_path, *args: str) -> tuple[int, dict]:
+    out = tmp_path / "gate.json"
+    result = cli("gate", *args, "--out", str(out), "--format", "json")
+    assert "Traceback" not in result.output
+    return result.code, json.loads(out.read_text()) if out.exists() else result.json()
+
+
+def test_seed_example_promotes(cli, tmp_path):
+    c, b = seed_runs(tmp_path)
+    code, doc = gate_json(
+        cli, tmp_path, "--run", str(c), "--baseline-run", str(b), "--rules", str(DEV_TO_STAGING)
+    )
+    failing = [(r["rule"], r["detail"]) for r in doc["rules"] if r["outcome"] != "pass"]
+    assert doc["verdict"] == "promote", failing
+    assert code == 0
+    rates = {
+        s["slice"]: (s["baseline"]["success_at_1"], s["candidate"]["success_at_1"]) for s in doc["slices"]
+    }
+    assert rates["headache_redflags"] == pytest.approx((0.31, 0.84))
+    assert rates["math_basic"] == pytest.approx((0.97, 0.993))
+    assert rates["division_hard"] == pytest.approx((0.41, 0.52))
+    assert rates["debug_search_api"] == pytest.approx((0.71, 0.88))
+    by_rule = {r["rule"]: r for r in doc["rules"]}
+    assert by_rule["latency_p95_ms.point <= 900"]["observed"] == pytest.approx(880)
+    assert by_rule["cost_per_1k_tokens_usd.point <= 0.020"]["observed"] == pytest.approx(0.019)
+    assert by_rule["delta.success@1(division_hard).point >= 0.07"]["observed"] == pytest.approx(0.11)
+    assert len(doc["rules"]) == 12
+
+
+def test_seed_violation_rate_of_006_fails_the_seed_rule(cli, tmp_path):
+    # The seed's table shows violations 0.06 with a check mark, but its rule is <= 0.05.
+    c, b = seed_runs(tmp_path, violations=12)
+    code, doc = gate_json(
+        cli, tmp_path, "--run", str(c), "--baseline-run", str(b), "--rules", str(DEV_TO_STAGING)
+    )
+    rule = next(r for r in doc["rules"] if r["rule"].startswith("rule_violation_rate"))
+    assert rule["observed"] == pytest.approx(0.06) and rule["outcome"] == "fail"
+    assert doc["verdict"] == "block" and code == 1
+
+
+def test_wilson_and_mcnemar_match_scipy(cli, tmp_path):
+    c, b = seed_runs(tmp_path)
+    _, doc = gate_json(
+        cli, tmp_path, "--run", str(c), "--baseline-run", str(b), "--rules", str(DEV_TO_STAGING)
+    )
+    row = next(s for s in doc["slices"] if s["slice"] == "math_basic")
+    ci = binomtest(993, 1000).proportion_ci(confidence_level=0.95, method="wilson")
+    assert row["candidate"]["lower_ci"] == pytest.approx(ci.low)
+    assert row["candidate"]["upper_ci"] == pytest.approx(ci.high)
+    div = next(s for s in doc["slices"] if s["slice"] == "division_hard")
+    assert div["discordant"] == {"b": 12, "c": 34}
+    assert div["p_value"] == pytest.approx(binomtest(12, 46, 0.5).pvalue)
+    # Holm across the 4 shared slices: adjusted >= raw, and the largest raw p is multiplied by 1.
+    raws = sorted(s["p_value"] for s in doc["slices"])
+    assert all(s["p_value_adjusted"] >= s["p_value"] for s in doc["slices"])
+    assert max(s["p_value_adjusted"] for s in doc["slices"]) == pytest.approx(
+        max(min(1.0, (4 - i) * p) for i, p in enumerate(raws))
+    )
+
+
+def test_small_slices_are_inconclusive_and_hold(cli, tmp_path):
+    rows_c = [case_row(f"s-{i}", "s", {"v": (True, "correctness")}) for i in range(5)]
+    rows_b = [case_row(f"s-{i}", "s", {"v": (i < 3, "correctness")}) for i in range(5)]
+    rules = tmp_path / "r.rules"
+    rules.write_text("success@1(s).lower_ci >= 0.5\nno_regressions_on: ['s']\n")
+    code, doc = gate_json(
+        cli,
+        tmp_path,
+        "--run",
+        str(write_run(tmp_path / "c", "v1.3", rows_c)),
+        "--baseline-run",
+        str(write_run(tmp_path / "b", "v1.2", rows_b)),
+        "--rules",
+        str(rules),
+    )
+    assert [r["outcome"] for r in doc["rules"]] == ["inconclusive", "inconclusive"]
+    assert "5 cases < policy minimum 20" in doc["rules"][0]["detail"]
+    assert doc["verdict"] == "hold" and code == 1
+
+
+def test_interval_straddling_the_threshold_is_inconclusive_not_fail(cli, tmp_path):
+    rows = [
+        case_row(f"s-{i:03d}", "s", {"v": (i < 27, "correctness")}) for i in range(30)
+    ]  # 0.9, CI ~[0.74, 0.97]
+    rules = tmp_path / "r.rules"
+    rules.write_text(
+        "success@1(s).lower_ci >= 0.95\nsuccess@1(s).lower_ci >= 0.99999 # unreachable? no: upper bound < threshold fails\n"
+    )
+    _, doc = gate_json(
+        cli, tmp_path, "--run", str(write_run(tmp_path / "c", "v1.3", rows)), "--rules", str(rules)
+    )
+    assert doc["rules"][0]["outcome"] == "inconclusive"
+    assert doc["rules"][1]["outcome"] == "fail"
+
+
+def test_relative_rules_against_the_baseline(cli, tmp_path):
+    rows_c = [
+        case_row(f"s-{i:03d}", "s", {"v": (i < 90, "correctness")}, latency_ms=1100) for i in range(100)
+    ]
+    rows_b = [
+        case_row(f"s-{i:03d}", "s", {"v": (i < 91, "correctness")}, latency_ms=1000) for i in range(100)
+    ]
+    rules = tmp_path / "r.rules"
+    rules.write_text(
+        "success@1.point >= baseline.success@1.point - 0.02\n"  # completion >= old - 2 %
+        "latency_p95_ms.point <= baseline.latency_p95_ms.point * 1.20\n"  # p95 <= old + 20 %
+        "latency_p95_ms.point <= baseline.latency_p95_ms.point * 1.05\n"
+    )
+    _, doc = gate_json(
+        cli,
+        tmp_path,
+        "--run",
+        str(write_run(tmp_path / "c", "v1.3", rows_c)),
+        "--baseline-run",
+        str(write_run(tmp_path / "b", "v1.2", rows_b)),
+        "--rules",
+        str(rules),
+    )
+    assert [r["outcome"] for r in doc["rules"]] == ["pass", "pass", "fail"]
+    assert doc["rules"][1]["threshold"] == pytest.approx(1200)
+
+
+def test_unmatched_cases_are_reported(cli, tmp_path):
+    rows_c = [case_row(f"s-{i:03d}", "s", {"v": (True, "correctness")}) for i in range(25)]
+    rows_b = [case_row(f"s-{i:03d}", "s", {"v": (True, "correctness")}) for i in range(3, 30)]
+    rules = tmp_path / "r.rules"
+    rules.write_text("no_regressions_on: ['s']\n")
+    _, doc = gate_json(
+        cli,
+        tmp_path,
+        "--run",
+        str(write_run(tmp_path / "c", "v1.3", rows_c)),
+        "--baseline-run",
+        str(write_run(tmp_path / "b", "v1.2", rows_b)),
+        "--rules",
+        str(rules),
+    )
+    assert doc["unmatched_cases"]["only_in_candidate"] == ["s-000", "s-001", "s-002"]
+    assert len(doc["unmatched_cases"]["only_in_baseline"]) == 5
+    assert doc["slices"][0]["n_paired"] == 22
+
+
+def test_canary_rules_without_data_hold_and_with_data_decide(cli, tmp_path):
+    rows = [case_row(f"s-{i:03d}", "s", {"v": (True, "correctness")}) for i in range(25)]
+    rules = tmp_path / "r.rules"
+    rules.write_text("canary.safety_incidents.count == 0\ncanary.abandon_rate.point <= 0.05\n")
+    run = write_run(tmp_path / "c", "v1.3", rows)
+    _, doc = gate_json(cli, tmp_path, "--run", str(run), "--rules", str(rules))
+    assert doc["verdict"] == "hold"
+    canary = tmp_path / "canary.json"
+    canary.write_text(
+        json.dumps(
+            {
+                "metrics": {
+                    "safety_incidents": {"value": 0, "count": 0, "n": 6000},
+                    "abandon_rate": {"value": 0.07, "n": 6000},
+                }
+            }
+        )
+    )
+    _, doc = gate_json(cli, tmp_path, "--run", str(run), "--rules", str(rules), "--canary", str(canary))
+    assert [r["outcome"] for r in doc["rules"]] == ["pass", "fail"]
+
+
+def test_run_from_another_manifest_is_refused(cli, tmp_path, repo_root):
+    rows = [case_row(f"s-{i:03d}", "s", {"v": (True, "correctness")}) for i in range(3)]
+    run = write_run(tmp_path / "c", "v1.3", rows, manifest_digest="sha256:" + "9" * 64)
+    result = cli(
+        "gate",
+        str(repo_root / "releases" / "v1.3.yaml"),
+        "--run",
+        str(run),
+        "--out",
+        str(tmp_path / "g.json"),
+    )
+    assert result.code == 2
+    assert "different manifest" in result.stderr and "sha256:9999" in result.stderr
+
+
+def test_bad_rules_file_points_at_line_and_column(cli, tmp_path):
+    rows = [case_row("s-1", "s", {"v": (True, "correctness")})]
+    rules = tmp_path / "r.rules"
+    rules.write_text("# ok\nsuccess@1.point >= 0.5\nlatency_p95_ms.point <=> 3\n")
+    result = cli("gate", "--run", str(write_run(tmp_path / "c", "v1.3", rows)), "--rules", str(rules))
+    assert result.code == 2
+    assert f"{rules}:3:" in result.stderr
+    assert "^" in result.stderr
