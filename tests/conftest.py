@@ -17,7 +17,17 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # What a releases repository is made of (copied into example_repo).
-RELEASES_REPO_PARTS = ["releases", "checklists", "suites", "prompts", "adapters", "data", "training", "dvc.yaml", "params.yaml"]
+RELEASES_REPO_PARTS = [
+    "releases",
+    "checklists",
+    "suites",
+    "prompts",
+    "adapters",
+    "data",
+    "training",
+    "dvc.yaml",
+    "params.yaml",
+]
 
 
 @dataclass
@@ -70,8 +80,13 @@ def repo_root() -> Path:
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-           "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 

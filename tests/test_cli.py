@@ -42,6 +42,8 @@ def test_unknown_command_and_bad_option_exit_2(cli):
 
 
 def test_console_script_runs_as_a_module():
-    proc = subprocess.run([sys.executable, "-m", "releasectl", "--version"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "releasectl", "--version"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0
     assert "releasectl" in proc.stdout

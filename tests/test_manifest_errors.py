@@ -13,7 +13,16 @@ from releasectl.errors import BadInput
 from releasectl.manifest.loader import load_manifest, manifest_digest
 
 
-def expect_error(cli, root: Path, text: str | bytes, *, line: int | None, field: str | None, words: list[str], name: str = "v1.3"):
+def expect_error(
+    cli,
+    root: Path,
+    text: str | bytes,
+    *,
+    line: int | None,
+    field: str | None,
+    words: list[str],
+    name: str = "v1.3",
+):
     path = root / "releases" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(text, bytes):
@@ -56,13 +65,22 @@ def expect_error(cli, root: Path, text: str | bytes, *, line: int | None, field:
 )
 def test_mutable_or_short_revisions_are_refused(cli, tmp_path, revision, words):
     text = BASE.replace(f"revision: {SHA40}", f"revision: {revision}", 1)
-    p = expect_error(cli, tmp_path, text, line=line_of(text, f"revision: {revision}"), field="model.revision", words=words)
+    p = expect_error(
+        cli, tmp_path, text, line=line_of(text, f"revision: {revision}"), field="model.revision", words=words
+    )
     assert p["col"] == len("  revision: ") + 1
 
 
 def test_missing_revision_is_refused(cli, tmp_path):
     text = BASE.replace(f"  revision: {SHA40}\n", "", 1)
-    expect_error(cli, tmp_path, text, line=line_of(text, "model:"), field="model.revision", words=["missing revision", "40-hex"])
+    expect_error(
+        cli,
+        tmp_path,
+        text,
+        line=line_of(text, "model:"),
+        field="model.revision",
+        words=["missing revision", "40-hex"],
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,7 +89,9 @@ def test_missing_revision_is_refused(cli, tmp_path):
 )
 def test_paths_escaping_the_repo_are_refused(cli, tmp_path, path, words):
     text = BASE.replace("path: prompts/assistant_v2.j2", f"path: {path}")
-    expect_error(cli, tmp_path, text, line=line_of(text, f"path: {path}"), field="input.template.path", words=words)
+    expect_error(
+        cli, tmp_path, text, line=line_of(text, f"path: {path}"), field="input.template.path", words=words
+    )
 
 
 def test_symlink_out_of_the_repo_is_refused(cli, tmp_path):
@@ -81,19 +101,40 @@ def test_symlink_out_of_the_repo_is_refused(cli, tmp_path):
     (outside / "prompt.j2").write_text("hi")
     (root / "prompts").mkdir(parents=True)
     os.symlink(outside / "prompt.j2", root / "prompts" / "assistant_v2.j2")
-    p = expect_error(cli, root, BASE, line=line_of(BASE, "path: prompts/assistant_v2.j2"), field="input.template.path", words=["outside the repository", "symlink"])
+    p = expect_error(
+        cli,
+        root,
+        BASE,
+        line=line_of(BASE, "path: prompts/assistant_v2.j2"),
+        field="input.template.path",
+        words=["outside the repository", "symlink"],
+    )
     assert str(outside.resolve()) in p["found"]
 
 
 def test_unknown_key_is_refused_with_a_suggestion(cli, tmp_path):
     text = BASE.replace("  temperature: 0.0", "  temprature: 0.0")
-    p = expect_error(cli, tmp_path, text, line=line_of(text, "temprature"), field="sampling.temprature", words=["unknown key 'temprature'"])
+    p = expect_error(
+        cli,
+        tmp_path,
+        text,
+        line=line_of(text, "temprature"),
+        field="sampling.temprature",
+        words=["unknown key 'temprature'"],
+    )
     assert "did you mean 'temperature'" in p["hint"]
 
 
 def test_duplicate_key_is_refused(cli, tmp_path):
     text = BASE.replace("  max_tokens: 64\n", "  max_tokens: 64\n  max_tokens: 128\n")
-    p = expect_error(cli, tmp_path, text, line=line_of(text, "max_tokens: 128"), field="sampling.max_tokens", words=["duplicate key"])
+    p = expect_error(
+        cli,
+        tmp_path,
+        text,
+        line=line_of(text, "max_tokens: 128"),
+        field="sampling.max_tokens",
+        words=["duplicate key"],
+    )
     assert f"first at line {line_of(text, 'max_tokens: 64')}" in p["found"]
 
 
@@ -105,24 +146,47 @@ def test_alias_bomb_is_refused(cli, tmp_path):
 
 def test_wrong_type_is_refused(cli, tmp_path):
     text = BASE.replace("max_tokens: 64", "max_tokens: lots")
-    p = expect_error(cli, tmp_path, text, line=line_of(text, "max_tokens: lots"), field="sampling.max_tokens", words=["integer"])
+    p = expect_error(
+        cli,
+        tmp_path,
+        text,
+        line=line_of(text, "max_tokens: lots"),
+        field="sampling.max_tokens",
+        words=["integer"],
+    )
     assert p["found"] == "'lots'"
 
 
 def test_missing_required_field_is_refused(cli, tmp_path):
     text = BASE.replace("  seed: 1234\n", "")
-    expect_error(cli, tmp_path, text, line=line_of(text, "sampling:"), field="sampling.seed", words=["missing required field"])
+    expect_error(
+        cli,
+        tmp_path,
+        text,
+        line=line_of(text, "sampling:"),
+        field="sampling.seed",
+        words=["missing required field"],
+    )
 
 
 def test_release_name_must_match_file_name(cli, tmp_path):
-    p = expect_error(cli, tmp_path, BASE, line=1, field="release", words=["differs from the file name"], name="v1.4")
+    p = expect_error(
+        cli, tmp_path, BASE, line=1, field="release", words=["differs from the file name"], name="v1.4"
+    )
     assert p["expected"] == "'v1.4' (the file stem)"
     assert p["found"] == "'v1.3'"
 
 
 def test_non_string_key_is_refused(cli, tmp_path):
-    text = BASE.replace("verifiers:\n", "verifiers:\n  1: \"1.0\"\n")
-    expect_error(cli, tmp_path, text, line=line_of(text, '  1: "1.0"'), field="verifiers", words=["keys must be strings"])
+    text = BASE.replace("verifiers:\n", 'verifiers:\n  1: "1.0"\n')
+    expect_error(
+        cli,
+        tmp_path,
+        text,
+        line=line_of(text, '  1: "1.0"'),
+        field="verifiers",
+        words=["keys must be strings"],
+    )
 
 
 @pytest.mark.parametrize(
@@ -177,5 +241,7 @@ def test_schema_prints_the_json_schema(cli):
     schema = json.loads(result.stdout)
     assert schema["title"] == "releasectl release manifest"
     assert schema["additionalProperties"] is False
-    assert {"release", "model", "sampling", "verifiers", "runtime", "policy", "infrastructure"} <= set(schema["properties"])
+    assert {"release", "model", "sampling", "verifiers", "runtime", "policy", "infrastructure"} <= set(
+        schema["properties"]
+    )
     assert "sampling" in schema["required"]

@@ -20,7 +20,11 @@ from releasectl.replay.engines import vllm as v
 
 @pytest.fixture
 def manifest(tmp_path):
-    text = BASE.replace("engine: hf", "engine: vllm").replace("device: cpu", "device: NVIDIA H100 80GB HBM3").replace("dtype: float32", "dtype: bfloat16")
+    text = (
+        BASE.replace("engine: hf", "engine: vllm")
+        .replace("device: cpu", "device: NVIDIA H100 80GB HBM3")
+        .replace("dtype: float32", "dtype: bfloat16")
+    )
     text = text.replace("max_model_len: 2048", "max_model_len: 4096\n  tensor_parallel_size: 2")
     return load_manifest(write_manifest(tmp_path, text)).manifest
 
@@ -49,7 +53,15 @@ def test_lora_requests_have_unique_ids_and_rank_buckets(tmp_path):
 
 def test_sampling_params_are_explicit(manifest):
     kw = v.sampling_kwargs(manifest.sampling)
-    assert kw == {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "max_tokens": 64, "seed": 1234, "repetition_penalty": 1.0, "stop": None}
+    assert kw == {
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "top_k": -1,
+        "max_tokens": 64,
+        "seed": 1234,
+        "repetition_penalty": 1.0,
+        "stop": None,
+    }
 
 
 def test_data_parallel_is_refused_offline(tmp_path):
@@ -89,7 +101,20 @@ def _has_vllm_and_cuda() -> bool:
 def test_vllm_replay_is_deterministic_on_gpu(tmp_path, cli, repo_root):
     # Runs the real engine: the example manifest with the vllm engine on this GPU.
     os.environ.update(v.DETERMINISM_ENV)
-    args = ["replay", str(repo_root / "releases" / "v1.2.yaml"), "--engine", "vllm", "--allow-device-drift", "--limit", "2", "--check-determinism", "--out", str(tmp_path / "run"), "--format", "json"]
+    args = [
+        "replay",
+        str(repo_root / "releases" / "v1.2.yaml"),
+        "--engine",
+        "vllm",
+        "--allow-device-drift",
+        "--limit",
+        "2",
+        "--check-determinism",
+        "--out",
+        str(tmp_path / "run"),
+        "--format",
+        "json",
+    ]
     result = cli(*args)
     assert result.code == 0, result.output
     assert result.json()["determinism"]["identical"] is True

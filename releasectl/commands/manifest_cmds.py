@@ -110,7 +110,7 @@ def new(release: str, source: str, description: str | None, repin: bool, force: 
     from releasectl.fsutil import atomic_write_text
     from releasectl.manifest.loader import load_manifest, release_path
     from releasectl.manifest.models import RELEASE_NAME
-    from releasectl.manifest.pins import replace_scalar, repin_text
+    from releasectl.manifest.pins import repin_text, replace_scalar
 
     if not RELEASE_NAME.match(release):
         raise BadInput(f"'{release}' is not a release name", hint="use v<major>.<minor>[.<patch>], e.g. v1.4")

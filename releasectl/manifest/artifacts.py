@@ -46,7 +46,12 @@ def hf_snapshot(uri: str, revision: str, *, allow_patterns: list[str] | None = N
     repo_id = uri.removeprefix("hf://")
     try:
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+        from huggingface_hub.errors import (
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
     except ImportError as e:  # pragma: no cover - huggingface_hub is a core dependency
         raise EnvironmentFailure(f"huggingface_hub is required for {uri}: {e}") from None
     try:
