@@ -222,7 +222,7 @@ def hub_revisions_exist(ctx: CheckContext) -> CheckResult:
 
     checks = resolve_revisions(ctx.loaded)
     problems = [ctx.problem(tuple(c.field.split(".")), c.message) for c in checks if not c.ok]
-    return _result("hub_revisions_exist", problems, f"{len(checks)} hf:// revisions exist on the Hub")
+    return _result("hub_revisions_exist", problems, "; ".join(c.message for c in checks))
 
 
 # --- 2. Promotion rules + rollback ---------------------------------------------------------------

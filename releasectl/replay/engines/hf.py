@@ -54,11 +54,15 @@ def load_base(model_path: Path, digest: str, dtype: str, device: str) -> _Loaded
     key = (str(model_path), digest, dtype, device)
     if key in _CACHE:
         return _CACHE[key]
-    # transformers' GGUF de-quantization draws its own tqdm bar on stderr; ours is the replay's.
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    import functools
+
     import torch
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
+
+    # transformers' GGUF de-quantization draws its own tqdm bar on stderr; ours is the replay's.
+    gguf_utils.tqdm = functools.partial(gguf_utils.tqdm, disable=True)
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -145,9 +149,13 @@ class HfEngine:
             return
         from peft import PeftModel
 
+        import warnings
+
         base = self._loaded.model
         name, path = adapters[0]
-        peft_model = PeftModel.from_pretrained(base, str(path), adapter_name=name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # peft's deprecation notices, not the user's concern
+            peft_model = PeftModel.from_pretrained(base, str(path), adapter_name=name)
         for extra_name, extra_path in adapters[1:]:
             peft_model.load_adapter(str(extra_path), adapter_name=extra_name)
         if len(adapters) > 1:
