@@ -23,9 +23,10 @@ def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report
 
     This is what the release-gate workflow does on a pull request, with the hf engine on CPU
     and the embedded SmolLM2-135M-Instruct instead of vLLM on a GPU runner. With the small
-    default --limit, slices have fewer cases than the policy's minimum, so the gate says so
-    (inconclusive → hold) rather than pretending to know. Exit 0 when every step ran, whatever
-    the verdict; 2 or 3 when a step could not run.
+    default --limit, slices have fewer cases than the policy's minimum, so slice rules are
+    inconclusive rather than pretending to know; rules the data already decide (a 135M model on
+    CPU misses the seed's quality and latency bars) fail, and the verdict is honest about it.
+    Exit 0 when every step ran, whatever the verdict; 2 or 3 when a step could not run.
     """
     from releasectl.cli import main as run_command
     from releasectl.manifest.loader import find_root

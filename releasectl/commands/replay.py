@@ -96,6 +96,7 @@ def replay(
     from releasectl.replay.runner import Shard, read_results, run_replay
 
     loaded = load_manifest(manifest)
+    limit = limit or None
     out_dir = out_dir or loaded.root / "runs" / loaded.manifest.release
     shard_obj = Shard.parse(shard) if shard else None
     with progress(f"replay {loaded.manifest.release}", None) as bar:
