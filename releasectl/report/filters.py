@@ -31,7 +31,8 @@ def num(value: Any, digits: int = 3) -> Markup:
         return Markup(str(value))
     x = _number(value)
     if x is None:
-        return Markup(DASH) if value is None else md(value)
+        # NaN (a rate over zero cases) and missing values both read as "no value".
+        return Markup(DASH) if value is None or isinstance(value, float) else md(value)
     if math.isinf(x):
         return Markup("∞" if x > 0 else "−∞")
     if x != 0 and abs(x) < 10 ** (-digits):

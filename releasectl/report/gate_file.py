@@ -1,4 +1,4 @@
-"""Reading gate.json for the report: the fields the report needs, checked, with clear errors."""
+"""Reading gate.json: parsed and checked against the gate's own model, with clear errors."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from releasectl.errors import BadInput, Problem
+from pydantic import ValidationError
 
-VERDICTS = ("promote", "block", "hold")
+from releasectl.errors import BadInput, Problem
+from releasectl.gate.result import GateResult
+from releasectl.manifest.yaml_positions import dotted
+
+HINT = "regenerate it with `releasectl gate`; the format is in docs/ARCHITECTURE.md"
 
 
 def load_gate(path: Path) -> dict[str, Any]:
-    """Parse gate.json and check the fields the report relies on (docs/ARCHITECTURE.md)."""
+    """gate.json as plain data, validated by `releasectl.gate.result.GateResult`."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -29,56 +33,25 @@ def load_gate(path: Path) -> dict[str, Any]:
             [Problem(e.msg, file=str(path), line=e.lineno, col=e.colno)],
             hint="pass the gate.json that `releasectl gate` wrote",
         ) from None
-    problems: list[Problem] = []
-
-    def expect(field: str, value: Any, kinds: type | tuple[type, ...], expected: str) -> None:
-        if not isinstance(value, kinds):
-            problems.append(
-                Problem("wrong type", file=str(path), field=field, expected=expected, found=_describe(value))
-            )
-
     if not isinstance(data, dict):
         raise BadInput(
             f"{path}: not a gate result",
-            [
-                Problem(
-                    "wrong type",
-                    file=str(path),
-                    field="(top level)",
-                    expected="a JSON object",
-                    found=_describe(data),
-                )
-            ],
+            [Problem("wrong type", file=str(path), expected="a JSON object", found=_describe(data))],
+            hint=HINT,
         )
-    if data.get("verdict") not in VERDICTS:
-        problems.append(
+    try:
+        return GateResult.model_validate(data).model_dump()
+    except ValidationError as e:
+        problems = [
             Problem(
-                "unknown verdict",
+                str(err["msg"]),
                 file=str(path),
-                field="verdict",
-                expected=" | ".join(VERDICTS),
-                found=_describe(data.get("verdict")),
+                field=dotted(tuple(err["loc"])),
+                found=_describe(err.get("input")) if err["type"] != "missing" else "nothing",
             )
-        )
-    expect("release", data.get("release"), str, "a release name such as 'v1.3'")
-    for key in ("rules", "slices", "failing_examples"):
-        expect(key, data.get(key, []), list, "a list")
-    for key in ("aggregate", "provenance", "policy", "unmatched_cases"):
-        expect(key, data.get(key) or {}, dict, "an object")
-    for key in ("rules", "slices", "failing_examples"):
-        items = data.get(key)
-        if isinstance(items, list):
-            for i, item in enumerate(items):
-                if not isinstance(item, dict):
-                    expect(f"{key}[{i}]", item, dict, "an object")
-                    break
-    if problems:
-        raise BadInput(
-            f"{path} is not a valid gate result",
-            problems,
-            hint="regenerate it with `releasectl gate`; the format is in docs/ARCHITECTURE.md",
-        )
-    return data
+            for err in e.errors(include_url=False)
+        ]
+        raise BadInput(f"{path} is not a valid gate result", problems, hint=HINT) from None
 
 
 def _describe(value: Any) -> str:

@@ -266,6 +266,17 @@ def _example(e: dict[str, Any], limit: int) -> dict[str, Any]:
     }
 
 
+def _threshold_expr(rule: dict[str, Any]) -> str | None:
+    """The threshold's source text when it says more than the number (e.g. `baseline - 0.02`)."""
+    expr = rule.get("threshold_expr")
+    if not expr:
+        return None
+    try:
+        return None if float(expr) == rule.get("threshold") else str(expr)
+    except (TypeError, ValueError):
+        return str(expr)
+
+
 def _percent(level: Any) -> str:
     x = _scalar(level)
     return f"{x * 100:g}" if x is not None and 0 < x < 1 else "95"
@@ -294,7 +305,7 @@ def _run_facts(run: Any) -> dict[str, Any]:
 
 def _context(gate: dict[str, Any]) -> dict[str, Any]:
     verdict = gate["verdict"]
-    rules = [dict(r) for r in gate.get("rules") or [] if isinstance(r, dict)]
+    rules = [{**r, "expr": _threshold_expr(r)} for r in gate.get("rules") or [] if isinstance(r, dict)]
     counts = {o: sum(1 for r in rules if r.get("outcome") == o) for o in ("pass", "fail", "inconclusive")}
     provenance = _side(gate.get("provenance"))
     pins = [p for p in provenance.get("pins") or [] if isinstance(p, dict)]
