@@ -49,10 +49,11 @@ def describe_gate(gate: dict[str, Any]) -> tuple[str, str]:
     failed = sum(1 for r in rules if r.get("outcome") == "fail")
     unknown = sum(1 for r in rules if r.get("outcome") == "inconclusive")
     against = f" vs {gate['baseline_release']}" if gate.get("baseline_release") else ""
+    total = f"{len(rules)} rule{'s' if len(rules) != 1 else ''}"
     counts = {
-        "promote": f"all {len(rules)} rules pass",
-        "block": f"{failed} of {len(rules)} rules fail",
-        "hold": f"{unknown} of {len(rules)} rules inconclusive",
+        "promote": f"all {total} pass" if len(rules) != 1 else "the 1 rule passes",
+        "block": f"{failed} of {total} fail",
+        "hold": f"{unknown} of {total} inconclusive",
     }[verdict]
     reason = str(gate.get("verdict_reason") or "").strip()
     text = f"{verdict.upper()} {gate.get('release', '?')}{against}: {counts}" + (

@@ -208,17 +208,14 @@ def _side(data: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _key_metrics(cand: dict[str, Any], base: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
+def _key_metrics(cand: dict[str, Any], base: dict[str, Any]) -> list[tuple[str, float | None, float]]:
     cm, bm = _side(cand.get("metrics")), _side(base.get("metrics"))
     names = [m for m in PREFERRED_METRICS if m in cm] + sorted(k for k in cm if k not in PREFERRED_METRICS)
-    out: list[tuple[str, float | None, float | None]] = []
-    for name in names:
-        c = _scalar(cm[name])
-        if c is not None:
-            out.append((name, _scalar(bm.get(name)), c))
-        if len(out) == KEY_METRICS:
-            break
-    return out
+    values = [(name, _scalar(bm.get(name)), _scalar(cm[name])) for name in names]
+    present = [(n, b, c) for n, b, c in values if c is not None]
+    # What moved is what a reviewer needs; unchanged metrics only fill the remaining places.
+    present.sort(key=lambda v: v[1] == v[2])
+    return present[:KEY_METRICS]
 
 
 def _slice_row(s: dict[str, Any]) -> dict[str, Any]:
@@ -266,15 +263,16 @@ def _example(e: dict[str, Any], limit: int) -> dict[str, Any]:
     }
 
 
-def _threshold_expr(rule: dict[str, Any]) -> str | None:
-    """The threshold's source text when it says more than the number (e.g. `baseline - 0.02`)."""
-    expr = rule.get("threshold_expr")
-    if not expr:
-        return None
+def _threshold_text(rule: dict[str, Any]) -> str:
+    """The threshold as a number, with its source text when that says more (`baseline - 0.02`)."""
+    number = str(filters.num(rule.get("threshold")))
+    expr = str(rule.get("threshold_expr") or "").strip()
     try:
-        return None if float(expr) == rule.get("threshold") else str(expr)
-    except (TypeError, ValueError):
-        return str(expr)
+        if not expr or float(expr) == rule.get("threshold"):
+            return number
+    except ValueError:
+        pass
+    return expr if expr.startswith(number) else f"{number} ({expr})"
 
 
 def _percent(level: Any) -> str:
@@ -305,7 +303,9 @@ def _run_facts(run: Any) -> dict[str, Any]:
 
 def _context(gate: dict[str, Any]) -> dict[str, Any]:
     verdict = gate["verdict"]
-    rules = [{**r, "expr": _threshold_expr(r)} for r in gate.get("rules") or [] if isinstance(r, dict)]
+    rules = [
+        {**r, "threshold_text": _threshold_text(r)} for r in gate.get("rules") or [] if isinstance(r, dict)
+    ]
     counts = {o: sum(1 for r in rules if r.get("outcome") == o) for o in ("pass", "fail", "inconclusive")}
     provenance = _side(gate.get("provenance"))
     pins = [p for p in provenance.get("pins") or [] if isinstance(p, dict)]
