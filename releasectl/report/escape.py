@@ -39,11 +39,15 @@ def truncate(text: str, limit: int) -> str:
     """Cut `text` to at most `limit` characters, ending with a marker that says how much was cut."""
     if len(text) <= limit:
         return text
-    cut = len(text) - limit
-    marker = f"\n… [truncated {cut:,} more characters]"
-    keep = max(0, limit - len(marker))
-    cut = len(text) - keep
-    return text[:keep] + f"\n… [truncated {cut:,} more characters]"
+    keep = limit
+    while True:  # the marker's length depends on the count it reports; settle both
+        marker = f"\n… [truncated {len(text) - keep:,} more characters]"
+        settled = limit - len(marker)
+        if settled < 0:
+            return text[:limit]  # no room for a marker at all
+        if settled == keep:
+            return text[:keep] + marker
+        keep = settled
 
 
 def defuse_pings(text: str) -> str:
