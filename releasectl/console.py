@@ -75,9 +75,15 @@ _consoles: dict[bool, Console] = {}
 def console(stderr: bool = False) -> Console:
     """The shared Rich console (stdout by default; stderr for progress and errors)."""
     if stderr not in _consoles:
+        import os
+
         from rich.console import Console
 
-        _consoles[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=True)
+        stream = sys.stderr if stderr else sys.stdout
+        # Rich assumes 80 columns when output is not a terminal (CI logs, pipes); tables read
+        # better at 120 unless COLUMNS says otherwise.
+        width = None if stream.isatty() or os.environ.get("COLUMNS") else 120
+        _consoles[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
     return _consoles[stderr]
 
 

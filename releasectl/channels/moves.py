@@ -1,0 +1,377 @@
+"""Moving channels: `promote` (needs a passing gate bound to the manifest) and `rollback`.
+
+Both go through `_move`, which holds the lock for read → check → append → rewrite → commit, so
+concurrent invocations serialise and a compare-and-set (`expect`) sees the state it checks.
+`releasectl monitor --auto-rollback` calls `rollback_channel`, the same code path as the CLI.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from releasectl.channels.state import (
+    CHANNELS_FILE,
+    HISTORY_FILE,
+    State,
+    append_event,
+    check_channel,
+    locked,
+    read_state,
+    write_view,
+)
+from releasectl.errors import BadInput, EnvironmentFailure
+
+# Which gate stage a channel requires: staging takes dev→staging rules; canary and production
+# take the staging→production rules (which include the canary rules).
+STAGE_FOR_CHANNEL = {"staging": "staging", "canary": "production", "production": "production"}
+
+
+class Refused(Exception):
+    """The move is not allowed (exit 1): what is missing and how to get it."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass
+class MoveResult:
+    action: str
+    channel: str
+    from_release: str | None
+    to_release: str
+    revision: int
+    reason: str
+    actor: str
+    forced: bool
+    commit: str | None
+    gate: dict[str, Any] | None
+    next_steps: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["from"] = d.pop("from_release")
+        d["to"] = d.pop("to_release")
+        return d
+
+
+def actor() -> str:
+    if os.environ.get("GITHUB_ACTOR"):
+        return os.environ["GITHUB_ACTOR"]
+    try:
+        name = subprocess.run(
+            ["git", "config", "user.name"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        email = subprocess.run(
+            ["git", "config", "user.email"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        name = email = ""
+    if name:
+        return f"{name} <{email}>" if email else name
+    return getpass.getuser()
+
+
+def run_url() -> str | None:
+    server, repo, run_id = (
+        os.environ.get("GITHUB_SERVER_URL"),
+        os.environ.get("GITHUB_REPOSITORY"),
+        os.environ.get("GITHUB_RUN_ID"),
+    )
+    return f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _in_git(root: Path) -> bool:
+    return (root / ".git").exists()
+
+
+def _git(root: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise EnvironmentFailure(
+            f"git {' '.join(args[:2])} failed: {proc.stderr.strip() or proc.stdout.strip()}"
+        )
+    return proc.stdout.strip()
+
+
+def _commit(root: Path, message: str) -> str:
+    paths = [str(CHANNELS_FILE), str(HISTORY_FILE)]
+    _git(root, "add", "--", *paths)
+    # Commit only these two paths, so a user's other staged changes stay staged and uncommitted.
+    _git(root, "commit", "-q", "--no-verify", "-m", message, "--", *paths)
+    return _git(root, "rev-parse", "HEAD")
+
+
+def _push(root: Path) -> None:
+    try:
+        _git(root, "push", "-q")
+    except EnvironmentFailure as e:
+        raise EnvironmentFailure(
+            f"{e.message}; the local commit stays", hint="fix the remote or credentials, then `git push`"
+        ) from None
+
+
+def _test_pause(point: str) -> None:
+    # Test hook (documented in tests/test_channels.py): pause at a point so a test can SIGKILL us.
+    if os.environ.get("RELEASECTL_TEST_PAUSE_AT") == point:
+        time.sleep(float(os.environ.get("RELEASECTL_TEST_PAUSE_S", "30")))
+
+
+def _move(
+    root: Path,
+    *,
+    action: str,
+    channel: str,
+    target: Any,
+    reason: str,
+    actor_name: str | None,
+    expect: str | None,
+    forced: bool,
+    commit: bool,
+    push: bool,
+    dry_run: bool,
+    extra: dict[str, Any] | None = None,
+) -> MoveResult:
+    check_channel(channel)
+    who = actor_name or actor()
+    with locked(root):
+        state = read_state(root)
+        current = state.channels.get(channel)
+        if expect is not None and current != expect:
+            raise Refused(
+                f"{channel} holds {current or 'nothing'}, not {expect} (--expect)",
+                hint="someone moved it since you looked; check `releasectl status` and retry",
+            )
+        to_release, gate = target(state, current)
+        if to_release == current:
+            raise Refused(f"{channel} already holds {to_release}")
+        revision = state.revision + 1
+        event: dict[str, Any] = {
+            "revision": revision,
+            "time": _now(),
+            "actor": who,
+            "action": action,
+            "channel": channel,
+            "from": current,
+            "to": to_release,
+            "reason": reason,
+            "forced": forced,
+            "gate": gate,
+            **(extra or {}),
+        }
+        result = MoveResult(
+            action, channel, current, to_release, revision, reason, who, forced, None, gate, dry_run=dry_run
+        )
+        if dry_run:
+            return result
+        if state.repaired:
+            write_view(root, state.channels, state.revision)
+        append_event(root, event)
+        _test_pause("after-history")
+        channels = {**state.channels, channel: to_release}
+        write_view(root, channels, revision)
+        if commit and _in_git(root):
+            arrow = f"{current or '∅'} → {to_release}"
+            result.commit = _commit(root, f"{action}({channel}): {arrow} — {reason}")
+    if push and result.commit:
+        _push(root)
+    return result
+
+
+def _gate_for(root: Path, release: str, gate_file: Path | None) -> tuple[dict[str, Any] | None, str, Path]:
+    path = gate_file or root / "runs" / release / "gate.json"
+    if not path.is_file():
+        return None, "", path
+    raw = path.read_bytes()
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise BadInput(f"{path} is not valid JSON") from None
+    return doc, hashlib.sha256(raw).hexdigest(), path
+
+
+def promote_channel(
+    root: Path,
+    release: str,
+    channel: str,
+    *,
+    reason: str | None = None,
+    gate_file: Path | None = None,
+    force: bool = False,
+    actor_name: str | None = None,
+    expect: str | None = None,
+    commit: bool = True,
+    push: bool = False,
+    dry_run: bool = False,
+) -> MoveResult:
+    """Point `channel` at `release`, which needs a passing gate for the channel's stage bound to
+    the manifest's current digest, unless forced (with a reason, recorded)."""
+    from releasectl.manifest.loader import load_manifest, release_path
+
+    check_channel(channel)
+    if force and not reason:
+        raise BadInput("--force needs --reason: the override is recorded in the audit trail")
+    loaded = load_manifest(release_path(root, release))
+    stage = STAGE_FOR_CHANNEL[channel]
+    doc, digest, path = _gate_for(root, release, gate_file)
+    gate = None
+    problem = None
+    if doc is None:
+        problem = f"no gate result at {path}"
+    else:
+        gate = {
+            "verdict": doc.get("verdict"),
+            "stage": doc.get("stage"),
+            "sha256": digest,
+            "file": str(path),
+            "run_url": doc.get("run_url") or run_url(),
+        }
+        if doc.get("release") != release:
+            problem = f"{path} is the gate of {doc.get('release')}, not {release}"
+        elif doc.get("stage") != stage:
+            problem = f"{path} gated stage '{doc.get('stage')}', but {channel} needs stage '{stage}'"
+        elif doc.get("manifest_digest") != loaded.digest:
+            problem = f"{path} was made for manifest {doc.get('manifest_digest')}, but releases/{release}.yaml is now {loaded.digest}"
+        elif doc.get("verdict") != "promote":
+            problem = f"the gate says {doc.get('verdict')}: {doc.get('verdict_reason', '')}"
+    if problem and not force:
+        raise Refused(
+            f"cannot promote {release} to {channel}: {problem}",
+            hint=f'replay and gate it: releasectl replay releases/{release}.yaml && releasectl gate releases/{release}.yaml --run runs/{release} --stage {stage}; or --force --reason "…"',
+        )
+
+    def target(state: State, current: str | None) -> tuple[str, dict[str, Any] | None]:
+        return release, gate
+
+    result = _move(
+        root,
+        action="promote",
+        channel=channel,
+        target=target,
+        reason=reason or f"gate {gate['verdict'] if gate else 'none'} for stage {stage}",
+        actor_name=actor_name,
+        expect=expect,
+        forced=bool(problem),
+        commit=commit,
+        push=push,
+        dry_run=dry_run,
+        extra={"override": problem} if problem else None,
+    )
+    result.next_steps = [
+        f"deploy: point the {channel} serving layer at releases/{release}.yaml (every artifact is pinned there)"
+    ]
+    return result
+
+
+def previous_release(state: State, channel: str) -> str | None:
+    """Helm-like: the release that held the channel before the current one."""
+    for e in reversed(state.events):
+        if e["channel"] == channel:
+            return e["from"]
+    return None
+
+
+def held_channel(state: State, channel: str, release: str) -> bool:
+    return any(e["channel"] == channel and release in (e["to"], e["from"]) for e in state.events)
+
+
+def rollback_channel(
+    root: Path,
+    channel: str = "production",
+    to: str | None = None,
+    *,
+    reason: str,
+    actor: str | None = None,
+    expect: str | None = None,
+    force: bool = False,
+    commit: bool = True,
+    push: bool = False,
+    dry_run: bool = False,
+    trigger: dict[str, Any] | None = None,
+) -> MoveResult:
+    """Re-point `channel` to `to` (default: the release before the current one), append history,
+    and commit. Refuses a release that never held the channel or whose manifest no longer
+    validates, unless `force`."""
+    from releasectl.manifest.loader import load_manifest, release_path
+
+    checked: dict[str, str] = {}
+
+    def target(state: State, current: str | None) -> tuple[str, dict[str, Any] | None]:
+        release = to or previous_release(state, channel)
+        if release is None:
+            raise Refused(
+                f"{channel} has no earlier release to roll back to", hint="name one: releasectl rollback vX.Y"
+            )
+        if not force and not held_channel(state, channel, release):
+            held = sorted({e["to"] for e in state.events if e["channel"] == channel and e["to"]})
+            raise Refused(
+                f"{release} never held {channel}",
+                hint=f"releases that did: {', '.join(held) or 'none'}; --force to override",
+            )
+        path = release_path(root, release)  # an unknown release is bad input, even with --force
+        try:
+            loaded = load_manifest(path)
+            problems = _digest_problems(loaded)
+        except BadInput as e:
+            problems = [p.render() for p in e.problems] or [e.message]
+        if problems and not force:
+            raise Refused(
+                f"releases/{release}.yaml no longer validates: " + "; ".join(problems[:3]),
+                hint="fix the manifest, or --force to roll back anyway",
+            )
+        if problems:
+            checked["override"] = "; ".join(problems[:3])
+        return release, None
+
+    extra = {"trigger": trigger} if trigger else {}
+    result = _move(
+        root,
+        action="rollback",
+        channel=channel,
+        target=target,
+        reason=reason,
+        actor_name=actor,
+        expect=expect,
+        forced=force,
+        commit=commit,
+        push=push,
+        dry_run=dry_run,
+        extra=extra,
+    )
+    if checked:
+        result.forced = True
+    result.next_steps = [
+        f"deploy: point the {channel} serving layer at releases/{result.to_release}.yaml — nothing is rebuilt, every artifact is pinned there",
+        f"keep {result.from_release} running as hot standby until traffic has moved and {result.to_release} is verified (seed 004: under 5 minutes)",
+        "then write up the incident and schedule the postmortem",
+    ]
+    if result.commit and not push:
+        result.next_steps.insert(0, "push the rollback commit: git push (or rerun with --push)")
+    return result
+
+
+def _digest_problems(loaded: Any) -> list[str]:
+    from releasectl.manifest.artifacts import check_digest
+    from releasectl.manifest.loader import iter_artifacts
+
+    out = []
+    for field_name, art in iter_artifacts(loaded.manifest):
+        r = check_digest(field_name, art, loaded.root)
+        if r is not None and not r.ok:
+            out.append(f"{field_name}: {r.message}")
+    return out

@@ -1,0 +1,310 @@
+"""`releasectl promote`, `rollback`, `history` and `status`: the channel verbs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from releasectl.console import console, emit_json, format_option
+from releasectl.errors import ExitCode
+
+
+def _root() -> Path:
+    from releasectl.manifest.loader import find_root
+
+    return find_root(Path.cwd() / "releases" / "_")
+
+
+def _refused(e: Any, fmt: str) -> int:
+    if fmt == "json":
+        emit_json({"refused": True, "message": e.message, "hint": e.hint})
+    else:
+        out = console(stderr=True)
+        out.print(f"[red bold]refused:[/] {e.message}", highlight=False)
+        if e.hint:
+            out.print(f"[dim]hint: {e.hint}[/]", highlight=False)
+    return int(ExitCode.NO)
+
+
+def _report(result: Any, fmt: str) -> int:
+    if fmt == "json":
+        emit_json(result.to_dict())
+        return 0
+    out = console()
+    verb = "would move" if result.dry_run else ("rolled back" if result.action == "rollback" else "promoted")
+    forced = " [yellow](forced)[/]" if result.forced else ""
+    out.print(
+        f"{verb} [bold]{result.channel}[/]: {result.from_release or '∅'} → [bold]{result.to_release}[/]{forced}  (revision {result.revision}, {result.actor})"
+    )
+    out.print(f"reason: {result.reason}", markup=False)
+    if result.commit:
+        out.print(f"commit {result.commit[:12]}: releases/channels.yaml, releases/history.jsonl")
+    for step in result.next_steps:
+        out.print(f"next: {step}", markup=False)
+    return 0
+
+
+@click.command()
+@click.argument("release")
+@click.option(
+    "--to",
+    "channel",
+    required=True,
+    type=click.Choice(["staging", "canary", "production"]),
+    help="The channel to point at RELEASE.",
+)
+@click.option(
+    "--gate",
+    "gate_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="gate.json to rely on; default runs/RELEASE/gate.json.",
+)
+@click.option("--force", is_flag=True, help="Promote without a passing gate (needs --reason; recorded).")
+@click.option("--reason", default=None, help="Why; required with --force.")
+@click.option(
+    "--expect",
+    default=None,
+    metavar="vA.B",
+    help="Fail unless the channel currently holds this release (compare-and-set).",
+)
+@click.option("--no-commit", is_flag=True, help="Do not make a git commit.")
+@click.option("--push", is_flag=True, help="Push the commit.")
+@click.option("--dry-run", is_flag=True, help="Check and show the move without writing anything.")
+@format_option()
+def promote(
+    release: str,
+    channel: str,
+    gate_file: Path | None,
+    force: bool,
+    reason: str | None,
+    expect: str | None,
+    no_commit: bool,
+    push: bool,
+    dry_run: bool,
+    fmt: str,
+) -> int:
+    """Point CHANNEL at RELEASE, which needs a passing gate bound to its manifest's digest.
+
+    staging needs a gate of stage `staging`; canary and production need stage `production`.
+    """
+    from releasectl.channels import Refused, promote_channel
+
+    try:
+        result = promote_channel(
+            _root(),
+            release,
+            channel,
+            reason=reason,
+            gate_file=gate_file,
+            force=force,
+            expect=expect,
+            commit=not no_commit,
+            push=push,
+            dry_run=dry_run,
+        )
+    except Refused as e:
+        return _refused(e, fmt)
+    return _report(result, fmt)
+
+
+@click.command()
+@click.argument("release", required=False)
+@click.option(
+    "--channel",
+    default="production",
+    show_default=True,
+    type=click.Choice(["staging", "canary", "production"]),
+)
+@click.option(
+    "--reason",
+    default="manual rollback",
+    show_default=True,
+    help="Why; recorded in the history and the commit message.",
+)
+@click.option(
+    "--expect",
+    default=None,
+    metavar="vA.B",
+    help="Fail unless the channel currently holds this release (compare-and-set).",
+)
+@click.option(
+    "--force", is_flag=True, help="Roll back to a release that never held the channel or no longer validates."
+)
+@click.option("--no-commit", is_flag=True, help="Do not make a git commit.")
+@click.option("--push", is_flag=True, help="Push the rollback commit.")
+@click.option("--dry-run", is_flag=True, help="Check and show the move without writing anything.")
+@format_option()
+def rollback(
+    release: str | None,
+    channel: str,
+    reason: str,
+    expect: str | None,
+    force: bool,
+    no_commit: bool,
+    push: bool,
+    dry_run: bool,
+    fmt: str,
+) -> int:
+    """Re-point CHANNEL to RELEASE (default: the release before the current one), fast.
+
+    Nothing is rebuilt: the older manifest still pins every artifact. Records who, when and why
+    in releases/history.jsonl and commits both files when inside a git repository.
+    """
+    from releasectl.channels import Refused, rollback_channel
+
+    try:
+        result = rollback_channel(
+            _root(),
+            channel,
+            release,
+            reason=reason,
+            expect=expect,
+            force=force,
+            commit=not no_commit,
+            push=push,
+            dry_run=dry_run,
+        )
+    except Refused as e:
+        return _refused(e, fmt)
+    return _report(result, fmt)
+
+
+def _age(iso: str | None) -> str:
+    if not iso:
+        return "–"
+    then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    s = int((datetime.now(UTC) - then).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+@click.command()
+@click.option(
+    "--channel",
+    default=None,
+    type=click.Choice(["staging", "canary", "production"]),
+    help="Only this channel.",
+)
+@click.option("--limit", type=int, default=20, show_default=True, help="Most recent events to show (0: all).")
+@format_option()
+def history(channel: str | None, limit: int, fmt: str) -> int:
+    """Show the audit trail, Helm-style: revision, time, action, from → to, actor, reason, status."""
+    from releasectl.channels import read_state
+
+    state = read_state(_root())
+    events = [e for e in state.events if channel is None or e["channel"] == channel]
+    latest = {}
+    for e in state.events:
+        latest[e["channel"]] = e["revision"]
+    rows = [
+        {**e, "status": "deployed" if latest.get(e["channel"]) == e["revision"] else "superseded"}
+        for e in events
+    ]
+    if limit:
+        rows = rows[-limit:]
+    if fmt == "json":
+        emit_json({"events": rows, "channels": state.channels})
+        return 0
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="release history" + (f" · {channel}" if channel else ""), title_justify="left")
+    columns = [
+        "rev",
+        "time (UTC)",
+        *([] if channel else ["channel"]),
+        "action",
+        "from → to",
+        "status",
+        "actor",
+        "reason",
+    ]
+    for col in columns:
+        table.add_column(
+            col,
+            justify="right" if col == "rev" else "left",
+            no_wrap=col in ("rev", "time (UTC)", "from → to", "status"),
+        )
+    for r in rows:
+        status = "[green]deployed[/]" if r["status"] == "deployed" else "[dim]superseded[/]"
+        action = r["action"] + ("!" if r.get("forced") else "")
+        cells = [
+            str(r["revision"]),
+            r["time"].replace("T", " ")[:16],
+            *([] if channel else [r["channel"]]),
+            action,
+            f"{r['from'] or '∅'} → {r['to']}",
+            status,
+            escape(r["actor"].split(" <")[0]),
+            escape(r.get("reason") or ""),
+        ]
+        table.add_row(*cells)
+    console().print(table)
+    if any(r.get("forced") for r in rows):
+        console().print("[dim]! = forced: moved without a passing gate (the override is in --format json)[/]")
+    return 0
+
+
+@click.command()
+@format_option()
+def status(fmt: str) -> int:
+    """Show each channel: its release, the gate verdict it relied on, and how long it has held."""
+    import json
+
+    from releasectl.channels import CHANNELS, read_state
+
+    root = _root()
+    state = read_state(root)
+    rows = []
+    for c in CHANNELS:
+        release = state.channels.get(c)
+        last = next((e for e in reversed(state.events) if e["channel"] == c), None)
+        gate = (last or {}).get("gate") or {}
+        verdict = gate.get("verdict")
+        if verdict is None and release and (root / "runs" / release / "gate.json").is_file():
+            try:
+                verdict = json.loads((root / "runs" / release / "gate.json").read_text()).get("verdict")
+            except ValueError:
+                verdict = None
+        if last and last.get("forced"):
+            verdict = f"{verdict or 'none'} (forced)"
+        rows.append(
+            {
+                "channel": c,
+                "release": release,
+                "gate": verdict,
+                "since": (last or {}).get("time"),
+                "age": _age((last or {}).get("time")),
+                "revision": (last or {}).get("revision"),
+                "action": (last or {}).get("action"),
+            }
+        )
+    if fmt == "json":
+        emit_json({"channels": rows, "revision": state.revision, "view_repaired": state.repaired})
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"channels · revision {state.revision}", title_justify="left")
+    for col in ("channel", "release", "gate", "since", "last move"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["channel"],
+            r["release"] or "–",
+            r["gate"] or "–",
+            r["age"],
+            f"{r['action'] or '–'} (rev {r['revision']})" if r["revision"] else "–",
+        )
+    console().print(table)
+    if state.repaired:
+        console().print(
+            "[yellow]note:[/] releases/channels.yaml lagged the history (an interrupted write); the next promote or rollback rewrites it"
+        )
+    return 0

@@ -1,0 +1,282 @@
+"""Channels: promote, rollback (with git), refusals, inspection, concurrency and crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import git
+
+from releasectl.manifest.loader import load_manifest
+
+
+def channels(repo: Path) -> dict:
+    return yaml.safe_load((repo / "releases" / "channels.yaml").read_text())["channels"]
+
+
+def history(repo: Path) -> list[dict]:
+    return [
+        json.loads(x) for x in (repo / "releases" / "history.jsonl").read_text().splitlines() if x.strip()
+    ]
+
+
+def test_new_user_flow_status_rollback_history(cli, example_repo):
+    status = cli("status", cwd=example_repo)
+    assert status.code == 0 and "production" in status.stdout and "v1.2" in status.stdout
+    result = cli("rollback", "--reason", "p95 spike", cwd=example_repo)
+    assert result.code == 0, result.output
+    assert "rolled back production: v1.2 → v1.1" in result.stdout
+    assert "next: deploy: point the production serving layer at releases/v1.1.yaml" in result.stdout
+    assert channels(example_repo)["production"] == "v1.1"
+    last = history(example_repo)[-1]
+    assert (last["action"], last["channel"], last["from"], last["to"], last["reason"], last["revision"]) == (
+        "rollback",
+        "production",
+        "v1.2",
+        "v1.1",
+        "p95 spike",
+        10,
+    )
+    assert last["actor"] == "Test <test@example.invalid>" and last["time"].endswith("Z")
+    log = git(example_repo, "log", "-1", "--format=%s")
+    assert log.strip() == "rollback(production): v1.2 → v1.1 — p95 spike"
+    assert git(example_repo, "show", "--name-only", "--format=", "HEAD").split() == [
+        "releases/channels.yaml",
+        "releases/history.jsonl",
+    ]
+    hist = cli("history", "--channel", "production", "--format", "json", cwd=example_repo).json()
+    assert [(e["to"], e["status"]) for e in hist["events"]] == [
+        ("v1.0", "superseded"),
+        ("v1.1", "superseded"),
+        ("v1.2", "superseded"),
+        ("v1.1", "deployed"),
+    ]
+    human = cli("history", cwd=example_repo)
+    assert "rollback" in human.stdout and "p95 spike" in human.stdout and "deployed" in human.stdout
+
+
+def test_rollback_to_a_named_release_and_actor_from_github(cli, example_repo):
+    result = cli(
+        "rollback",
+        "v1.0",
+        "--reason",
+        "bad",
+        "--format",
+        "json",
+        cwd=example_repo,
+        env={"GITHUB_ACTOR": "octo-oncall"},
+    )
+    assert result.code == 0
+    assert result.json()["to"] == "v1.0" and history(example_repo)[-1]["actor"] == "octo-oncall"
+
+
+def test_refuses_a_release_that_never_held_the_channel(cli, example_repo):
+    before = (example_repo / "releases" / "history.jsonl").read_text()
+    result = cli("rollback", "v1.3", cwd=example_repo)
+    assert result.code == 1
+    assert "v1.3 never held production" in result.stderr and "--force" in result.stderr
+    assert (example_repo / "releases" / "history.jsonl").read_text() == before
+    forced = cli("rollback", "v1.3", "--force", "--reason", "hotfix", cwd=example_repo)
+    assert forced.code == 0 and history(example_repo)[-1]["forced"] is True
+
+
+def test_refuses_a_manifest_that_no_longer_validates(cli, example_repo):
+    (example_repo / "prompts" / "assistant_v1.j2").write_text("tampered\n")
+    result = cli("rollback", "v1.1", cwd=example_repo)
+    assert result.code == 1
+    assert "releases/v1.1.yaml no longer validates" in result.stderr and "sha256 mismatch" in result.stderr
+    assert cli("rollback", "v1.1", "--force", "--reason", "incident", cwd=example_repo).code == 0
+
+
+def test_compare_and_set_refuses_a_stale_view(cli, example_repo):
+    assert cli("rollback", "--expect", "v1.2", "--reason", "a", cwd=example_repo).code == 0
+    stale = cli("rollback", "--expect", "v1.2", "--reason", "b", cwd=example_repo)
+    assert stale.code == 1 and "production holds v1.1, not v1.2" in stale.stderr
+    assert channels(example_repo)["production"] == "v1.1"
+
+
+def test_unknown_release_and_channel_are_bad_input(cli, example_repo):
+    r = cli("rollback", "v9.9", "--force", cwd=example_repo)
+    assert r.code == 2 and "unknown release 'v9.9'" in r.stderr
+    assert cli("rollback", "--channel", "prod", cwd=example_repo).code == 2
+
+
+def test_no_commit_and_dry_run(cli, example_repo):
+    head = git(example_repo, "rev-parse", "HEAD")
+    assert cli("rollback", "--no-commit", "--reason", "x", cwd=example_repo).code == 0
+    assert git(example_repo, "rev-parse", "HEAD") == head
+    before = (example_repo / "releases" / "history.jsonl").read_text()
+    dry = cli("rollback", "--dry-run", "--reason", "y", cwd=example_repo)
+    assert dry.code == 0 and "would move" in dry.stdout
+    assert (example_repo / "releases" / "history.jsonl").read_text() == before
+
+
+def test_commit_leaves_other_staged_changes_alone(cli, example_repo):
+    (example_repo / "notes.txt").write_text("wip\n")
+    git(example_repo, "add", "notes.txt")
+    assert cli("rollback", "--reason", "x", cwd=example_repo).code == 0
+    assert "notes.txt" not in git(example_repo, "show", "--name-only", "--format=", "HEAD")
+    assert "A  notes.txt" in git(example_repo, "status", "--short")
+
+
+def write_gate(
+    repo: Path, release: str, *, stage: str, verdict: str = "promote", digest: str | None = None
+) -> Path:
+    loaded = load_manifest(repo / "releases" / f"{release}.yaml")
+    path = repo / "runs" / release / "gate.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "release": release,
+                "stage": stage,
+                "verdict": verdict,
+                "verdict_reason": "test",
+                "manifest_digest": digest or loaded.digest,
+            }
+        )
+    )
+    return path
+
+
+def test_promote_requires_a_passing_gate_bound_to_the_manifest(cli, example_repo):
+    missing = cli("promote", "v1.3", "--to", "staging", cwd=example_repo)
+    assert missing.code == 1 and "no gate result" in missing.stderr and "releasectl gate" in missing.stderr
+    write_gate(example_repo, "v1.3", stage="staging", digest="sha256:" + "0" * 64)
+    stale = cli("promote", "v1.3", "--to", "staging", cwd=example_repo)
+    assert stale.code == 1 and "was made for manifest" in stale.stderr
+    write_gate(example_repo, "v1.3", stage="staging", verdict="block")
+    assert "the gate says block" in cli("promote", "v1.3", "--to", "staging", cwd=example_repo).stderr
+    write_gate(example_repo, "v1.3", stage="staging")
+    assert "needs stage 'production'" in cli("promote", "v1.3", "--to", "production", cwd=example_repo).stderr
+    ok = cli("promote", "v1.3", "--to", "staging", cwd=example_repo)
+    assert ok.code == 0, ok.output
+    event = history(example_repo)[-1]
+    assert (
+        event["gate"]["verdict"] == "promote"
+        and len(event["gate"]["sha256"]) == 64
+        and event["forced"] is False
+    )
+    assert git(example_repo, "log", "-1", "--format=%s").startswith("promote(staging): v1.2 → v1.3")
+
+
+def test_forced_promotion_needs_a_reason_and_is_recorded(cli, example_repo):
+    assert cli("promote", "v1.3", "--to", "canary", "--force", cwd=example_repo).code == 2
+    r = cli("promote", "v1.3", "--to", "canary", "--force", "--reason", "exec override", cwd=example_repo)
+    assert r.code == 0
+    event = history(example_repo)[-1]
+    assert (
+        event["forced"] is True
+        and "no gate result" in event["override"]
+        and event["reason"] == "exec override"
+    )
+
+
+def test_status_shows_channels_and_json(cli, example_repo):
+    doc = cli("status", "--format", "json", cwd=example_repo).json()
+    prod = next(c for c in doc["channels"] if c["channel"] == "production")
+    assert prod["release"] == "v1.2" and prod["age"].endswith("ago") and doc["revision"] == 9
+
+
+def test_fifty_concurrent_moves_lose_nothing(example_repo):
+    """50 rollbacks and 10 promotions at once; a reader polls channels.yaml throughout."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "T",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "T",
+        "GIT_COMMITTER_EMAIL": "t@x",
+    }
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                data = yaml.safe_load((example_repo / "releases" / "channels.yaml").read_text())
+                assert set(data["channels"]) == {"staging", "canary", "production"}
+            except Exception as e:  # noqa: BLE001 - any failure to parse is the bug under test
+                errors.append(repr(e))
+            time.sleep(0.005)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    cmds = [
+        ["rollback", "--channel", "production" if i % 2 else "staging", "--reason", f"r{i}"]
+        for i in range(50)
+    ]
+    cmds += [["promote", "v1.3", "--to", "canary", "--force", "--reason", f"p{i}"] for i in range(10)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "releasectl", *c],
+            cwd=example_repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c in cmds
+    ]
+    outs = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    stop.set()
+    t.join()
+    assert errors == []
+    rollbacks = [o for o in outs[:50]]
+    assert all(code == 0 for code, _ in rollbacks), rollbacks
+    promoted = [code for code, _ in outs[50:]]
+    assert promoted.count(0) == 1 and all(
+        code == 1 for code in promoted if code
+    )  # one moves it, nine see "already holds"
+    events = history(example_repo)
+    assert [e["revision"] for e in events] == list(range(1, 9 + 51 + 1))
+    last: dict[str, str | None] = {}
+    for e in events:
+        assert e["from"] == last.get(e["channel"]), e  # each move starts where the previous one ended
+        last[e["channel"]] = e["to"]
+    assert channels(example_repo) == {c: last[c] for c in ("staging", "canary", "production")}
+    assert yaml.safe_load((example_repo / "releases" / "channels.yaml").read_text())["revision"] == 60
+    assert int(git(example_repo, "rev-list", "--count", "HEAD")) == 1 + 51
+
+
+@pytest.mark.parametrize("point", ["after-history", None])
+def test_sigkill_mid_write_leaves_old_or_new_never_torn(cli, example_repo, point):
+    """Test hook: RELEASECTL_TEST_PAUSE_AT=after-history makes a writer pause between appending
+    the event and rewriting channels.yaml, so the kill lands exactly there; with no hook the
+    kill lands at a random moment of a normal rollback."""
+    env = {**os.environ, "RELEASECTL_TEST_PAUSE_S": "30"}
+    if point:
+        env["RELEASECTL_TEST_PAUSE_AT"] = point
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "releasectl", "rollback", "--reason", "killed", "--no-commit"],
+        cwd=example_repo,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while point and time.monotonic() < deadline and len(history(example_repo)) < 10:
+        time.sleep(0.01)
+    if not point:
+        time.sleep(0.25)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    events = history(example_repo)  # parses: no torn line
+    view = yaml.safe_load((example_repo / "releases" / "channels.yaml").read_text())  # parses: atomic rename
+    assert view["channels"]["production"] in ("v1.2", "v1.1")
+    assert len(events) in (9, 10)
+    status = cli("status", "--format", "json", cwd=example_repo).json()
+    prod = next(c for c in status["channels"] if c["channel"] == "production")
+    assert prod["release"] == events[-1]["to"] if events[-1]["channel"] == "production" else "v1.2"
+    if point:
+        assert len(events) == 10 and view["revision"] == 9 and status["view_repaired"] is True
+    nxt = cli("rollback", "--reason", "after crash", "--no-commit", cwd=example_repo)
+    assert nxt.code == 0
+    final = history(example_repo)
+    assert [e["revision"] for e in final] == list(range(1, len(final) + 1))
+    assert channels(example_repo)["production"] == final[-1]["to"]
