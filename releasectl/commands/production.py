@@ -1,0 +1,177 @@
+"""`releasectl monitor`, `releasectl canary` and `releasectl feedback`: the production loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from releasectl.console import console, emit_json, format_option
+
+LogPath = click.Path(path_type=Path, dir_okay=False)
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "–"
+    if unit == "%":
+        return f"{v:.2%}"
+    if unit == "$":
+        return f"${v:.6f}" if v < 0.01 else f"${v:,.4f}"
+    if isinstance(v, float) and not v.is_integer():
+        return f"{v:,.1f}{unit}"
+    return f"{v:,.0f}{unit}"
+
+
+def _unit(name: str) -> str:
+    if "latency" in name:
+        return " ms"
+    if name.endswith("_rate"):
+        return "%"
+    if name.startswith("cost"):
+        return "$"
+    return ""
+
+
+def _panels(result: dict[str, Any]) -> None:
+    from rich.columns import Columns
+    from rich.panel import Panel
+    from rich.table import Table
+
+    panels = []
+    for family in ("performance", "cost", "reliability", "quality"):
+        t = Table(show_header=False, box=None, pad_edge=False)
+        t.add_column(style="bold")
+        t.add_column(justify="right")
+        for name, m in result["metrics"][family].items():
+            if not isinstance(m, dict):
+                continue
+            text = _fmt(m["value"], _unit(name))
+            if name in ("malformed_json_rate", "format_compliance") and m.get("n"):
+                text += f" (of {m['n']:,})"
+            t.add_row(name, text)
+        if family == "cost":
+            t.add_row("source", str(result["metrics"]["cost"]["source"]))
+        panels.append(Panel(t, title=family, title_align="left", expand=False))
+    out = console()
+    span = f" over {result['span_hours']:.1f} h" if result.get("span_hours") else ""
+    out.print(
+        f"[bold]{result['requests']:,}[/] requests{span} from {result['logs']} · release {result['release'] or '–'} ({result['release_source']}) · latency {result['latency_estimate']}"
+    )
+    out.print(Columns(panels))
+    mal = result["malformed"]
+    if mal["count"]:
+        listed = ", ".join(f"{m['line']} ({m['reason']})" for m in mal["lines"][:5])
+        more = f" … first {len(mal['lines'])} in --format json" if mal["count"] > 5 else ""
+        out.print(f"[yellow]⚠ {mal['count']} malformed line(s) skipped:[/] {listed}{more}")
+
+
+def _alerts_section(result: dict[str, Any]) -> None:
+    out = console()
+    if result["alerts"]:
+        out.print("[bold]alerts[/]")
+        for a in result["alerts"]:
+            mark = {"pass": "[green]✓[/]", "fail": "[red]✗ FIRED[/]", "inconclusive": "[yellow]?[/]"}[
+                a["outcome"]
+            ]
+            trig = " [red](rollback trigger)[/]" if a["rollback"] and a["fired"] else ""
+            out.print(f"  {mark} {a['name']} \\[{a['family']}] {a['rule']} — {a['detail']}{trig}")
+    else:
+        out.print("[dim]alerts: none evaluated (no release manifest; pass --release vX.Y)[/]")
+    if result["drift"]:
+        out.print("[bold]drift[/] (vs " + str(result["baseline_logs"]) + ")")
+        for d in result["drift"]:
+            mark = "[red]✗ drift[/]" if d["fired"] else "[green]✓[/]"
+            stat = "–" if d["statistic"] is None else f"{d['statistic']:.4g}"
+            extra = f", p={d['p_value']:.2g}" if "p_value" in d else ""
+            extra += f", {d['level']}" if "level" in d else ""
+            extra += f", new topics: {', '.join(d['new_topics'])}" if d.get("new_topics") else ""
+            out.print(f"  {mark} {d['name']} = {stat}{extra} (threshold {d['threshold']})")
+    rc = result["reward_collapse"]
+    if rc.get("skipped"):
+        out.print(f"[dim]reward collapse: skipped ({rc['threshold']})[/]")
+    else:
+        mark = "[red]✗ reward collapse[/]" if rc["fired"] else "[green]✓ no reward collapse[/]"
+        parts = [f"satisfaction τ={rc['satisfaction']['tau']:+.2f} (p={rc['satisfaction']['p_value']:.2g})"]
+        parts += [f"{k} τ={v['tau']:+.2f} (p={v['p_value']:.2g})" for k, v in rc["proxies"].items()]
+        out.print(f"{mark} over {rc['windows']} windows of {rc['window']}: " + ", ".join(parts))
+    rb = result["rollback"]
+    if rb:
+        if rb["status"] == "rolled back":
+            out.print(
+                f"[red]rolled back[/] {rb['channel']}: {rb['from']} → {rb['to']} (revision {rb['revision']})"
+            )
+        elif rb["status"] == "refused":
+            out.print(
+                f"[red]rollback refused:[/] {rb['message']}" + (f"; {rb['hint']}" if rb.get("hint") else "")
+            )
+        else:
+            out.print(f"[yellow]rollback triggers fired:[/] {', '.join(rb['triggers'])}; {rb['hint']}")
+    if result["fired"]:
+        out.print(f"[red]{len(result['fired'])} alert(s) fired:[/] {', '.join(result['fired'])}")
+
+
+@click.command()
+@click.option(
+    "--logs", required=True, type=LogPath, help="Inference logs: JSON lines, plain or gzip (docs/logs.md)."
+)
+@click.option(
+    "--release", default=None, help="Release whose manifest alerts apply (default: the one --channel serves)."
+)
+@click.option(
+    "--baseline-logs",
+    type=LogPath,
+    default=None,
+    help="Logs to compare against for drift (e.g. last week's).",
+)
+@click.option(
+    "--window", default="1h", show_default=True, help="Time window for reward-collapse trends: 30m, 1h, 1d."
+)
+@click.option(
+    "--auto-rollback",
+    is_flag=True,
+    help="Roll the channel back (as `releasectl rollback`) when an alert with rollback: true fires.",
+)
+@click.option(
+    "--channel",
+    type=click.Choice(["staging", "canary", "production"]),
+    default="production",
+    show_default=True,
+    help="Channel the logs come from.",
+)
+@format_option()
+def monitor(
+    logs: Path,
+    release: str | None,
+    baseline_logs: Path | None,
+    window: str,
+    auto_rollback: bool,
+    channel: str,
+    fmt: str,
+) -> int:
+    """Compute performance, cost and reliability metrics from inference logs and fire alerts.
+
+    Evaluates the release manifest's alerts and SLOs, checks drift against --baseline-logs and
+    reward collapse across --window windows. Exit 0 when no alert fires, 1 when one does.
+    """
+    from releasectl.console import progress
+    from releasectl.production.monitor import run_monitor
+
+    with progress("reading logs", None, disable=fmt == "json") as bar:
+        task = bar.add_task("reading logs (records)", total=None)
+        result = run_monitor(
+            logs,
+            release=release,
+            baseline_logs=baseline_logs,
+            window=window,
+            auto_rollback=auto_rollback,
+            channel=channel,
+            progress=lambda done: bar.update(task, completed=done),
+        )
+    if fmt == "json":
+        emit_json(result)
+    else:
+        _panels(result)
+        _alerts_section(result)
+    return int(result["exit_code"])

@@ -1,0 +1,98 @@
+"""Streaming reader for inference logs (JSON lines, plain or gzip): one record at a time,
+malformed lines counted with their line numbers and never fatal."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from releasectl.errors import BadInput
+
+MAX_LISTED = 20  # malformed lines listed by number; the rest are counted
+
+# Fields whose type we check: a record with a wrong type here is malformed, not silently zero.
+NUMERIC_FIELDS = (
+    "response_time_ms",
+    "tokens_generated",
+    "prompt_tokens",
+    "user_satisfaction",
+    "reward_score",
+    "ctr",
+    "cost_usd",
+)
+BOOL_FIELDS = ("timeout", "abandoned", "safety_incident")
+
+
+@dataclass
+class Malformed:
+    """Lines that could not be read as a log record."""
+
+    count: int = 0
+    listed: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, line: int, reason: str) -> None:
+        self.count += 1
+        if len(self.listed) < MAX_LISTED:
+            self.listed.append({"line": line, "reason": reason})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "lines": self.listed}
+
+
+def open_log(path: Path) -> IO[bytes]:
+    """Open a log file for binary line reading, gunzipping when the file starts with gzip magic."""
+    try:
+        raw = path.open("rb")
+    except FileNotFoundError:
+        raise BadInput(
+            f"{path}: log file not found", hint="pass an existing JSON-lines file with --logs"
+        ) from None
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read log file ({e.strerror})") from None
+    if raw.read(2) == b"\x1f\x8b":
+        raw.seek(0)
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    raw.seek(0)
+    return raw
+
+
+def _problem(rec: Any) -> str | None:
+    if not isinstance(rec, dict):
+        return f"expected a JSON object, found {type(rec).__name__}"
+    for name in NUMERIC_FIELDS:
+        v = rec.get(name)
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
+            return f"{name}: expected a number, found {v!r:.40}"
+    for name in BOOL_FIELDS:
+        v = rec.get(name)
+        if v is not None and not isinstance(v, bool):
+            return f"{name}: expected true/false, found {v!r:.40}"
+    return None
+
+
+def read_records(path: Path, malformed: Malformed) -> Iterator[dict[str, Any]]:
+    """Yield each well-formed record of `path`; count the rest in `malformed`."""
+    loads = orjson.loads
+    with open_log(path) as f:
+        try:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = loads(line)
+                except orjson.JSONDecodeError as e:
+                    malformed.add(number, f"invalid JSON: {str(e).split(':')[0]}")
+                    continue
+                reason = _problem(rec)
+                if reason:
+                    malformed.add(number, reason)
+                    continue
+                yield rec
+        except (OSError, EOFError) as e:
+            # A truncated gzip stream: keep what was read, report where it broke.
+            malformed.add(number + 1 if "number" in locals() else 1, f"unreadable: {e}")

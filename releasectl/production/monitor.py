@@ -1,0 +1,152 @@
+"""`releasectl monitor` as a function: scan the logs, evaluate the release's alerts, detect drift
+and reward collapse, and roll back on a firing rollback trigger when asked."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from releasectl.errors import BadInput
+from releasectl.production.families import CostBasis, LogResolver, compute_metrics, metrics_table
+from releasectl.production.stats import LogStats, scan
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_window(text: str) -> timedelta:
+    """'30m', '1h', '1d' -> timedelta."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise BadInput(
+            f"--window: cannot read '{text}'", hint="use a positive number with a unit: 30m, 1h, 6h, 1d"
+        )
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def find_releases_root(start: Path | None = None) -> Path | None:
+    """The releases repository root (a folder holding releases/), from RELEASECTL_ROOT or the cwd up."""
+    from releasectl.manifest.loader import find_root
+
+    root = find_root((start or Path.cwd()) / "releases" / "_")
+    return root if (root / "releases").is_dir() else None
+
+
+def resolve_release(root: Path | None, release: str | None, channel: str) -> tuple[str | None, str]:
+    """The release to monitor: --release, else the one `channel` serves; and how it was chosen."""
+    if release:
+        return release, "--release"
+    if root is None or not (root / "releases" / "channels.yaml").is_file():
+        return None, "no releases/channels.yaml found; alerts need --release or a releases repository"
+    from releasectl.channels import read_state
+
+    current = read_state(root).channels.get(channel)
+    if not current:
+        return None, f"channel '{channel}' serves nothing yet"
+    return current, f"served by {channel}"
+
+
+def run_monitor(
+    logs: Path,
+    *,
+    release: str | None = None,
+    baseline_logs: Path | None = None,
+    window: str = "1h",
+    auto_rollback: bool = False,
+    channel: str = "production",
+    root: Path | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Everything `releasectl monitor` reports, as one JSON-ready dict (`exit_code` included)."""
+    win = parse_window(window)
+    root = root or find_releases_root()
+    if auto_rollback and root is None:
+        raise BadInput(
+            "--auto-rollback needs a releases repository (a folder with releases/channels.yaml)",
+            hint="run from the releases repository or set RELEASECTL_ROOT",
+        )
+    name, how = resolve_release(root, release, channel)
+    loaded = None
+    if name is not None:
+        from releasectl.manifest.loader import load_manifest, release_path
+
+        if root is None:
+            raise BadInput(
+                f"--release {name}: no releases/ folder here",
+                hint="run from the releases repository or set RELEASECTL_ROOT",
+            )
+        loaded = load_manifest(release_path(root, name), root)
+    infra = loaded.manifest.infrastructure if loaded else None
+    basis = CostBasis(infra.gpu_hourly_usd, infra.tokens_per_second_per_gpu) if infra else CostBasis()
+
+    current = scan(logs, win, progress)
+    base: LogStats | None = scan(baseline_logs, win, progress) if baseline_logs else None
+    obs = compute_metrics(current, basis)
+    base_obs = compute_metrics(base, basis) if base else None
+    resolver = LogResolver(obs, base_obs)
+
+    from releasectl.production.drift import detect_drift, detect_reward_collapse
+
+    alerts: list[dict[str, Any]] = []
+    if loaded is not None:
+        from releasectl.production.alerts import evaluate_alerts
+
+        alerts = evaluate_alerts(loaded, resolver)
+    drift = detect_drift(current, base) if base else []
+    collapse = detect_reward_collapse(current)
+    fired = [a for a in alerts if a["fired"]]
+    result: dict[str, Any] = {
+        "logs": str(logs),
+        "baseline_logs": str(baseline_logs) if baseline_logs else None,
+        "release": name,
+        "release_source": how,
+        "channel": channel,
+        "requests": current.requests,
+        "span_hours": current.span_hours,
+        "first_timestamp": current.first_ts,
+        "last_timestamp": current.last_ts,
+        "malformed": current.malformed.to_dict(),
+        "latency_estimate": "exact"
+        if current.latency.exact
+        else f"log-bucket sketch, relative error <= {current.latency.alpha:.0%}",
+        "metrics": metrics_table(obs),
+        "errors_by_kind": dict(current.error_kinds.most_common()),
+        "alerts": alerts,
+        "fired": [a["name"] for a in fired],
+        "drift": drift,
+        "reward_collapse": collapse,
+        "rollback": None,
+    }
+    triggers = [a for a in fired if a["rollback"]]
+    if auto_rollback and triggers and root is not None:
+        result["rollback"] = _roll_back(root, channel, name, triggers, logs)
+    elif triggers:
+        result["rollback"] = {
+            "status": "not requested",
+            "triggers": [a["name"] for a in triggers],
+            "hint": f"rerun with --auto-rollback, or: releasectl rollback --channel {channel} --reason '...'",
+        }
+    result["exit_code"] = 1 if fired else 0
+    return result
+
+
+def _roll_back(
+    root: Path, channel: str, release: str | None, triggers: list[dict[str, Any]], logs: Path
+) -> dict[str, Any]:
+    """The same code path as `releasectl rollback`, with the firing alerts as reason and trigger."""
+    from releasectl.channels import Refused, rollback_channel
+
+    reason = "monitor alert " + "; ".join(
+        f"{a['name']}: {a['rule']} failed ({a['detail']})" for a in triggers
+    )
+    trigger = {
+        "source": "releasectl monitor",
+        "logs": str(logs),
+        "alerts": [{k: a[k] for k in ("name", "rule", "observed", "threshold")} for a in triggers],
+    }
+    try:
+        moved = rollback_channel(root, channel, reason=reason, expect=release, trigger=trigger)
+    except Refused as e:
+        return {"status": "refused", "message": e.message, "hint": e.hint}
+    return {"status": "rolled back", **moved.to_dict()}
