@@ -1,0 +1,213 @@
+"""`releasectl monitor`: the three families, malformed lines, gzip, every manifest alert, and
+auto-rollback end to end on a temp git releases repository (real channels code, real git)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from conftest import git
+
+LOGS = Path(__file__).resolve().parent.parent / "examples" / "logs"
+
+
+def write_log(path: Path, n: int = 200, seed: int = 1, **overrides: Any) -> Path:
+    """A healthy log; `overrides` replace fields (a callable gets the record index)."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        rec: dict[str, Any] = {
+            "timestamp": f"2026-11-20T{i * 6 // n:02d}:{i % 60:02d}:00Z",
+            "request_id": f"r{i}",
+            "prompt": "Where is my order?",
+            "output": "It ships tomorrow.",
+            "prompt_tokens": 150,
+            "tokens_generated": 20 + rng.randint(0, 10),
+            "response_time_ms": rng.uniform(300, 900),
+            "error": None,
+            "user_satisfaction": rng.choice([4, 5]),
+            "expected_format": None,
+        }
+        for k, v in overrides.items():
+            rec[k] = v(i) if callable(v) else v
+        lines.append(json.dumps(rec))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_prod_example_prints_three_panels_and_malformed_lines(cli, repo_root):
+    r = cli("monitor", "--logs", str(LOGS / "prod.jsonl"), "--release", "v1.2", cwd=repo_root)
+    assert r.code == 0, r.output
+    for title in (
+        "performance",
+        "cost",
+        "reliability",
+        "latency_p95_ms",
+        "cost_per_1k_tokens_usd",
+        "error_rate",
+    ):
+        assert title in r.stdout
+    assert "4 malformed line(s)" in r.stdout
+    assert "18 (invalid JSON" in r.stdout and "1402 (response_time_ms: expected a number" in r.stdout
+
+
+def test_json_matches_the_seed_pandas_snippet(cli, repo_root):
+    r = cli(
+        "monitor", "--logs", str(LOGS / "prod.jsonl"), "--release", "v1.2", "--format", "json", cwd=repo_root
+    )
+    doc = r.json()
+    assert doc["malformed"]["count"] == 4
+    assert [m["line"] for m in doc["malformed"]["lines"]] == [18, 405, 1204, 1402]
+    # The seed's pandas computation over the same well-formed records.
+    recs = []
+    for line in (LOGS / "prod.jsonl").read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("response_time_ms"), float | int):
+            recs.append(rec)
+    rt = np.array([r["response_time_ms"] for r in recs])
+    perf = doc["metrics"]["performance"]
+    assert doc["requests"] == len(recs)
+    assert perf["latency_p95_ms"]["value"] == pytest.approx(float(np.percentile(rt, 95)))
+    assert perf["latency_avg_ms"]["value"] == pytest.approx(rt.mean())
+    errs = sum(1 for r in recs if r["error"] not in (None, "none"))
+    assert doc["metrics"]["reliability"]["error_rate"]["value"] == pytest.approx(errs / len(recs))
+    sats = [r["user_satisfaction"] for r in recs if r["user_satisfaction"] is not None]
+    assert doc["metrics"]["quality"]["avg_satisfaction"]["value"] == pytest.approx(np.mean(sats))
+    assert doc["metrics"]["cost"]["source"] == "manifest infrastructure"
+    assert doc["fired"] == [] and r.code == 0
+
+
+def test_gzip_reads_the_same_as_plain(cli, tmp_path, repo_root):
+    plain = write_log(tmp_path / "a.jsonl", 300)
+    gz = tmp_path / "a.jsonl.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    a = cli("monitor", "--logs", str(plain), "--format", "json", cwd=tmp_path).json()
+    b = cli("monitor", "--logs", str(gz), "--format", "json", cwd=tmp_path).json()
+    assert a["metrics"] == b["metrics"] and a["requests"] == 300
+
+
+def test_cost_from_records_when_every_record_has_cost(cli, tmp_path):
+    log = write_log(tmp_path / "c.jsonl", 100, tokens_generated=50, prompt_tokens=150, cost_usd=0.002)
+    doc = cli("monitor", "--logs", str(log), "--format", "json", cwd=tmp_path).json()
+    cost = doc["metrics"]["cost"]
+    assert cost["source"] == "cost_usd per record"
+    assert cost["cost_per_query_usd"]["value"] == pytest.approx(0.002)
+    assert cost["cost_per_1k_tokens_usd"]["value"] == pytest.approx(0.01)
+    assert doc["release"] is None  # no releases/ here: metrics only, alerts not evaluated
+
+
+def test_malformed_json_outputs_count_against_format_compliance(cli, tmp_path):
+    log = write_log(
+        tmp_path / "f.jsonl", 100, expected_format="json", output=lambda i: '{"a": 1}' if i % 10 else '{"a": '
+    )
+    rel = cli("monitor", "--logs", str(log), "--format", "json", cwd=tmp_path).json()["metrics"][
+        "reliability"
+    ]
+    assert rel["malformed_json_rate"]["value"] == pytest.approx(0.1)
+    assert rel["format_compliance"]["value"] == pytest.approx(0.9)
+
+
+ALERT_CASES = {
+    "p95-latency": {"response_time_ms": 9000.0},
+    "error-rate": {"error": lambda i: "upstream_5xx" if i % 2 else None},
+    "satisfaction": {"user_satisfaction": 2},
+    "format-compliance": {"expected_format": "json", "output": "not json"},
+}
+
+
+@pytest.mark.parametrize("alert", sorted(ALERT_CASES))
+def test_each_alert_fires(cli, example_repo, tmp_path, alert):
+    log = write_log(tmp_path / "bad.jsonl", 200, **ALERT_CASES[alert])
+    r = cli("monitor", "--logs", str(log), "--release", "v1.2", "--format", "json", cwd=example_repo)
+    assert r.code == 1, r.output
+    assert r.json()["fired"] == [alert]
+
+
+def test_cost_slo_fires_on_expensive_records(cli, example_repo, tmp_path):
+    log = write_log(tmp_path / "cost.jsonl", 100, cost_usd=0.01)
+    r = cli("monitor", "--logs", str(log), "--release", "v1.2", "--format", "json", cwd=example_repo)
+    assert r.code == 1 and r.json()["fired"] == ["cost-per-1k-tokens"]
+
+
+def test_healthy_log_fires_nothing_and_text_lists_alerts(cli, example_repo, tmp_path):
+    log = write_log(tmp_path / "ok.jsonl", 200)
+    r = cli("monitor", "--logs", str(log), cwd=example_repo)
+    assert r.code == 0, r.output
+    assert "✓ p95-latency" in r.stdout and "served by production" in r.stdout
+
+
+def _channels(repo: Path) -> dict[str, Any]:
+    return yaml.safe_load((repo / "releases" / "channels.yaml").read_text())["channels"]
+
+
+def test_auto_rollback_end_to_end(cli, example_repo, tmp_path):
+    before = _channels(example_repo)["production"]
+    log = write_log(tmp_path / "slow.jsonl", 200, response_time_ms=12000.0)
+    r = cli("monitor", "--logs", str(log), "--auto-rollback", "--format", "json", cwd=example_repo)
+    assert r.code == 1, r.output
+    doc = r.json()
+    assert doc["rollback"]["status"] == "rolled back", doc["rollback"]
+    after = _channels(example_repo)["production"]
+    assert after != before and doc["rollback"]["from"] == before and doc["rollback"]["to"] == after
+    event = json.loads((example_repo / "releases" / "history.jsonl").read_text().splitlines()[-1])
+    assert event["action"] == "rollback" and "p95-latency" in event["reason"]
+    assert "p95-latency" in git(example_repo, "log", "-1", "--format=%B")
+
+
+def test_auto_rollback_skips_alerts_that_are_not_triggers(cli, example_repo, tmp_path):
+    before = _channels(example_repo)["production"]
+    log = write_log(tmp_path / "sad.jsonl", 200, user_satisfaction=1)
+    r = cli("monitor", "--logs", str(log), "--auto-rollback", "--format", "json", cwd=example_repo)
+    assert r.code == 1 and r.json()["fired"] == ["satisfaction"] and r.json()["rollback"] is None
+    assert _channels(example_repo)["production"] == before
+
+
+def test_trigger_without_auto_rollback_only_advises(cli, example_repo, tmp_path):
+    log = write_log(tmp_path / "slow.jsonl", 100, response_time_ms=12000.0)
+    r = cli("monitor", "--logs", str(log), cwd=example_repo)
+    assert r.code == 1 and "rerun with --auto-rollback" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--logs", "missing.jsonl"], "log file not found"),
+        (["--logs", "{log}", "--window", "soon"], "--window"),
+        (["--logs", "{log}", "--release", "v9.9"], "v9.9"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(cli, example_repo, tmp_path, args, message):
+    log = write_log(tmp_path / "x.jsonl", 10)
+    r = cli("monitor", *[a.replace("{log}", str(log)) for a in args], cwd=example_repo)
+    assert r.code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_all_malformed_log_is_reported_not_fatal(cli, tmp_path):
+    log = tmp_path / "junk.jsonl"
+    log.write_text("nope\n{bad\n\n[]\n")
+    doc = cli("monitor", "--logs", str(log), "--format", "json", cwd=tmp_path).json()
+    assert doc["requests"] == 0 and doc["malformed"]["count"] == 3
+    assert [m["line"] for m in doc["malformed"]["lines"]] == [1, 2, 4]
+
+
+def test_sketch_relative_error_bound():
+    from releasectl.production.sketch import QuantileSketch
+
+    rng = np.random.default_rng(0)
+    values = rng.lognormal(6.5, 0.8, 50_000)
+    sketch = QuantileSketch(relative_error=0.01, exact_limit=1000)
+    for v in values:
+        sketch.add(float(v))
+    assert not sketch.exact
+    for q in (0.5, 0.95, 0.99):
+        true = float(np.quantile(values, q, method="lower"))
+        assert abs(sketch.quantile(q) - true) / true <= 0.011
