@@ -28,6 +28,7 @@ from releasectl.channels.state import (
     read_state,
     write_view,
 )
+from releasectl.ci import run_url
 from releasectl.errors import BadInput, EnvironmentFailure
 
 # Which gate stage a channel requires: staging takes dev→staging rules; canary and production
@@ -81,15 +82,6 @@ def actor() -> str:
     if name:
         return f"{name} <{email}>" if email else name
     return getpass.getuser()
-
-
-def run_url() -> str | None:
-    server, repo, run_id = (
-        os.environ.get("GITHUB_SERVER_URL"),
-        os.environ.get("GITHUB_REPOSITORY"),
-        os.environ.get("GITHUB_RUN_ID"),
-    )
-    return f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else None
 
 
 def _now() -> str:
@@ -286,6 +278,14 @@ def previous_release(state: State, channel: str) -> str | None:
     return None
 
 
+def gate_relied_on(state: State, channel: str, release: str) -> dict[str, Any] | None:
+    """The gate recorded when `release` last entered `channel` (a rollback relies on it again)."""
+    for e in reversed(state.events):
+        if e["channel"] == channel and e["to"] == release and e.get("gate"):
+            return e["gate"]
+    return None
+
+
 def held_channel(state: State, channel: str, release: str) -> bool:
     return any(e["channel"] == channel and release in (e["to"], e["from"]) for e in state.events)
 
@@ -309,7 +309,8 @@ def rollback_channel(
     validates, unless `force`."""
     from releasectl.manifest.loader import load_manifest, release_path
 
-    checked: dict[str, str] = {}
+    # Filled in by `target` under the lock; _move spreads it into the event after calling target.
+    extra: dict[str, Any] = {"trigger": trigger} if trigger else {}
 
     def target(state: State, current: str | None) -> tuple[str, dict[str, Any] | None]:
         release = to or previous_release(state, channel)
@@ -317,12 +318,15 @@ def rollback_channel(
             raise Refused(
                 f"{channel} has no earlier release to roll back to", hint="name one: releasectl rollback vX.Y"
             )
-        if not force and not held_channel(state, channel, release):
-            held = sorted({e["to"] for e in state.events if e["channel"] == channel and e["to"]})
-            raise Refused(
-                f"{release} never held {channel}",
-                hint=f"releases that did: {', '.join(held) or 'none'}; --force to override",
-            )
+        overrides = []
+        if not held_channel(state, channel, release):
+            if not force:
+                held = sorted({e["to"] for e in state.events if e["channel"] == channel and e["to"]})
+                raise Refused(
+                    f"{release} never held {channel}",
+                    hint=f"releases that did: {', '.join(held) or 'none'}; --force to override",
+                )
+            overrides.append(f"{release} never held {channel}")
         path = release_path(root, release)  # an unknown release is bad input, even with --force
         try:
             loaded = load_manifest(path)
@@ -334,11 +338,11 @@ def rollback_channel(
                 f"releases/{release}.yaml no longer validates: " + "; ".join(problems[:3]),
                 hint="fix the manifest, or --force to roll back anyway",
             )
-        if problems:
-            checked["override"] = "; ".join(problems[:3])
-        return release, None
+        overrides += problems[:3]
+        if overrides:
+            extra["override"] = "; ".join(overrides)
+        return release, gate_relied_on(state, channel, release)
 
-    extra = {"trigger": trigger} if trigger else {}
     result = _move(
         root,
         action="rollback",
@@ -353,8 +357,6 @@ def rollback_channel(
         dry_run=dry_run,
         extra=extra,
     )
-    if checked:
-        result.forced = True
     result.next_steps = [
         f"deploy: point the {channel} serving layer at releases/{result.to_release}.yaml — nothing is rebuilt, every artifact is pinned there",
         f"keep {result.from_release} running as hot standby until traffic has moved and {result.to_release} is verified (seed 004: under 5 minutes)",

@@ -156,3 +156,13 @@ def locked(root: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def repair_view(root: Path) -> bool:
+    """Rewrite channels.yaml from the history if it lags (a writer died between the two writes).
+    Returns whether anything was repaired."""
+    with locked(root):
+        state = read_state(root)  # re-read under the lock: another writer may have fixed it
+        if state.repaired:
+            write_view(root, state.channels, state.revision)
+        return state.repaired

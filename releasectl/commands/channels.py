@@ -18,6 +18,25 @@ def _root() -> Path:
     return find_root(Path.cwd() / "releases" / "_")
 
 
+def move_options(fn: Any) -> Any:
+    """Options every channel move takes: compare-and-set, commit, push, dry run, format."""
+    options = [
+        click.option(
+            "--expect",
+            default=None,
+            metavar="vA.B",
+            help="Fail unless the channel currently holds this release (compare-and-set).",
+        ),
+        click.option("--no-commit", is_flag=True, help="Do not make a git commit."),
+        click.option("--push", is_flag=True, help="Push the commit to the branch's upstream."),
+        click.option("--dry-run", is_flag=True, help="Check and show the move without writing anything."),
+        format_option(),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def _refused(e: Any, fmt: str) -> int:
     if fmt == "json":
         emit_json({"refused": True, "message": e.message, "hint": e.hint})
@@ -65,16 +84,7 @@ def _report(result: Any, fmt: str) -> int:
 )
 @click.option("--force", is_flag=True, help="Promote without a passing gate (needs --reason; recorded).")
 @click.option("--reason", default=None, help="Why; required with --force.")
-@click.option(
-    "--expect",
-    default=None,
-    metavar="vA.B",
-    help="Fail unless the channel currently holds this release (compare-and-set).",
-)
-@click.option("--no-commit", is_flag=True, help="Do not make a git commit.")
-@click.option("--push", is_flag=True, help="Push the commit.")
-@click.option("--dry-run", is_flag=True, help="Check and show the move without writing anything.")
-@format_option()
+@move_options
 def promote(
     release: str,
     channel: str,
@@ -126,18 +136,9 @@ def promote(
     help="Why; recorded in the history and the commit message.",
 )
 @click.option(
-    "--expect",
-    default=None,
-    metavar="vA.B",
-    help="Fail unless the channel currently holds this release (compare-and-set).",
-)
-@click.option(
     "--force", is_flag=True, help="Roll back to a release that never held the channel or no longer validates."
 )
-@click.option("--no-commit", is_flag=True, help="Do not make a git commit.")
-@click.option("--push", is_flag=True, help="Push the rollback commit.")
-@click.option("--dry-run", is_flag=True, help="Check and show the move without writing anything.")
-@format_option()
+@move_options
 def rollback(
     release: str | None,
     channel: str,
@@ -259,9 +260,12 @@ def status(fmt: str) -> int:
     import json
 
     from releasectl.channels import CHANNELS, read_state
+    from releasectl.channels.state import repair_view
 
     root = _root()
     state = read_state(root)
+    if state.repaired:
+        repair_view(root)
     rows = []
     for c in CHANNELS:
         release = state.channels.get(c)
@@ -305,6 +309,6 @@ def status(fmt: str) -> int:
     console().print(table)
     if state.repaired:
         console().print(
-            "[yellow]note:[/] releases/channels.yaml lagged the history (an interrupted write); the next promote or rollback rewrites it"
+            "[yellow]repaired:[/] releases/channels.yaml lagged the history (an interrupted write) and was rebuilt from it; commit both files"
         )
     return 0

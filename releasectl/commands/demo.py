@@ -12,11 +12,37 @@ from releasectl.errors import BadInput, EnvironmentFailure, ExitCode
 
 
 @click.command()
-@click.option("--candidate", default="v1.3", show_default=True, help="The release under review (the PR's manifest).")
-@click.option("--baseline", default=None, help="The release to compare against. Default: the release in production (releases/channels.yaml).")
-@click.option("--limit", default=4, show_default=True, type=click.IntRange(min=1), help="Cases per slice to replay; small, so the demo takes minutes on CPU.")
-@click.option("--out", "out_dir", default="runs/demo", show_default=True, type=click.Path(path_type=Path), help="Where the run directories and gate.json go.")
-@click.option("--report", "report_path", default="report.md", show_default=True, type=click.Path(path_type=Path), help="Where to write the Markdown report.")
+@click.option(
+    "--candidate", default="v1.3", show_default=True, help="The release under review (the PR's manifest)."
+)
+@click.option(
+    "--baseline",
+    default=None,
+    help="The release to compare against. Default: the release in production (releases/channels.yaml).",
+)
+@click.option(
+    "--limit",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Cases per slice to replay; small, so the demo takes minutes on CPU.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="runs/demo",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where the run directories and gate.json go.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    default="report.md",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where to write the Markdown report.",
+)
 @format_option()
 def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report_path: Path, fmt: str) -> int:
     """Run the release-PR flow locally: validate → replay baseline and candidate → gate → report.
@@ -41,11 +67,28 @@ def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report
     quiet = fmt == "json"
     steps: list[tuple[str, list[str]]] = [
         (f"validate {baseline} and {candidate}", ["validate", base_manifest, cand_manifest]),
-        (f"replay {baseline} (production)", ["replay", base_manifest, "--limit", str(limit), "--out", str(base_run), "--resume"]),
-        (f"replay {candidate} (candidate)", ["replay", cand_manifest, "--limit", str(limit), "--out", str(cand_run), "--resume"]),
+        (
+            f"replay {baseline} (production)",
+            ["replay", base_manifest, "--limit", str(limit), "--out", str(base_run), "--resume"],
+        ),
+        (
+            f"replay {candidate} (candidate)",
+            ["replay", cand_manifest, "--limit", str(limit), "--out", str(cand_run), "--resume"],
+        ),
         (
             f"gate {candidate} against {baseline}",
-            ["gate", cand_manifest, "--run", str(cand_run), "--baseline-run", str(base_run), "--stage", "staging", "--out", str(gate_json)],
+            [
+                "gate",
+                cand_manifest,
+                "--run",
+                str(cand_run),
+                "--baseline-run",
+                str(base_run),
+                "--stage",
+                "staging",
+                "--out",
+                str(gate_json),
+            ],
         ),
         ("report", ["report", str(gate_json), "--out", str(report_path)]),
     ]
@@ -65,11 +108,22 @@ def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report
             raise EnvironmentFailure(f"demo step '{title}' failed with exit code {code}; see the error above")
     verdict = _verdict(gate_json)
     if quiet:
-        emit_json({"candidate": candidate, "baseline": baseline, "verdict": verdict, "report": str(report_path), "gate": str(gate_json), "steps": timings})
+        emit_json(
+            {
+                "candidate": candidate,
+                "baseline": baseline,
+                "verdict": verdict,
+                "report": str(report_path),
+                "gate": str(gate_json),
+                "steps": timings,
+            }
+        )
         return 0
     out.rule()
     colour = {"promote": "green", "block": "red", "hold": "yellow"}.get(verdict.get("verdict", ""), "white")
-    out.print(f"[bold {colour}]verdict: {verdict.get('verdict', '?').upper()}[/] — {verdict.get('reason', '')}")
+    out.print(
+        f"[bold {colour}]verdict: {verdict.get('verdict', '?').upper()}[/] — {verdict.get('reason', '')}"
+    )
     out.print(f"report: {report_path}   gate: {gate_json}   total {sum(t['seconds'] for t in timings):.0f} s")
     return 0
 
@@ -83,18 +137,9 @@ def _run_quiet(run_command, args: list[str]) -> int:  # type: ignore[no-untyped-
 
 
 def _production_release(root: Path) -> str:
-    import yaml
+    from releasectl.commands.gate import channel_release
 
-    path = root / "releases" / "channels.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError:
-        return "v1.2"
-    channels = data.get("channels", data) if isinstance(data, dict) else {}
-    value = channels.get("production") if isinstance(channels, dict) else None
-    if isinstance(value, dict):
-        value = value.get("release")
-    return str(value) if value else "v1.2"
+    return channel_release(root, "production") or "v1.2"
 
 
 def _verdict(gate_json: Path) -> dict[str, str]:

@@ -21,19 +21,10 @@ _VERDICT = {
 
 
 def channel_release(root: Path, channel: str) -> str | None:
-    """The release `channel` points at in releases/channels.yaml, if any."""
-    import yaml
+    """The release `channel` points at (releases/channels.yaml, reconciled with the history)."""
+    from releasectl.channels.state import read_state
 
-    path = root / "releases" / "channels.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    channels = data.get("channels", data) if isinstance(data, dict) else {}
-    value = channels.get(channel) if isinstance(channels, dict) else None
-    if isinstance(value, dict):
-        value = value.get("release")
-    return str(value) if value else None
+    return read_state(root).channels.get(channel)
 
 
 def _fmt(v: Any) -> str:

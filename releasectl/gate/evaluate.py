@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from releasectl.ci import run_url
 from releasectl.errors import BadInput
 from releasectl.gate.metrics import GateResolver, Policy
 from releasectl.gate.result import GateResult
@@ -59,15 +59,6 @@ def pins(loaded: LoadedManifest) -> list[dict[str, Any]]:
         }
     )
     return out
-
-
-def run_url() -> str | None:
-    server, repo, run_id = (
-        os.environ.get("GITHUB_SERVER_URL"),
-        os.environ.get("GITHUB_REPOSITORY"),
-        os.environ.get("GITHUB_RUN_ID"),
-    )
-    return f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else None
 
 
 def run_gate(

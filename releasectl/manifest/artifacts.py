@@ -34,10 +34,14 @@ def package_file(uri: str) -> Path:
             if dist_name == EMBEDDED_DISTRIBUTION
             else f"pip install {dist_name}"
         )
-        raise EnvironmentFailure(f"package '{dist_name}' is not installed, so {uri} cannot be found", hint=hint) from None
+        raise EnvironmentFailure(
+            f"package '{dist_name}' is not installed, so {uri} cannot be found", hint=hint
+        ) from None
     path = Path(str(dist.locate_file(rel)))
     if not path.is_file():
-        raise EnvironmentFailure(f"{uri}: '{rel}' is not in the installed distribution {dist_name} {dist.version}")
+        raise EnvironmentFailure(
+            f"{uri}: '{rel}' is not in the installed distribution {dist_name} {dist.version}"
+        )
     return path
 
 
@@ -134,13 +138,17 @@ def check_digest(field: str, art: Artifact, root: Path) -> DigestCheck | None:
         target = local_path(art, root)
     except EnvironmentFailure as e:
         pinned = art.sha256 or art.md5 or ""
-        return DigestCheck(field, art.uri or "", False, "sha256" if art.sha256 else "md5", pinned, None, e.message)
+        return DigestCheck(
+            field, art.uri or "", False, "sha256" if art.sha256 else "md5", pinned, None, e.message
+        )
     if target is None:
         return None
     where = art.path or art.uri or str(target)
     if not target.exists():
         pinned = art.sha256 or art.md5 or ""
-        return DigestCheck(field, where, False, "sha256" if art.sha256 else "md5", pinned, None, f"{where} does not exist")
+        return DigestCheck(
+            field, where, False, "sha256" if art.sha256 else "md5", pinned, None, f"{where} does not exist"
+        )
     checks = []
     if art.sha256 is not None:
         checks.append(("sha256", art.sha256, file_digest(target, "sha256")))
@@ -149,7 +157,13 @@ def check_digest(field: str, art: Artifact, root: Path) -> DigestCheck | None:
     for algorithm, pinned, actual in checks:
         if pinned != actual:
             return DigestCheck(
-                field, where, False, algorithm, pinned, actual, f"{where}: {algorithm} mismatch: pinned {pinned}, file has {actual}"
+                field,
+                where,
+                False,
+                algorithm,
+                pinned,
+                actual,
+                f"{where}: {algorithm} mismatch: pinned {pinned}, file has {actual}",
             )
     algorithm, pinned, actual = checks[0]
     return DigestCheck(field, where, True, algorithm, pinned, actual, f"{where}: {algorithm} matches")

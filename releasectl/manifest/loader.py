@@ -111,7 +111,9 @@ def _problems_from_validation(err: ValidationError, source: Positioned) -> list[
             parent = tuple(e["loc"][:-1])
             import difflib
 
-            for name in difflib.get_close_matches(str(e["loc"][-1]), _model_fields_at(parent), n=2, cutoff=0.6):
+            for name in difflib.get_close_matches(
+                str(e["loc"][-1]), _model_fields_at(parent), n=2, cutoff=0.6
+            ):
                 suggested.add((*parent, name))
     for e in errors:
         if e["type"] == "missing" and tuple(e["loc"]) in suggested:
@@ -121,7 +123,17 @@ def _problems_from_validation(err: ValidationError, source: Positioned) -> list[
         line, col = source.locate_key(loc) if kind == "extra_forbidden" else source.locate(loc)
         field = dotted(loc)
         if kind == "missing":
-            problems.append(Problem("missing required field", file=source.file, line=line, col=col, field=field, expected="a value", found="nothing"))
+            problems.append(
+                Problem(
+                    "missing required field",
+                    file=source.file,
+                    line=line,
+                    col=col,
+                    field=field,
+                    expected="a value",
+                    found="nothing",
+                )
+            )
         elif kind == "extra_forbidden":
             parent = loc[:-1]
             problems.append(
@@ -140,7 +152,15 @@ def _problems_from_validation(err: ValidationError, source: Positioned) -> list[
         else:
             expected = _EXPECTED.get(kind) or str(e["msg"]).lower()
             problems.append(
-                Problem(str(e["msg"]), file=source.file, line=line, col=col, field=field, expected=expected, found=_describe(e.get("input")))
+                Problem(
+                    str(e["msg"]),
+                    file=source.file,
+                    line=line,
+                    col=col,
+                    field=field,
+                    expected=expected,
+                    found=_describe(e.get("input")),
+                )
             )
     return problems
 
@@ -153,14 +173,27 @@ def _model_fields_at(parent: FieldPath) -> list[str]:
     for part in parent:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        field = (
+            model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        )
         if field is None:
             return []
         ann = field.annotation
-        model = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = next(
+            (a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)),
+            None,
+        )
         if model is None:
             inner = getattr(ann, "__args__", ())
-            model = next((a for a in inner for a in getattr(a, "__args__", (a,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+            model = next(
+                (
+                    a
+                    for a in inner
+                    for a in getattr(a, "__args__", (a,))
+                    if isinstance(a, type) and issubclass(a, BaseModel)
+                ),
+                None,
+            )
         if model is None:
             return []
     return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
@@ -188,7 +221,11 @@ def _artifacts(manifest: Manifest) -> list[tuple[FieldPath, Artifact]]:
     found += [(("adapters", i), a) for i, a in enumerate(manifest.adapters)]
     if manifest.reward_model is not None:
         found.append((("reward_model",), manifest.reward_model))
-    found += [(("tools", name, "fixtures"), t.fixtures) for name, t in manifest.tools.items() if t.fixtures is not None]
+    found += [
+        (("tools", name, "fixtures"), t.fixtures)
+        for name, t in manifest.tools.items()
+        if t.fixtures is not None
+    ]
     return found
 
 
@@ -202,14 +239,27 @@ def _check_pins(loaded: LoadedManifest) -> list[Problem]:
     root = loaded.root.resolve()
     for path, art in _artifacts(loaded.manifest):
         if art.uri is None and art.path is None:
-            problems.append(loaded.problem(path, "no artifact reference", expected="'uri' (hf:// or pkg://) or 'path'", found="neither"))
+            problems.append(
+                loaded.problem(
+                    path,
+                    "no artifact reference",
+                    expected="'uri' (hf:// or pkg://) or 'path'",
+                    found="neither",
+                )
+            )
             continue
         if art.uri is not None and art.path is not None:
             problems.append(loaded.problem((*path, "path"), "give either 'uri' or 'path', not both"))
         if art.uri is not None:
             if art.uri.startswith("hf://"):
                 if not _HF_URI.match(art.uri):
-                    problems.append(loaded.problem((*path, "uri"), f"'{art.uri}' is not a Hub reference", expected="hf://<org>/<repo>"))
+                    problems.append(
+                        loaded.problem(
+                            (*path, "uri"),
+                            f"'{art.uri}' is not a Hub reference",
+                            expected="hf://<org>/<repo>",
+                        )
+                    )
                 if art.revision is None:
                     problems.append(
                         loaded.problem(
@@ -221,14 +271,40 @@ def _check_pins(loaded: LoadedManifest) -> list[Problem]:
                     )
             elif art.uri.startswith("pkg://"):
                 if not _PKG_URI.match(art.uri):
-                    problems.append(loaded.problem((*path, "uri"), f"'{art.uri}' is not a package reference", expected="pkg://<distribution>/<file>"))
+                    problems.append(
+                        loaded.problem(
+                            (*path, "uri"),
+                            f"'{art.uri}' is not a package reference",
+                            expected="pkg://<distribution>/<file>",
+                        )
+                    )
                 if art.sha256 is None:
-                    problems.append(loaded.problem((*path, "sha256"), "package files must be pinned by sha256", expected="sha256: <64 hex>", found="no sha256"))
+                    problems.append(
+                        loaded.problem(
+                            (*path, "sha256"),
+                            "package files must be pinned by sha256",
+                            expected="sha256: <64 hex>",
+                            found="no sha256",
+                        )
+                    )
             else:
-                problems.append(loaded.problem((*path, "uri"), f"unsupported scheme in '{art.uri}'", expected="hf://<org>/<repo> or pkg://<distribution>/<file>"))
+                problems.append(
+                    loaded.problem(
+                        (*path, "uri"),
+                        f"unsupported scheme in '{art.uri}'",
+                        expected="hf://<org>/<repo> or pkg://<distribution>/<file>",
+                    )
+                )
         if art.path is not None:
             if art.sha256 is None and art.md5 is None:
-                problems.append(loaded.problem(path, "repository paths must be pinned by a digest", expected="'sha256' (file) or 'md5' (DVC data)", found="neither"))
+                problems.append(
+                    loaded.problem(
+                        path,
+                        "repository paths must be pinned by a digest",
+                        expected="'sha256' (file) or 'md5' (DVC data)",
+                        found="neither",
+                    )
+                )
             target = (loaded.root / art.path).resolve()
             if target != root and root not in target.parents:
                 problems.append(
@@ -261,11 +337,18 @@ def load_manifest(path: str | Path, root: Path | None = None) -> LoadedManifest:
     stem = path.name.removesuffix(".yaml").removesuffix(".yml")
     if manifest.release != stem:
         problems.append(
-            loaded.problem(("release",), "release name differs from the file name", expected=f"'{stem}' (the file stem)", found=f"'{manifest.release}'")
+            loaded.problem(
+                ("release",),
+                "release name differs from the file name",
+                expected=f"'{stem}' (the file stem)",
+                found=f"'{manifest.release}'",
+            )
         )
     problems += _check_pins(loaded)
     if problems:
-        raise BadInput(f"{display} is not a valid manifest", sorted(problems, key=lambda p: (p.line or 0, p.col or 0)))
+        raise BadInput(
+            f"{display} is not a valid manifest", sorted(problems, key=lambda p: (p.line or 0, p.col or 0))
+        )
     return loaded
 
 
@@ -278,5 +361,9 @@ def release_path(root: Path, release: str) -> Path:
     import difflib
 
     close = difflib.get_close_matches(release, known, n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else (f"known releases: {', '.join(known)}" if known else "no releases found")
+    hint = (
+        f"did you mean {', '.join(close)}?"
+        if close
+        else (f"known releases: {', '.join(known)}" if known else "no releases found")
+    )
     raise BadInput(f"unknown release '{release}': {display_path(candidate, root)} does not exist", hint=hint)

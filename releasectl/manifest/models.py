@@ -24,9 +24,13 @@ def _commit_sha(value: str) -> str:
     if _HEX40.match(value):
         return value
     if _HEX.match(value) and len(value) == 40:
-        raise ValueError(f"'{value}' has uppercase hex; the Hub treats it as a branch name. Pin the lowercase 40-hex commit SHA")
+        raise ValueError(
+            f"'{value}' has uppercase hex; the Hub treats it as a branch name. Pin the lowercase 40-hex commit SHA"
+        )
     if _HEX.match(value) and len(value) < 40:
-        raise ValueError(f"'{value}' is a short SHA ({len(value)} hex digits); pin the full 40-hex commit SHA")
+        raise ValueError(
+            f"'{value}' is a short SHA ({len(value)} hex digits); pin the full 40-hex commit SHA"
+        )
     kind = "tag" if re.match(r"^v?\d", value) else "branch"
     raise ValueError(f"'{value}' is a {kind} name, which can move; pin a 40-hex commit SHA")
 
@@ -41,13 +45,17 @@ def _sha256(value: str) -> str:
 def _md5(value: str) -> str:
     v = value.removeprefix("md5:")
     if not _MD5.match(v):
-        raise ValueError(f"'{value}' is not a DVC md5; expected 32 lowercase hex digits (plus '.dir' for a directory)")
+        raise ValueError(
+            f"'{value}' is not a DVC md5; expected 32 lowercase hex digits (plus '.dir' for a directory)"
+        )
     return v
 
 
 def _exact_version(value: str) -> str:
     if not _EXACT_VERSION.match(value):
-        raise ValueError(f"'{value}' is not an exact version; pin one release such as \"3.2.1\" (no ranges, no 'latest')")
+        raise ValueError(
+            f"'{value}' is not an exact version; pin one release such as \"3.2.1\" (no ranges, no 'latest')"
+        )
     return value
 
 
@@ -67,11 +75,19 @@ def _release_name(value: str) -> str:
     return value
 
 
-CommitSha = Annotated[str, AfterValidator(_commit_sha), Field(description="A full 40-hex lowercase commit SHA.")]
+CommitSha = Annotated[
+    str, AfterValidator(_commit_sha), Field(description="A full 40-hex lowercase commit SHA.")
+]
 Sha256 = Annotated[str, AfterValidator(_sha256), Field(description="sha256 hex digest of the file's bytes.")]
-Md5 = Annotated[str, AfterValidator(_md5), Field(description="DVC-compatible md5 ('.dir' suffix for directories).")]
-ExactVersion = Annotated[str, AfterValidator(_exact_version), Field(description="An exact version, e.g. '3.2.1'.")]
-RepoPath = Annotated[str, AfterValidator(_repo_path), Field(description="Path relative to the releases repository.")]
+Md5 = Annotated[
+    str, AfterValidator(_md5), Field(description="DVC-compatible md5 ('.dir' suffix for directories).")
+]
+ExactVersion = Annotated[
+    str, AfterValidator(_exact_version), Field(description="An exact version, e.g. '3.2.1'.")
+]
+RepoPath = Annotated[
+    str, AfterValidator(_repo_path), Field(description="Path relative to the releases repository.")
+]
 ReleaseName = Annotated[str, AfterValidator(_release_name), Field(description="v<major>.<minor>[.<patch>]")]
 
 
@@ -104,7 +120,9 @@ class InputSpec(Strict):
     """The prompt template (a Jinja2 file rendering the case into the user/system messages)."""
 
     template: Artifact
-    chat_template: bool = Field(True, description="Wrap the rendered prompt with the tokenizer's chat template.")
+    chat_template: bool = Field(
+        True, description="Wrap the rendered prompt with the tokenizer's chat template."
+    )
 
 
 class Sampling(Strict):
@@ -143,7 +161,9 @@ class Runtime(Strict):
     engine: Literal["hf", "vllm"]
     engine_version: ExactVersion
     dtype: Literal["float32", "float16", "bfloat16", "auto"]
-    device: str = Field(description="'cpu', or the GPU model vLLM results are reproducible on, e.g. 'NVIDIA H100 80GB HBM3'.")
+    device: str = Field(
+        description="'cpu', or the GPU model vLLM results are reproducible on, e.g. 'NVIDIA H100 80GB HBM3'."
+    )
     tensor_parallel_size: int = Field(1, ge=1)
     data_parallel_size: int = Field(1, ge=1)
     max_model_len: int = Field(gt=0)
@@ -161,7 +181,9 @@ class Alert(Strict):
 
 
 class PolicySpec(Strict):
-    promotion: dict[str, RepoPath] = Field(description="Stage name -> rules file, e.g. staging: checklists/policies/dev_to_staging.rules")
+    promotion: dict[str, RepoPath] = Field(
+        description="Stage name -> rules file, e.g. staging: checklists/policies/dev_to_staging.rules"
+    )
     protected_slices: list[str] = Field(default_factory=list)
     min_cases_per_slice: int = Field(20, ge=1)
     confidence_level: float = Field(0.95, gt=0.5, lt=1.0)
@@ -189,7 +211,9 @@ class Infrastructure(Strict):
     avg_prompt_tokens: int = Field(ge=0)
     avg_output_tokens: int = Field(gt=0)
     p95_latency_ms_target: float = Field(gt=0)
-    tokens_per_second_per_gpu: float = Field(gt=0, description="Generated tokens/s per GPU at the p95 target, measured.")
+    tokens_per_second_per_gpu: float = Field(
+        gt=0, description="Generated tokens/s per GPU at the p95 target, measured."
+    )
     headroom: float = Field(0.3, ge=0.0, le=5.0)
     params_b: float = Field(gt=0, description="Parameters, in billions.")
     precision: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4", "nf4", "q4_1", "q8_0"]
@@ -199,7 +223,9 @@ class Infrastructure(Strict):
 
 class Manifest(Strict):
     release: ReleaseName
-    parent: ReleaseName | None = Field(None, description="The release this one replaces: the default baseline and rollback target.")
+    parent: ReleaseName | None = Field(
+        None, description="The release this one replaces: the default baseline and rollback target."
+    )
     description: str = ""
     model: ModelSpec
     tokenizer: Artifact

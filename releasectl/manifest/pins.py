@@ -35,7 +35,9 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
         # Lists of named things (adapters, alerts) diff by name, not by position.
         for x in data:
             rest = {k: v for k, v in x.items() if k != "name"}
-            out.update(_flatten(rest, f"{prefix}[{x['name']}]") if rest else {f"{prefix}[{x['name']}]": "present"})
+            out.update(
+                _flatten(rest, f"{prefix}[{x['name']}]") if rest else {f"{prefix}[{x['name']}]": "present"}
+            )
     else:
         out[prefix] = data
     return out

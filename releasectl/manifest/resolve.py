@@ -48,7 +48,14 @@ def _is_transport_error(e: Exception) -> bool:
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     module = type(e).__module__.split(".")[0]
-    return isinstance(e, OSError | OfflineModeIsEnabled | TimeoutError) or module in {"httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3"}
+    return isinstance(e, OSError | OfflineModeIsEnabled | TimeoutError) or module in {
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "httpcore2",
+        "requests",
+        "urllib3",
+    }
 
 
 def resolve_revisions(loaded: LoadedManifest) -> list[RevisionCheck]:
@@ -57,14 +64,23 @@ def resolve_revisions(loaded: LoadedManifest) -> list[RevisionCheck]:
     if not hub:
         return []
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     if _offline():
         out = []
         for field_name, art in hub:
             repo_id, rev = art.uri.removeprefix("hf://"), art.revision or ""  # type: ignore[union-attr]
             ok = _in_cache(repo_id, rev)
-            msg = f"{art.uri}@{rev[:12]} is in the local cache (HF_HUB_OFFLINE: the Hub was not asked)" if ok else f"{art.uri}@{rev} is not in the local cache and HF_HUB_OFFLINE is set"
+            msg = (
+                f"{art.uri}@{rev[:12]} is in the local cache (HF_HUB_OFFLINE: the Hub was not asked)"
+                if ok
+                else f"{art.uri}@{rev} is not in the local cache and HF_HUB_OFFLINE is set"
+            )
             out.append(RevisionCheck(field_name, art.uri or "", rev, ok, msg))
         return out
     api = HfApi(endpoint=constants.ENDPOINT)
@@ -75,18 +91,43 @@ def resolve_revisions(loaded: LoadedManifest) -> list[RevisionCheck]:
             try:
                 info = api.model_info(repo_id, revision=rev, timeout=10)
             except RevisionNotFoundError:
-                checks.append(RevisionCheck(field_name, art.uri or "", rev, False, f"revision {rev} does not exist in {art.uri}"))
+                checks.append(
+                    RevisionCheck(
+                        field_name, art.uri or "", rev, False, f"revision {rev} does not exist in {art.uri}"
+                    )
+                )
             except RepositoryNotFoundError:
-                checks.append(RevisionCheck(field_name, art.uri or "", rev, False, f"repository {art.uri} does not exist (or the token cannot see it)"))
+                checks.append(
+                    RevisionCheck(
+                        field_name,
+                        art.uri or "",
+                        rev,
+                        False,
+                        f"repository {art.uri} does not exist (or the token cannot see it)",
+                    )
+                )
             except GatedRepoError:
-                checks.append(RevisionCheck(field_name, art.uri or "", rev, False, f"{art.uri} is gated: set HF_TOKEN to a token with access"))
+                checks.append(
+                    RevisionCheck(
+                        field_name,
+                        art.uri or "",
+                        rev,
+                        False,
+                        f"{art.uri} is gated: set HF_TOKEN to a token with access",
+                    )
+                )
             except HfHubHTTPError as e:
                 status = getattr(e.response, "status_code", 0)
                 if status >= 500 and attempt < RETRIES:
                     continue
                 if status >= 500:
-                    raise EnvironmentFailure(f"the Hugging Face Hub at {constants.ENDPOINT} failed: HTTP {status}", hint="retry later, or check HF_ENDPOINT") from None
-                checks.append(RevisionCheck(field_name, art.uri or "", rev, False, f"{art.uri}@{rev}: HTTP {status}"))
+                    raise EnvironmentFailure(
+                        f"the Hugging Face Hub at {constants.ENDPOINT} failed: HTTP {status}",
+                        hint="retry later, or check HF_ENDPOINT",
+                    ) from None
+                checks.append(
+                    RevisionCheck(field_name, art.uri or "", rev, False, f"{art.uri}@{rev}: HTTP {status}")
+                )
             except Exception as e:
                 if not _is_transport_error(e):
                     raise
@@ -98,7 +139,11 @@ def resolve_revisions(loaded: LoadedManifest) -> list[RevisionCheck]:
                 ) from None
             else:
                 ok = info.sha == rev
-                msg = f"{art.uri}@{rev[:12]} exists" if ok else f"{art.uri}: the Hub resolved {rev} to {info.sha}"
+                msg = (
+                    f"{art.uri}@{rev[:12]} exists"
+                    if ok
+                    else f"{art.uri}: the Hub resolved {rev} to {info.sha}"
+                )
                 checks.append(RevisionCheck(field_name, art.uri or "", rev, ok, msg))
             break
     return checks

@@ -74,13 +74,19 @@ class _Builder:
         line, col = _mark(node)
         return BadInput(
             f"{self.file} is not a valid manifest",
-            [Problem(message, file=self.file, line=line, col=col, field=dotted(path) if path else None, **kw)],
+            [
+                Problem(
+                    message, file=self.file, line=line, col=col, field=dotted(path) if path else None, **kw
+                )
+            ],
         )
 
     def build(self, node: yaml.Node, path: FieldPath) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise self.fail(node, path, f"document expands to more than {MAX_NODES} nodes", hint="remove YAML aliases")
+            raise self.fail(
+                node, path, f"document expands to more than {MAX_NODES} nodes", hint="remove YAML aliases"
+            )
         if id(node) in self.seen:
             # The same node object reached twice is an alias (`*name`) expansion.
             self.aliases += 1
@@ -100,8 +106,19 @@ class _Builder:
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
-                    found = self.constructor.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) else key_node.id
-                    raise self.fail(key_node, path, "mapping keys must be strings", expected="a string key", found=repr(found), hint="quote the key")
+                    found = (
+                        self.constructor.construct_object(key_node, deep=True)
+                        if isinstance(key_node, yaml.ScalarNode)
+                        else key_node.id
+                    )
+                    raise self.fail(
+                        key_node,
+                        path,
+                        "mapping keys must be strings",
+                        expected="a string key",
+                        found=repr(found),
+                        hint="quote the key",
+                    )
                 key = key_node.value
                 if key in out:
                     first = self.result.key_positions.get((*path, key))
@@ -126,7 +143,9 @@ def read_text_strict(path: Path, display: str) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise BadInput(f"{display}: no such file", hint="check the path; releases live in releases/vX.Y.yaml") from None
+        raise BadInput(
+            f"{display}: no such file", hint="check the path; releases live in releases/vX.Y.yaml"
+        ) from None
     except IsADirectoryError:
         raise BadInput(f"{display}: is a directory, expected a YAML file") from None
     except OSError as e:
@@ -138,7 +157,15 @@ def read_text_strict(path: Path, display: str) -> str:
         line = raw.count(b"\n", 0, offset) + 1
         raise BadInput(
             f"{display} is not a valid manifest",
-            [Problem("binary content (NUL byte)", file=display, line=line, expected="UTF-8 YAML text", found="a NUL byte")],
+            [
+                Problem(
+                    "binary content (NUL byte)",
+                    file=display,
+                    line=line,
+                    expected="UTF-8 YAML text",
+                    found="a NUL byte",
+                )
+            ],
         )
     try:
         text = raw.decode("utf-8")
@@ -147,19 +174,34 @@ def read_text_strict(path: Path, display: str) -> str:
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
         raise BadInput(
             f"{display} is not a valid manifest",
-            [Problem("not UTF-8", file=display, line=line, col=col, expected="UTF-8 text", found=f"byte 0x{raw[e.start]:02x}")],
+            [
+                Problem(
+                    "not UTF-8",
+                    file=display,
+                    line=line,
+                    col=col,
+                    expected="UTF-8 text",
+                    found=f"byte 0x{raw[e.start]:02x}",
+                )
+            ],
         ) from None
     return text.removeprefix("\ufeff")
 
 
-def load_yaml_with_positions(path: Path, display: str | None = None, *, require_mapping: bool = True) -> Positioned:
+def load_yaml_with_positions(
+    path: Path, display: str | None = None, *, require_mapping: bool = True
+) -> Positioned:
     """Load one YAML document safely, with positions. Every failure is a `BadInput` (exit 2)."""
     display = display or str(path)
     text = read_text_strict(path, display)
     if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
         raise BadInput(
             f"{display} is not a valid manifest",
-            [Problem("file is empty", file=display, line=1, col=1, expected="a YAML mapping", found="nothing")],
+            [
+                Problem(
+                    "file is empty", file=display, line=1, col=1, expected="a YAML mapping", found="nothing"
+                )
+            ],
         )
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -167,11 +209,15 @@ def load_yaml_with_positions(path: Path, display: str | None = None, *, require_
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         msg = " ".join(x for x in (e.context, e.problem) if x) or "invalid YAML"
-        raise BadInput(f"{display} is not valid YAML", [Problem(msg, file=display, line=line, col=col)]) from None
+        raise BadInput(
+            f"{display} is not valid YAML", [Problem(msg, file=display, line=line, col=col)]
+        ) from None
     except yaml.YAMLError as e:
         raise BadInput(f"{display} is not valid YAML: {e}") from None
     if node is None:
-        raise BadInput(f"{display} is not a valid manifest", [Problem("file is empty", file=display, line=1, col=1)])
+        raise BadInput(
+            f"{display} is not a valid manifest", [Problem("file is empty", file=display, line=1, col=1)]
+        )
     builder = _Builder(display)
     try:
         data = builder.build(node, ())
@@ -179,13 +225,29 @@ def load_yaml_with_positions(path: Path, display: str | None = None, *, require_
         mark = e.problem_mark
         raise BadInput(
             f"{display} is not a valid manifest",
-            [Problem(e.problem or "cannot construct value", file=display, line=mark.line + 1 if mark else None, col=mark.column + 1 if mark else None)],
+            [
+                Problem(
+                    e.problem or "cannot construct value",
+                    file=display,
+                    line=mark.line + 1 if mark else None,
+                    col=mark.column + 1 if mark else None,
+                )
+            ],
         ) from None
     if require_mapping and not isinstance(data, dict):
         line, col = _mark(node)
         raise BadInput(
             f"{display} is not a valid manifest",
-            [Problem("top level must be a mapping", file=display, line=line, col=col, expected="a mapping of fields", found=type(data).__name__)],
+            [
+                Problem(
+                    "top level must be a mapping",
+                    file=display,
+                    line=line,
+                    col=col,
+                    expected="a mapping of fields",
+                    found=type(data).__name__,
+                )
+            ],
         )
     builder.result.data = data
     return builder.result

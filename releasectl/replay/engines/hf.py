@@ -147,14 +147,16 @@ class HfEngine:
         if not adapters:
             yield
             return
-        from peft import PeftModel
-
         import warnings
+
+        from peft import PeftModel
 
         base = self._loaded.model
         name, path = adapters[0]
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # peft's deprecation notices, not the user's concern
+            warnings.simplefilter(
+                "ignore", FutureWarning
+            )  # peft's deprecation notices, not the user's concern
             peft_model = PeftModel.from_pretrained(base, str(path), adapter_name=name)
         for extra_name, extra_path in adapters[1:]:
             peft_model.load_adapter(str(extra_path), adapter_name=extra_name)
