@@ -13,11 +13,29 @@ from releasectl.console import console, emit_json, format_option
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--qps", type=float, default=None, help="What if: target queries per second.")
 @click.option("--gpus", type=int, default=None, help="What if: GPUs allocated.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8", "int4", "nf4", "q4_1", "q8_0"]), default=None, help="What if: weight precision.")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16", "fp8", "int8", "int4", "nf4", "q4_1", "q8_0"]),
+    default=None,
+    help="What if: weight precision.",
+)
 @click.option("--gpu-hourly-usd", type=float, default=None, help="What if: price per GPU-hour.")
-@click.option("--tokens-per-second", type=float, default=None, help="What if: generated tokens/s per GPU at the p95 target.")
+@click.option(
+    "--tokens-per-second",
+    type=float,
+    default=None,
+    help="What if: generated tokens/s per GPU at the p95 target.",
+)
 @format_option()
-def capacity(manifest: Path, qps: float | None, gpus: int | None, precision: str | None, gpu_hourly_usd: float | None, tokens_per_second: float | None, fmt: str) -> int:
+def capacity(
+    manifest: Path,
+    qps: float | None,
+    gpus: int | None,
+    precision: str | None,
+    gpu_hourly_usd: float | None,
+    tokens_per_second: float | None,
+    fmt: str,
+) -> int:
     """Print GPUs needed, cost per hour/day/month and per 1k tokens, and whether the model fits.
 
     Inputs come from the manifest's `infrastructure`; the options override them for what-if
@@ -28,23 +46,47 @@ def capacity(manifest: Path, qps: float | None, gpus: int | None, precision: str
 
     loaded = load_manifest(manifest)
     infra = loaded.manifest.infrastructure
-    overrides = {"target_qps": qps, "gpus_allocated": gpus, "precision": precision, "gpu_hourly_usd": gpu_hourly_usd, "tokens_per_second_per_gpu": tokens_per_second}
-    infra = infra.model_validate({**infra.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+    overrides = {
+        "target_qps": qps,
+        "gpus_allocated": gpus,
+        "precision": precision,
+        "gpu_hourly_usd": gpu_hourly_usd,
+        "tokens_per_second_per_gpu": tokens_per_second,
+    }
+    infra = infra.model_validate(
+        {**infra.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    )
     p = plan(infra)
     if fmt == "json":
         emit_json({"release": loaded.manifest.release, **p.model_dump(), "ok": p.ok})
         return 0 if p.ok else 1
     from rich.table import Table
 
-    table = Table(title=f"capacity plan · {loaded.manifest.release} · {infra.gpu_type}", title_justify="left", show_header=False)
+    table = Table(
+        title=f"capacity plan · {loaded.manifest.release} · {infra.gpu_type}",
+        title_justify="left",
+        show_header=False,
+    )
     table.add_column("", style="bold")
     table.add_column("")
     rows = [
-        ("traffic", f"{p.target_qps:g} QPS × {infra.avg_prompt_tokens + infra.avg_output_tokens} tokens = {p.traffic_tokens_per_second:,.0f} tokens/s ({p.tokens_per_second_needed:,.0f} generated)"),
-        ("GPUs", f"{p.gpus_needed_steady:.2f} steady-state → {p.gpus_needed} with {p.headroom:.0%} headroom; {p.gpus_allocated} allocated"),
-        ("cost", f"${p.cost_per_hour_usd:,.2f}/hour · ${p.cost_per_day_usd:,.2f}/day · ${p.cost_per_month_usd:,.2f}/month ({p.gpus_allocated} × ${infra.gpu_hourly_usd:g}/GPU-hr)"),
+        (
+            "traffic",
+            f"{p.target_qps:g} QPS × {infra.avg_prompt_tokens + infra.avg_output_tokens} tokens = {p.traffic_tokens_per_second:,.0f} tokens/s ({p.tokens_per_second_needed:,.0f} generated)",
+        ),
+        (
+            "GPUs",
+            f"{p.gpus_needed_steady:.2f} steady-state → {p.gpus_needed} with {p.headroom:.0%} headroom; {p.gpus_allocated} allocated",
+        ),
+        (
+            "cost",
+            f"${p.cost_per_hour_usd:,.2f}/hour · ${p.cost_per_day_usd:,.2f}/day · ${p.cost_per_month_usd:,.2f}/month ({p.gpus_allocated} × ${infra.gpu_hourly_usd:g}/GPU-hr)",
+        ),
         ("cost per 1k tokens", f"${p.cost_per_1k_tokens_usd:.6f} (budget ${p.budget_per_1k_tokens_usd:g})"),
-        ("memory", f"{p.weights_gb:.2f} GB weights ({p.precision}) + {p.kv_cache_gb:.2f} GB KV cache = {p.memory_needed_gb:.2f} of {p.memory_available_gb:g} GB"),
+        (
+            "memory",
+            f"{p.weights_gb:.2f} GB weights ({p.precision}) + {p.kv_cache_gb:.2f} GB KV cache = {p.memory_needed_gb:.2f} of {p.memory_available_gb:g} GB",
+        ),
     ]
     for k, v in rows:
         table.add_row(k, v)

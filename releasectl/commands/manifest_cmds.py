@@ -63,7 +63,9 @@ def diff(old: str, new: str, fmt: str) -> int:
     a, b = _load_release(old), _load_release(new)
     changes = diff_manifests(a, b)  # type: ignore[arg-type]
     if fmt == "json":
-        emit_json({"from": a.manifest.release, "to": b.manifest.release, "changes": [c.to_dict() for c in changes]})  # type: ignore[attr-defined]
+        emit_json(
+            {"from": a.manifest.release, "to": b.manifest.release, "changes": [c.to_dict() for c in changes]}
+        )  # type: ignore[attr-defined]
         return 0
     from rich.markup import escape
     from rich.table import Table
@@ -77,7 +79,11 @@ def diff(old: str, new: str, fmt: str) -> int:
     table.add_column(ra, style="red")
     table.add_column(rb, style="green")
     for c in changes:
-        table.add_row(escape(c.field), escape(_short(c.old)) if c.old is not None else "—", escape(_short(c.new)) if c.new is not None else "—")
+        table.add_row(
+            escape(c.field),
+            escape(_short(c.old)) if c.old is not None else "—",
+            escape(_short(c.new)) if c.new is not None else "—",
+        )
     console().print(table)
     return 0
 
@@ -98,7 +104,12 @@ def _set_top_level_line(text: str, loaded: object, key: str, value: str) -> str:
 @click.argument("release")
 @click.option("--from", "source", required=True, help="The release to start from, e.g. v1.3.")
 @click.option("--description", default=None, help="Description of the new release.")
-@click.option("--repin/--no-repin", default=True, show_default=True, help="Recompute digests of repository files that changed since SOURCE.")
+@click.option(
+    "--repin/--no-repin",
+    default=True,
+    show_default=True,
+    help="Recompute digests of repository files that changed since SOURCE.",
+)
 @click.option("--force", is_flag=True, help="Overwrite releases/RELEASE.yaml if it exists.")
 @format_option()
 def new(release: str, source: str, description: str | None, repin: bool, force: bool, fmt: str) -> int:
@@ -118,7 +129,10 @@ def new(release: str, source: str, description: str | None, repin: bool, force: 
     src_path = release_path(root, source)
     dest = root / "releases" / f"{release}.yaml"
     if dest.exists() and not force:
-        raise BadInput(f"releases/{release}.yaml already exists", hint="pick the next version, or pass --force to overwrite")
+        raise BadInput(
+            f"releases/{release}.yaml already exists",
+            hint="pick the next version, or pass --force to overwrite",
+        )
     loaded = load_manifest(src_path)
     text = src_path.read_text(encoding="utf-8")
     changes = []
@@ -141,11 +155,20 @@ def new(release: str, source: str, description: str | None, repin: bool, force: 
     atomic_write_text(dest, text)
     load_manifest(dest)  # the scaffold must load; raises BadInput (exit 2) otherwise
     if fmt == "json":
-        emit_json({"release": release, "from": source, "path": f"releases/{release}.yaml", "repinned": [c.to_dict() for c in changes]})
+        emit_json(
+            {
+                "release": release,
+                "from": source,
+                "path": f"releases/{release}.yaml",
+                "repinned": [c.to_dict() for c in changes],
+            }
+        )
         return 0
     out = console()
     out.print(f"created releases/{release}.yaml from {source} (parent: {source})")
     for c in changes:
         out.print(f"  re-pinned {c.field}: {_short(c.old)} → {_short(c.new)}")
-    out.print(f"next: edit the pins that change, then `releasectl validate releases/{release}.yaml` and open a release PR")
+    out.print(
+        f"next: edit the pins that change, then `releasectl validate releases/{release}.yaml` and open a release PR"
+    )
     return 0

@@ -16,7 +16,11 @@ _MARK = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "warn": "[yellow]![/]",
 
 @click.command()
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--resolve", is_flag=True, help="Also check that every hf:// revision exists on the Hub (honours HF_ENDPOINT, HF_HUB_OFFLINE).")
+@click.option(
+    "--resolve",
+    is_flag=True,
+    help="Also check that every hf:// revision exists on the Hub (honours HF_ENDPOINT, HF_HUB_OFFLINE).",
+)
 @format_option("github")
 def validate(manifests: tuple[Path, ...], resolve: bool, fmt: str) -> int:
     """Validate MANIFESTS and run the production checklist on each.
