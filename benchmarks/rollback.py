@@ -21,7 +21,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-ENV_GIT = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x"}
+ENV_GIT = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "b@x",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "b@x",
+}
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -43,7 +48,9 @@ def build_ours(work: Path, releases: int, events: int) -> Path:
     (repo / "releases").mkdir(parents=True)
     template = (ROOT / "releases" / "v1.3.yaml").read_text()
     for i in range(releases):
-        text = template.replace("release: v1.3", f"release: {name(i)}").replace("parent: v1.2", f"parent: {name(max(i - 1, 0))}")
+        text = template.replace("release: v1.3", f"release: {name(i)}").replace(
+            "parent: v1.2", f"parent: {name(max(i - 1, 0))}"
+        )
         (repo / "releases" / f"{name(i)}.yaml").write_text(text)
     hist = []
     prev = None
@@ -51,10 +58,25 @@ def build_ours(work: Path, releases: int, events: int) -> Path:
         to = name((e * 7) % releases)
         if to == prev:
             to = name((e * 7 + 1) % releases)
-        hist.append({"revision": e + 1, "time": "2026-11-01T00:00:00Z", "actor": "bench", "action": "promote", "channel": "production", "from": prev, "to": to, "reason": "bench", "forced": True, "gate": None})
+        hist.append(
+            {
+                "revision": e + 1,
+                "time": "2026-11-01T00:00:00Z",
+                "actor": "bench",
+                "action": "promote",
+                "channel": "production",
+                "from": prev,
+                "to": to,
+                "reason": "bench",
+                "forced": True,
+                "gate": None,
+            }
+        )
         prev = to
     (repo / "releases" / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in hist))
-    (repo / "releases" / "channels.yaml").write_text(render_view({"staging": None, "canary": None, "production": prev}, events))
+    (repo / "releases" / "channels.yaml").write_text(
+        render_view({"staging": None, "canary": None, "production": prev}, events)
+    )
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "bench repo")
@@ -102,8 +124,24 @@ def main() -> None:
         releasectl = [str(Path(sys.executable).parent / "releasectl")]
         gto = [str(Path(sys.executable).parent / "gto")]
         # Helm-like rollback toggles between the last two releases, so every run is a real move.
-        ours_times = [timed([*releasectl, "rollback", "--reason", f"bench {i}"], ours) for i in range(args.runs)]
-        gto_times = [timed([*gto, "assign", "model", "--version", f"v{(2 * i + 1) // 100 + 1}.{(2 * i + 1) % 100}.0", "--stage", "prod"], gto_repo) for i in range(max(1, args.runs // 2))]
+        ours_times = [
+            timed([*releasectl, "rollback", "--reason", f"bench {i}"], ours) for i in range(args.runs)
+        ]
+        gto_times = [
+            timed(
+                [
+                    *gto,
+                    "assign",
+                    "model",
+                    "--version",
+                    f"v{(2 * i + 1) // 100 + 1}.{(2 * i + 1) % 100}.0",
+                    "--stage",
+                    "prod",
+                ],
+                gto_repo,
+            )
+            for i in range(max(1, args.runs // 2))
+        ]
         a, b = statistics.median(ours_times), statistics.median(gto_times)
         print(f"{args.releases} releases, {args.events} history events")
         print(f"releasectl rollback (incl. git commit)  median {a:6.3f} s  (n={len(ours_times)})")

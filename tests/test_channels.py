@@ -280,3 +280,66 @@ def test_sigkill_mid_write_leaves_old_or_new_never_torn(cli, example_repo, point
     final = history(example_repo)
     assert [e["revision"] for e in final] == list(range(1, len(final) + 1))
     assert channels(example_repo)["production"] == final[-1]["to"]
+
+
+def test_push_goes_to_the_upstream_and_a_failed_push_keeps_the_local_commit(cli, example_repo, tmp_path):
+    no_upstream = cli("rollback", "--reason", "x", "--push", cwd=example_repo)
+    assert no_upstream.code == 3 and "the local commit stays" in no_upstream.stderr
+    assert git(example_repo, "log", "-1", "--format=%s").startswith("rollback(production): v1.2 → v1.1")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    branch = git(example_repo, "rev-parse", "--abbrev-ref", "HEAD").strip()
+    git(example_repo, "remote", "add", "origin", str(remote))
+    git(example_repo, "push", "-q", "-u", "origin", branch)
+    pushed = cli("rollback", "--reason", "y", "--push", cwd=example_repo)
+    assert pushed.code == 0, pushed.output
+    assert git(remote, "log", "-1", "--format=%s", branch).strip() == "rollback(production): v1.1 → v1.2 — y"
+
+
+def test_history_filters_limits_and_marks_the_deployed_release(cli, example_repo):
+    doc = cli("history", "--limit", "2", "--format", "json", cwd=example_repo).json()
+    assert [e["revision"] for e in doc["events"]] == [8, 9]
+    staging = cli("history", "--channel", "staging", "--format", "json", cwd=example_repo).json()["events"]
+    assert {e["channel"] for e in staging} == {"staging"}
+    assert [e["status"] for e in staging] == ["superseded", "superseded", "deployed"]
+    table = cli("history", "--channel", "production", cwd=example_repo).stdout
+    rows = [line for line in table.splitlines() if "→" in line and "│" in line]
+    assert len(rows) == 3 and "deployed" in rows[-1] and "superseded" in rows[0]
+    assert "v1.1 → v1.2" in rows[-1] and "forced" in table  # the imported events are marked
+
+
+def test_status_repairs_a_view_that_lags_the_history(cli, example_repo):
+    view = example_repo / "releases" / "channels.yaml"
+    before = view.read_text()
+    assert cli("rollback", "--reason", "x", "--no-commit", cwd=example_repo).code == 0
+    view.write_text(before)  # as if the writer died after appending the event
+    out = cli("status", cwd=example_repo)
+    assert out.code == 0 and "repaired" in out.stdout
+    assert channels(example_repo)["production"] == "v1.1"
+    assert yaml.safe_load(view.read_text())["revision"] == 10
+
+
+def test_rollback_channel_api_records_trigger_override_and_the_gate_relied_on(example_repo):
+    """The entry point `releasectl monitor --auto-rollback` uses."""
+    from releasectl.channels import RollbackResult, rollback_channel
+
+    events = history(example_repo)
+    gate = {"verdict": "promote", "stage": "production", "sha256": "a" * 64, "file": "runs/v1.1/gate.json"}
+    events[5]["gate"] = gate  # v1.1 entered production relying on this gate
+    (example_repo / "releases" / "history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    trigger = {"source": "test", "alerts": [{"name": "p95"}]}
+    result = rollback_channel(
+        example_repo, "production", None, reason="p95", actor="bot", expect="v1.2", trigger=trigger
+    )
+    assert isinstance(result, RollbackResult)
+    assert (result.from_release, result.to_release, result.revision, result.actor) == (
+        "v1.2",
+        "v1.1",
+        10,
+        "bot",
+    )
+    assert result.commit == git(example_repo, "rev-parse", "HEAD").strip()
+    last = history(example_repo)[-1]
+    assert last["trigger"] == trigger and last["gate"] == gate and "override" not in last
+    forced = rollback_channel(example_repo, "production", "v1.3", reason="hotfix", force=True, commit=False)
+    assert forced.forced and history(example_repo)[-1]["override"] == "v1.3 never held production"

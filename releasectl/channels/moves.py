@@ -71,14 +71,17 @@ def actor() -> str:
     if os.environ.get("GITHUB_ACTOR"):
         return os.environ["GITHUB_ACTOR"]
     try:
-        name = subprocess.run(
-            ["git", "config", "user.name"], capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        email = subprocess.run(
-            ["git", "config", "user.email"], capture_output=True, text=True, timeout=5
-        ).stdout.strip()
+        # One git call for both keys: this runs on the rollback path, where every process counts.
+        out = subprocess.run(
+            ["git", "config", "--get-regexp", r"^user\.(name|email)$"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
-        name = email = ""
+        out = ""
+    conf = dict(line.partition(" ")[::2] for line in out.splitlines())
+    name, email = conf.get("user.name", "").strip(), conf.get("user.email", "").strip()
     if name:
         return f"{name} <{email}>" if email else name
     return getpass.getuser()
