@@ -12,7 +12,7 @@ from releasectl.errors import BadInput
 from releasectl.gate.metrics import GateResolver, Policy
 from releasectl.gate.result import GateResult
 from releasectl.gate.rules import Rule, evaluate_rules, verdict_of
-from releasectl.gate.runs import load_run
+from releasectl.gate.runs import load_runs
 from releasectl.manifest.loader import LoadedManifest, iter_artifacts
 
 MAX_EXAMPLES_IN_GATE = 200
@@ -73,13 +73,12 @@ def run_gate(
     policy: Policy,
     loaded: LoadedManifest | None,
 ) -> GateResult:
-    cand = load_run(run_dir)
+    cand, base = load_runs(run_dir, baseline_dir)
     if loaded is not None and cand.run.get("manifest_digest") != loaded.digest:
         raise BadInput(
             f"{run_dir} was replayed from a different manifest than {loaded.display}",
             hint=f"run manifest_digest {cand.run.get('manifest_digest')} ≠ manifest {loaded.digest}; replay the manifest again",
         )
-    base = load_run(baseline_dir) if baseline_dir is not None else None
     if base is not None and base.run.get("suite_digest") != cand.run.get("suite_digest"):
         raise BadInput(
             "the baseline and candidate runs used different suites, so they cannot be compared",

@@ -55,6 +55,7 @@ class GateResolver:
         self.canary = canary
         self.policy = policy
         self._pairs: tuple[np.ndarray, np.ndarray] | None = None
+        self._identity = False
         self._adjusted: dict[str, float] = {}
         self._raw: dict[str, float] = {}
         if baseline is not None:
@@ -66,6 +67,11 @@ class GateResolver:
         """Indices (candidate, baseline) of cases present in both runs."""
         if self._pairs is None:
             assert self.base is not None
+            if self.cand.case_ids == self.base.case_ids:  # the usual case: same suite, same order
+                idx = np.arange(self.cand.n, dtype=np.int64)
+                self._pairs = (idx, idx)
+                self._identity = True
+                return self._pairs
             base_index = {cid: i for i, cid in enumerate(self.base.case_ids)}
             ci, bi = [], []
             for i, cid in enumerate(self.cand.case_ids):
@@ -77,22 +83,31 @@ class GateResolver:
         return self._pairs
 
     def unmatched(self) -> dict[str, list[str]]:
-        if self.base is None:
+        if self.base is None or self.cand.case_ids == self.base.case_ids:
             return {"only_in_candidate": [], "only_in_baseline": []}
         c, b = set(self.cand.case_ids), set(self.base.case_ids)
         return {"only_in_candidate": sorted(c - b), "only_in_baseline": sorted(b - c)}
 
     def paired(self, ref: MetricRef) -> tuple[np.ndarray, np.ndarray] | str:
+        """(candidate, baseline) 0/1 values of a rate metric on matched cases (memoised)."""
         assert self.base is not None
+        key = (ref.name, ref.args)
+        memo = self.__dict__.setdefault("_paired", {})
+        if key in memo:
+            return memo[key]  # type: ignore[no-any-return]
         ci, bi = self.pairs()
         cv = _rate_vector(self.cand, ref)
         bv = _rate_vector(self.base, ref)
-        if isinstance(cv, str):
-            return cv
-        if isinstance(bv, str):
-            return bv
-        mask = (self.cand.slice_mask(ref.slice)[ci]) & cv[1][ci] & bv[1][bi]
-        return cv[0][ci][mask], bv[0][bi][mask]
+        if isinstance(cv, str) or isinstance(bv, str):
+            memo[key] = cv if isinstance(cv, str) else bv
+            return memo[key]  # type: ignore[no-any-return]
+        if self.cand.case_ids is self.base.case_ids or (ci.size == self.cand.n == self.base.n and self._identity):
+            mask = self.cand.slice_mask(ref.slice) & cv[1] & bv[1]
+            memo[key] = (cv[0][mask], bv[0][mask])
+        else:
+            mask = (self.cand.slice_mask(ref.slice)[ci]) & cv[1][ci] & bv[1][bi]
+            memo[key] = (cv[0][ci][mask], bv[0][bi][mask])
+        return memo[key]  # type: ignore[no-any-return]
 
     def _compute_family(self) -> None:
         """Raw and adjusted McNemar p-values of success@1 for every slice both runs share."""

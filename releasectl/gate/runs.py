@@ -47,11 +47,32 @@ class RunData:
         return len(self.case_ids)
 
     def slice_mask(self, name: str | None) -> np.ndarray:
-        if name is None:
-            return np.ones(self.n, dtype=bool)
-        if name not in self.slices:
-            return np.zeros(self.n, dtype=bool)
-        return self.slice_idx == self.slices.index(name)
+        cache = self.__dict__.setdefault("_masks", {})
+        if name not in cache:
+            if name is None:
+                cache[name] = np.ones(self.n, dtype=bool)
+            elif name not in self.slices:
+                cache[name] = np.zeros(self.n, dtype=bool)
+            else:
+                cache[name] = self.slice_idx == self.slices.index(name)
+        return cache[name]  # type: ignore[no-any-return]
+
+
+def load_runs(candidate: Path, baseline: Path | None) -> tuple[RunData, RunData | None]:
+    """Load both runs; the baseline in a second process, since parsing is CPU-bound and a big
+    suite takes seconds per run."""
+    if baseline is None:
+        return load_run(candidate), None
+    size = sum((p / "results.jsonl").stat().st_size for p in (candidate, baseline) if (p / "results.jsonl").exists())
+    if size < 64 << 20:  # small runs: a second process costs more than it saves
+        return load_run(candidate), load_run(baseline)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        future = pool.submit(load_run, baseline)
+        cand = load_run(candidate)
+        return cand, future.result()
 
 
 def load_run(path: Path) -> RunData:
