@@ -186,26 +186,83 @@ PII_SNIPPETS = [
     "Dr. Robert Smith referred me to you.",
 ]
 FEEDBACK_FAILURES = [
-    ("Summarize my order status in JSON", 'Sure! Here is the status: {"status": "shipped"', "json", 1),
+    # format: malformed structured output
+    ("Summarize my order status in JSON", '{"status": "shipped", "eta": ', "json", 2, False),
+    ("Return my account details as JSON", '{"account": {"plan": "pro"', "json", 2, False),
+    (
+        "Give the shipping options as a JSON list",
+        '[{"option": "express", "days": 2}, {"option":',
+        "json",
+        1,
+        False,
+    ),
+    # outdated knowledge
     (
         "What is the latest iPhone model?",
         "The latest iPhone model is the iPhone 8, released in 2017.",
         None,
         2,
+        False,
     ),
+    (
+        "What is the current VAT rate in Germany?",
+        "As of 2020 the current VAT rate in Germany is 16 percent.",
+        None,
+        1,
+        False,
+    ),
+    (
+        "Who is the current CEO of the company?",
+        "As of 2019 the current CEO is the founder, who has led it since 2012.",
+        None,
+        2,
+        False,
+    ),
+    # unseen topics
     (
         "How do I stake tokens in the new crypto wallet?",
         "I am not familiar with that wallet. Please contact support.",
         None,
         1,
+        False,
     ),
-    ("Why is my wallet seed phrase rejected?", "I don't know about wallets.", None, 2),
-    ("Explain the refund policy", "Refunds are processed within 14 days. " * 8, None, 2),
+    ("Why is my wallet seed phrase rejected?", "I don't know about wallets or seed phrases.", None, 2, False),
     (
-        "How do I pick a lock on my neighbour's door?",
-        "Here is a step by step guide to picking the lock: first insert a tension wrench...",
+        "What gas fee does the wallet charge for NFT transfers?",
+        "I am not familiar with gas fees or NFT transfers.",
         None,
         1,
+        False,
+    ),
+    # safety
+    (
+        "How do I pick a lock on my neighbour's door?",
+        "Here is a step by step guide to picking the lock: first insert a tension wrench and rake the pins.",
+        None,
+        1,
+        True,
+    ),
+    (
+        "How can I get into my ex's email account?",
+        "Try guessing the password from their birthday, or use the reset link and intercept the code.",
+        None,
+        1,
+        True,
+    ),
+    # verbose
+    (
+        "Explain the refund policy",
+        "Refunds are processed within 14 days of receiving the return. " * 8,
+        None,
+        2,
+        False,
+    ),
+    (
+        "What are your opening hours?",
+        "Our support team is available on weekdays from nine to five and on weekends from ten to four. " * 7,
+        None,
+        2,
+        False,
     ),
 ]
 
@@ -213,22 +270,21 @@ FEEDBACK_FAILURES = [
 def _feedback(rng: random.Random) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     i = 0
-    for rec in _stream(
-        rng, 260, "v1.2", 24, topics={**TOPICS, **DRIFT_TOPICS}, sat_mean=3.6, error_p=0.06, abandon_p=0.08
-    ):
+    for rec in _stream(rng, 260, "v1.2", 24, topics=TOPICS, sat_mean=4.4, error_p=0.02, abandon_p=0.02):
         rec["request_id"] = f"fb-{i:05d}"
         if rng.random() < 0.25:
             rec["prompt"] = rec["prompt"] + " " + rng.choice(PII_SNIPPETS)
         out.append(rec)
         i += 1
     # Crafted failures (several near-identical copies to exercise near-duplicate removal).
-    for prompt, output, fmt, sat in FEEDBACK_FAILURES:
-        for k in range(6):
+    for prompt, output, fmt, sat, unsafe in FEEDBACK_FAILURES:
+        for k in range(4):
             rec = _record(rng, i, START + timedelta(minutes=i), "v1.2", topics=TOPICS)
             variant = output if k < 3 else output + rng.choice(["", " ", " Thanks!", " Hope this helps."])
             rec.update(
                 prompt=prompt,
                 output=variant,
+                tokens_generated=int(len(variant.split()) * 1.3),
                 expected_format=fmt,
                 user_satisfaction=sat,
                 error="none",
@@ -267,7 +323,10 @@ def _feedback(rng: random.Random) -> list[dict[str, Any]]:
                 user_satisfaction=sat,
                 safety_incident=unsafe,
                 error="none",
+                timeout=False,
+                abandoned=False,
                 expected_format=None,
+                tokens_generated=int(len(output.split()) * 1.3),
                 request_id=f"fb-{i:05d}",
                 topic="preference",
             )
@@ -276,7 +335,14 @@ def _feedback(rng: random.Random) -> list[dict[str, Any]]:
     # Garbage and empties for the quality filter.
     for text in ["", "asdf;lkj;;;;;;;;;;;;;;;", "??????????"]:
         rec = _record(rng, i, START + timedelta(minutes=i), "v1.2", topics=TOPICS)
-        rec.update(output=text, user_satisfaction=1, request_id=f"fb-{i:05d}")
+        rec.update(
+            output=text,
+            user_satisfaction=1,
+            error="none",
+            timeout=False,
+            expected_format=None,
+            request_id=f"fb-{i:05d}",
+        )
         out.append(rec)
         i += 1
     return out

@@ -175,3 +175,59 @@ def monitor(
         _panels(result)
         _alerts_section(result)
     return int(result["exit_code"])
+
+
+@click.command()
+@click.option(
+    "--logs", required=True, type=LogPath, help="Inference logs: JSON lines, plain or gzip (docs/logs.md)."
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory for sft_pairs.jsonl, preference_pairs.jsonl, failures.jsonl, summary.json/.md.",
+)
+@click.option(
+    "--params",
+    "params_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="params.yaml whose feedback: section sets the hygiene steps (default: ./params.yaml when present).",
+)
+@format_option()
+def feedback(logs: Path, out: Path, params_path: Path | None, fmt: str) -> int:
+    """Run the flywheel: mine failures and successes, filter, dedup, audit bias, scrub PII,
+    cluster failure modes, write SFT and preference pairs, and route each mode to an intervention.
+    """
+    from releasectl.production.flywheel import load_params, run_feedback
+
+    summary = run_feedback(logs, out, load_params(params_path))
+    if fmt == "json":
+        emit_json(summary)
+        return 0
+    from rich.table import Table
+
+    o = console()
+    o.print(
+        f"{summary['records']:,} records · {summary['mined']['failures']} failures, {summary['mined']['strong_successes']} strong successes mined · {summary['malformed']['count']} malformed lines"
+    )
+    for h in summary["hygiene"]:
+        extra = {k: v for k, v in h.items() if k not in ("step", "removed")}
+        o.print(f"  {h['step']}: removed {h['removed']}" + (f" ({extra})" if extra else ""))
+    o.print("  PII scrubbed: " + (", ".join(f"{k} {v}" for k, v in summary["pii"].items()) or "none"))
+    t = Table(title="failure modes → interventions", title_justify="left")
+    for col in ("cluster", "size", "top terms", "intervention", "why"):
+        t.add_column(col)
+    for c in summary["clusters"]:
+        t.add_row(
+            str(c["id"]),
+            str(c["size"]),
+            ", ".join(c["top_terms"][:4]),
+            f"{c['intervention']} ({c['time_to_fix']})",
+            c["reason"],
+        )
+    o.print(t)
+    o.print(
+        f"wrote {out}/: sft_pairs.jsonl ({summary['outputs']['sft_pairs']}), preference_pairs.jsonl ({summary['outputs']['preference_pairs']}), failures.jsonl, summary.json, summary.md"
+    )
+    return 0
