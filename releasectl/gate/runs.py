@@ -106,10 +106,9 @@ def load_run(path: Path) -> RunData:
     completion: list[int] = []
     prompt: list[int] = []
     steps: list[float] = []
-    vp: dict[str, list[tuple[int, bool]]] = {}
+    vp: dict[str, tuple[list[int], list[bool]]] = {}
     failing: list[dict[str, Any]] = []
     failing_total = 0
-    seen: set[str] = set()
     with results_file.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             if not raw.strip():
@@ -132,22 +131,24 @@ def load_run(path: Path) -> RunData:
                         )
                     ],
                 ) from None
-            if cid in seen:
-                raise BadInput(f"{results_file}:{lineno}: duplicate case_id {cid!r}")
-            seen.add(cid)
             i = len(case_ids)
             case_ids.append(cid)
             slice_idx.append(slice_names.setdefault(sl, len(slice_names)))
             passed.append(ok)
             r_ok = f_ok = True
             for name, v in verifiers.items():
-                vpass = bool(v["passed"])
-                vp.setdefault(name, []).append((i, vpass))
-                kind = v.get("kind")
-                if kind == "rule" and not vpass:
-                    r_ok = False
-                elif kind == "format" and not vpass:
-                    f_ok = False
+                vpass = v["passed"] is True
+                slot = vp.get(name)
+                if slot is None:
+                    slot = vp[name] = ([], [])
+                slot[0].append(i)
+                slot[1].append(vpass)
+                if not vpass:
+                    kind = v.get("kind")
+                    if kind == "rule":
+                        r_ok = False
+                    elif kind == "format":
+                        f_ok = False
             rule_ok.append(r_ok)
             format_ok.append(f_ok)
             latency.append(float(row.get("latency_ms") or 0.0))
@@ -171,12 +172,14 @@ def load_run(path: Path) -> RunData:
                         }
                     )
     n = len(case_ids)
+    if len(set(case_ids)) != n:
+        seen: set[str] = set()
+        dupes = [c for c in case_ids if c in seen or seen.add(c)]  # type: ignore[func-returns-value]
+        raise BadInput(f"{results_file} has duplicate case ids: {', '.join(dupes[:5])}")
     verifier_pass = {}
-    for name, pairs in vp.items():
+    for name, (idx_list, val_list) in vp.items():
         arr = np.full(n, -1, dtype=np.int8)
-        idx = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
-        val = np.fromiter((p[1] for p in pairs), dtype=np.int8, count=len(pairs))
-        arr[idx] = val
+        arr[np.asarray(idx_list, dtype=np.int64)] = np.asarray(val_list, dtype=np.int8)
         verifier_pass[name] = arr
     return RunData(
         path=path,
