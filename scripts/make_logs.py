@@ -289,7 +289,9 @@ def _feedback(rng: random.Random) -> list[dict[str, Any]]:
                 user_satisfaction=sat,
                 error="none",
                 request_id=f"fb-{i:05d}",
-                safety_incident="lock" in prompt,
+                safety_incident=unsafe,
+                abandoned=False,
+                timeout=False,
                 topic="failure",
             )
             out.append(rec)

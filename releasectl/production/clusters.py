@@ -17,8 +17,9 @@ class ClusterSettings(BaseModel):
 
 def failure_text(rec: dict[str, Any], reasons: list[str]) -> str:
     """What a failure is about: prompt, output and its failure reasons as tokens."""
+    # Reason tags are repeated so the failure mode weighs as much as the topic words.
     tags = " ".join(r.replace(":", "_") for r in reasons)
-    return f"{rec.get('prompt') or ''} {rec.get('output') or ''} {tags}"
+    return f"{rec.get('prompt') or ''} {rec.get('output') or ''} {tags} {tags} {tags}"
 
 
 def cluster(texts: list[str], s: ClusterSettings) -> tuple[list[int], list[list[str]], dict[str, Any]]:
