@@ -37,6 +37,17 @@ def move_options(fn: Any) -> Any:
     return fn
 
 
+def _run_move(move: Any, fmt: str, *args: Any, **kwargs: Any) -> int:
+    """Run a channel move in the repository here and report it, or the refusal (exit 1)."""
+    from releasectl.channels import Refused
+
+    try:
+        result = move(_root(), *args, **kwargs)
+    except Refused as e:
+        return _refused(e, fmt)
+    return _report(result, fmt)
+
+
 def _refused(e: Any, fmt: str) -> int:
     if fmt == "json":
         emit_json({"refused": True, "message": e.message, "hint": e.hint})
@@ -101,24 +112,21 @@ def promote(
 
     staging needs a gate of stage `staging`; canary and production need stage `production`.
     """
-    from releasectl.channels import Refused, promote_channel
+    from releasectl.channels import promote_channel
 
-    try:
-        result = promote_channel(
-            _root(),
-            release,
-            channel,
-            reason=reason,
-            gate_file=gate_file,
-            force=force,
-            expect=expect,
-            commit=not no_commit,
-            push=push,
-            dry_run=dry_run,
-        )
-    except Refused as e:
-        return _refused(e, fmt)
-    return _report(result, fmt)
+    return _run_move(
+        promote_channel,
+        fmt,
+        release,
+        channel,
+        reason=reason,
+        gate_file=gate_file,
+        force=force,
+        expect=expect,
+        commit=not no_commit,
+        push=push,
+        dry_run=dry_run,
+    )
 
 
 @click.command()
@@ -155,23 +163,20 @@ def rollback(
     Nothing is rebuilt: the older manifest still pins every artifact. Records who, when and why
     in releases/history.jsonl and commits both files when inside a git repository.
     """
-    from releasectl.channels import Refused, rollback_channel
+    from releasectl.channels import rollback_channel
 
-    try:
-        result = rollback_channel(
-            _root(),
-            channel,
-            release,
-            reason=reason,
-            expect=expect,
-            force=force,
-            commit=not no_commit,
-            push=push,
-            dry_run=dry_run,
-        )
-    except Refused as e:
-        return _refused(e, fmt)
-    return _report(result, fmt)
+    return _run_move(
+        rollback_channel,
+        fmt,
+        channel,
+        release,
+        reason=reason,
+        expect=expect,
+        force=force,
+        commit=not no_commit,
+        push=push,
+        dry_run=dry_run,
+    )
 
 
 def _age(iso: str | None) -> str:
