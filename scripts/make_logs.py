@@ -137,7 +137,7 @@ def _record(
 
 
 def _stream(rng: random.Random, n: int, release: str, hours: float, **kw: Any) -> Iterator[dict[str, Any]]:
-    step = hours * 3600 / n
+    step = hours * 3600 / max(1, n - 1)  # first and last records span exactly `hours`
     for i in range(n):
         yield _record(rng, i, START + timedelta(seconds=i * step), release, **kw)
 

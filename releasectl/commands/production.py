@@ -231,3 +231,145 @@ def feedback(logs: Path, out: Path, params_path: Path | None, fmt: str) -> int:
         f"wrote {out}/: sft_pairs.jsonl ({summary['outputs']['sft_pairs']}), preference_pairs.jsonl ({summary['outputs']['preference_pairs']}), failures.jsonl, summary.json, summary.md"
     )
     return 0
+
+
+@click.command()
+@click.argument("manifest", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--canary-logs",
+    required=True,
+    type=LogPath,
+    help="Logs of the canary (the candidate release), JSON lines, plain or gzip.",
+)
+@click.option("--baseline-logs", required=True, type=LogPath, help="Logs of production over the same period.")
+@click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Rules file (default: the manifest's policy.promotion.production file); only canary.* lines apply.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write canary.json here, for `releasectl gate --canary`.",
+)
+@click.option(
+    "--min-requests",
+    type=int,
+    default=5000,
+    show_default=True,
+    help="Canary requests needed (N > this) for a conclusive verdict.",
+)
+@click.option(
+    "--min-hours", type=float, default=24.0, show_default=True, help="Canary window needed, in hours."
+)
+@click.option(
+    "--margin",
+    type=float,
+    default=0.10,
+    show_default=True,
+    help="Latency rank test: fail only when the canary is significantly slower by more than this fraction.",
+)
+@format_option()
+def canary(
+    manifest: Path | None,
+    canary_logs: Path,
+    baseline_logs: Path,
+    rules_path: Path | None,
+    out: Path | None,
+    min_requests: int,
+    min_hours: float,
+    margin: float,
+    fmt: str,
+) -> int:
+    """Evaluate the staging→production canary rules on canary vs baseline logs.
+
+    MANIFEST defaults to the release the canary channel serves. Verdict promote (exit 0), block
+    or hold (exit 1); hold when N or the window is too small to decide.
+    """
+    from releasectl.errors import BadInput
+    from releasectl.fsutil import atomic_write_text
+    from releasectl.production.canary import canary_rules, run_canary
+    from releasectl.production.families import CostBasis
+    from releasectl.production.monitor import find_releases_root
+
+    basis = CostBasis()
+    if manifest is None and rules_path is None:
+        root = find_releases_root()
+        if root is not None and (root / "releases" / "channels.yaml").is_file():
+            from releasectl.channels import read_state
+            from releasectl.manifest.loader import release_path
+
+            name = read_state(root).channels.get("canary")
+            manifest = release_path(root, name) if name else None
+        if manifest is None:
+            raise BadInput(
+                "no rules: pass MANIFEST or --rules FILE",
+                hint="e.g. releasectl canary releases/v1.3.yaml --canary-logs ... --baseline-logs ...",
+            )
+    if manifest is not None:
+        from releasectl.manifest.loader import load_manifest
+
+        loaded = load_manifest(manifest)
+        infra = loaded.manifest.infrastructure
+        basis = CostBasis(infra.gpu_hourly_usd, infra.tokens_per_second_per_gpu)
+        if rules_path is None:
+            stage = loaded.manifest.policy.promotion.get("production")
+            if stage is None:
+                raise BadInput(
+                    f"{manifest}: policy.promotion has no 'production' rules file",
+                    hint="add production: checklists/policies/staging_to_production.rules, or pass --rules",
+                )
+            rules_path = loaded.root / stage
+    for name, value in (("--min-requests", min_requests), ("--min-hours", min_hours), ("--margin", margin)):
+        if value < 0:
+            raise BadInput(f"{name} must be >= 0, found {value}")
+    rules = canary_rules(rules_path)
+    if not rules:
+        raise BadInput(
+            f"{rules_path}: no canary.* rules",
+            hint="canary rules look like: canary.latency_p95_ms.point <= 950",
+        )
+    doc = run_canary(
+        canary_logs,
+        baseline_logs,
+        rules,
+        basis,
+        min_requests=min_requests,
+        min_hours=min_hours,
+        margin=margin,
+    )
+    doc["rules_file"] = str(rules_path)
+    if out is not None:
+        from releasectl.console import dumps
+
+        atomic_write_text(out, dumps(doc) + "\n")
+    code = 0 if doc["verdict"] == "promote" else 1
+    if fmt == "json":
+        emit_json(doc)
+        return code
+    from rich.table import Table
+
+    t = Table(
+        title=f"canary {doc['requests']:,} requests over {doc['window_hours'] or 0:.1f} h vs baseline {doc['baseline_requests']:,}",
+        title_justify="left",
+    )
+    for col in ("rule", "observed", "outcome", "detail"):
+        t.add_column(col)
+    colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+    for r in doc["rules"]:
+        obs = "–" if r.get("observed") is None else f"{r['observed']:.4g}"
+        t.add_row(
+            r["rule"].split("#")[0].strip(), obs, f"[{colour[r['outcome']]}]{r['outcome']}[/]", r["detail"]
+        )
+    o = console()
+    o.print(t)
+    mw = doc["metrics"]["latency_mann_whitney"]
+    if mw.get("p_value") is not None:
+        o.print(
+            f"latency rank test (Mann-Whitney, one-sided, margin {margin:.0%}): median shift {mw['value']:+.1%}, p = {mw['p_value']:.3g}"
+        )
+    o.print(f"verdict: [bold]{doc['verdict']}[/] — {doc['reason']}" + (f" · wrote {out}" if out else ""))
+    return code

@@ -16,7 +16,7 @@ from releasectl.production.logs import Malformed, read_records
 from releasectl.production.sketch import QuantileSketch
 
 NO_ERROR = (None, "", "none", "None", "null", False)
-SAMPLE_SIZE = 5000  # reservoir for drift tests: KS and PSI are stable well below this
+SAMPLE_SIZE = 20_000  # reservoir for KS/PSI drift and the canary rank test (exact below this many records)
 MAX_TOPICS = 1000  # distinct topics counted; the rest go to "(other)" so memory stays bounded
 PROXY_FIELDS = ("reward_score", "ctr")
 
@@ -58,6 +58,7 @@ class LogStats:
     windows: dict[datetime, Window] = field(default_factory=dict)
     sample_lengths: list[int] = field(default_factory=list)
     sample_prompts: list[str] = field(default_factory=list)
+    sample_latency: list[float] = field(default_factory=list)
     _rng: random.Random = field(default_factory=lambda: random.Random(0))
 
     def add(self, rec: dict[str, Any]) -> None:
@@ -108,7 +109,7 @@ class LogStats:
             if self.last_ts is None or ts > self.last_ts:
                 self.last_ts = ts
             self._add_window(ts, sat, rec)
-        self._sample(tokens, get("prompt"))
+        self._sample(tokens, get("prompt"), rt)
 
     def _add_window(self, ts: str, sat: Any, rec: dict[str, Any]) -> None:
         try:
@@ -130,17 +131,20 @@ class LogStats:
                 w.proxy_sum[name] = w.proxy_sum.get(name, 0.0) + v
                 w.proxy_n[name] = w.proxy_n.get(name, 0) + 1
 
-    def _sample(self, tokens: int, prompt: Any) -> None:
+    def _sample(self, tokens: int, prompt: Any, latency: float | None) -> None:
         # Reservoir sampling (Algorithm R) with a fixed seed: bounded and reproducible.
         text = prompt if isinstance(prompt, str) else ""
+        lat = float("nan") if latency is None else latency
         if len(self.sample_lengths) < SAMPLE_SIZE:
             self.sample_lengths.append(tokens)
             self.sample_prompts.append(text)
+            self.sample_latency.append(lat)
             return
         j = self._rng.randrange(self.requests)
         if j < SAMPLE_SIZE:
             self.sample_lengths[j] = tokens
             self.sample_prompts[j] = text
+            self.sample_latency[j] = lat
 
     @property
     def span_hours(self) -> float | None:

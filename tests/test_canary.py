@@ -1,0 +1,214 @@
+"""`releasectl canary`: seed 001's canary rules through the rules language, the Kayenta-style
+Mann-Whitney latency test, inconclusive on small N or short windows, and the canary.json shape
+the gate reads."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LOGS = Path(__file__).resolve().parent.parent / "examples" / "logs"
+CANARY = [
+    "--canary-logs",
+    str(LOGS / "canary.jsonl.gz"),
+    "--baseline-logs",
+    str(LOGS / "canary_baseline.jsonl.gz"),
+]
+
+
+def write_log(path: Path, n: int, seed: int, slow: float = 1.0, **fields: Any) -> Path:
+    rng = random.Random(seed)
+    with path.open("w") as f:
+        for i in range(n):
+            rec = {
+                "timestamp": f"2026-11-20T{i * 24 // n:02d}:{i % 60:02d}:00Z",
+                "response_time_ms": rng.lognormvariate(6.0, 0.3) * slow,
+                "tokens_generated": 80,
+                "prompt_tokens": 180,
+                "cost_usd": 0.0026,
+                "abandoned": False,
+                "safety_incident": False,
+                **fields,
+            }
+            f.write(json.dumps(rec) + "\n")
+    return path
+
+
+def test_example_canary_promotes_and_writes_canary_json(cli, repo_root, tmp_path):
+    out = tmp_path / "canary.json"
+    r = cli("canary", "releases/v1.3.yaml", *CANARY, "--out", str(out), cwd=repo_root)
+    assert r.code == 0, r.output
+    doc = json.loads(out.read_text())
+    assert doc["schema_version"] == 1 and doc["verdict"] == "promote"
+    for name in ("abandon_rate", "safety_incidents", "latency_p95_ms", "cost_per_1k_tokens_usd"):
+        assert set(doc["metrics"][name]) >= {"value", "n", "lower_ci", "upper_ci", "count", "p_value"}
+    assert (
+        doc["metrics"]["abandon_rate"]["lower_ci"]
+        < doc["metrics"]["abandon_rate"]["value"]
+        < doc["metrics"]["abandon_rate"]["upper_ci"]
+    )
+    assert doc["metrics"]["safety_incidents"]["count"] == 0 and doc["metrics"]["requests"]["n"] > 5000
+    rules = [r["rule"] for r in doc["rules"]]
+    assert any(r.startswith("canary.latency_p95_ms.point <= 950") for r in rules)
+    assert not any("success@1" in r for r in rules)  # offline gate rules are not canary rules
+    assert "verdict: promote" in r.stdout
+
+
+def test_gate_resolver_reads_canary_json(cli, repo_root, tmp_path):
+    """The gate engineer's resolver reads exactly what we write."""
+    from releasectl.gate.metrics import GateResolver
+    from releasectl.gate.rules import MetricRef, evaluate_rules, parse_rules_file
+
+    out = tmp_path / "canary.json"
+    cli("canary", "releases/v1.3.yaml", *CANARY, "--out", str(out), cwd=repo_root)
+    resolver = GateResolver.__new__(GateResolver)  # only the canary side is exercised here
+    resolver.canary = json.loads(out.read_text())
+    assert resolver._canary(MetricRef("canary", "latency_p95_ms")).value == pytest.approx(
+        resolver.canary["metrics"]["latency_p95_ms"]["value"]
+    )
+    rules = [
+        r
+        for r in parse_rules_file(repo_root / "checklists/policies/staging_to_production.rules")
+        if "canary." in r.text
+    ]
+    assert {o.outcome for o in evaluate_rules(rules, _CanaryOnly(resolver))} == {"pass"}
+
+
+class _CanaryOnly:
+    def __init__(self, gate):
+        self.gate = gate
+
+    def resolve(self, ref):
+        return self.gate._canary(ref)
+
+
+def test_small_n_is_inconclusive_and_holds(cli, repo_root):
+    r = cli(
+        "canary",
+        "releases/v1.3.yaml",
+        "--canary-logs",
+        str(LOGS / "prod.jsonl"),
+        "--baseline-logs",
+        str(LOGS / "baseline.jsonl.gz"),
+        "--format",
+        "json",
+        cwd=repo_root,
+    )
+    doc = r.json()
+    assert r.code == 1 and doc["verdict"] == "hold"
+    assert all(o["outcome"] == "inconclusive" for o in doc["rules"])
+    assert "need > 5,000" in doc["metrics"]["abandon_rate"]["inconclusive_reason"]
+
+
+def test_short_window_is_inconclusive(cli, repo_root):
+    r = cli(
+        "canary",
+        "releases/v1.3.yaml",
+        "--canary-logs",
+        str(LOGS / "prod.jsonl"),
+        "--baseline-logs",
+        str(LOGS / "baseline.jsonl.gz"),
+        "--min-requests",
+        "100",
+        "--format",
+        "json",
+        cwd=repo_root,
+    )
+    assert (
+        r.json()["verdict"] == "hold"
+        and "window 6.0 h, need >= 24 h" in r.json()["metrics"]["latency_p95_ms"]["inconclusive_reason"]
+    )
+
+
+@pytest.mark.parametrize("slow, outcome", [(1.5, "fail"), (1.05, "pass")])
+def test_rank_test_fails_only_beyond_the_margin(cli, repo_root, tmp_path, slow, outcome):
+    base = write_log(tmp_path / "b.jsonl", 3000, 1)
+    can = write_log(tmp_path / "c.jsonl", 3000, 2, slow=slow)
+    r = cli(
+        "canary",
+        "releases/v1.3.yaml",
+        "--canary-logs",
+        str(can),
+        "--baseline-logs",
+        str(base),
+        "--min-requests",
+        "1000",
+        "--min-hours",
+        "20",
+        "--format",
+        "json",
+        cwd=repo_root,
+    )
+    rank = next(o for o in r.json()["rules"] if "latency_mann_whitney" in o["rule"])
+    assert rank["outcome"] == outcome, rank
+    assert r.json()["verdict"] == ("block" if outcome == "fail" else "promote") and r.code == (
+        1 if outcome == "fail" else 0
+    )
+
+
+def test_safety_incident_blocks(cli, repo_root, tmp_path):
+    base = write_log(tmp_path / "b.jsonl", 2000, 1)
+    can = write_log(tmp_path / "c.jsonl", 2000, 2)
+    with can.open("a") as f:
+        f.write(
+            json.dumps(
+                {"timestamp": "2026-11-20T23:59:00Z", "response_time_ms": 400, "safety_incident": True}
+            )
+            + "\n"
+        )
+    doc = cli(
+        "canary",
+        "releases/v1.3.yaml",
+        "--canary-logs",
+        str(can),
+        "--baseline-logs",
+        str(base),
+        "--min-requests",
+        "1000",
+        "--min-hours",
+        "20",
+        "--format",
+        "json",
+        cwd=repo_root,
+    ).json()
+    failed = [o["rule"] for o in doc["rules"] if o["outcome"] == "fail"]
+    assert doc["verdict"] == "block" and failed == ["canary.safety_incidents.count == 0"]
+
+
+def test_custom_rules_file_and_abandon_rate(cli, tmp_path):
+    base = write_log(tmp_path / "b.jsonl", 2000, 1)
+    can = write_log(tmp_path / "c.jsonl", 2000, 2, abandoned=True)
+    rules = tmp_path / "canary.rules"
+    rules.write_text("canary.abandon_rate.point <= 0.05\nsuccess@1.point >= 0.5\n")
+    doc = cli(
+        "canary",
+        "--rules",
+        str(rules),
+        "--canary-logs",
+        str(can),
+        "--baseline-logs",
+        str(base),
+        "--min-requests",
+        "1000",
+        "--min-hours",
+        "20",
+        "--format",
+        "json",
+        cwd=tmp_path,
+    ).json()
+    assert [o["rule"] for o in doc["rules"]] == [
+        "canary.abandon_rate.point <= 0.05",
+        "canary.latency_mann_whitney.p_value >= 0.05",
+    ]
+    assert doc["rules"][0]["outcome"] == "fail" and doc["verdict"] == "block"
+
+
+def test_no_rules_is_bad_input(cli, tmp_path):
+    rules = tmp_path / "x.rules"
+    rules.write_text("success@1.point >= 0.5\n")
+    r = cli("canary", "--rules", str(rules), *CANARY, cwd=tmp_path)
+    assert r.code == 2 and "no canary.* rules" in r.output and "Traceback" not in r.output
