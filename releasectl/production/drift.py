@@ -9,7 +9,7 @@ Thresholds (each reported with its statistic):
 - input text, TF-IDF cosine distance between baseline and current prompt centroids; drift ≥ 0.2.
 - reward collapse: Mann-Kendall-style Kendall τ of per-window means against time; fires when a
   proxy (`reward_score`, `ctr`) rises (τ > 0, p < 0.05) while `user_satisfaction` falls
-  (τ < 0, p < 0.05), over at least 4 windows.
+  (τ < 0, p < 0.05), over at least 4 windows with ≥ 5 satisfaction ratings each.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ JS_DRIFT = 0.1
 TFIDF_DRIFT = 0.2
 TREND_P = 0.05
 MIN_WINDOWS = 4
+MIN_PER_WINDOW = 5  # satisfaction ratings a window needs to count (a 1-record window is noise)
 
 
 def _check(name: str, statistic: float | None, threshold: str, fired: bool, **extra: Any) -> dict[str, Any]:
@@ -126,8 +127,8 @@ def _trend(values: list[float]) -> tuple[float, float, float]:
 
 def detect_reward_collapse(stats: LogStats) -> dict[str, Any]:
     """Proxy metric trending up while user satisfaction trends down, window by window."""
-    windows = sorted(stats.windows.items())
-    sat = [(w.satisfaction_sum / w.satisfaction_n) for _, w in windows if w.satisfaction_n]
+    windows = [(t, w) for t, w in sorted(stats.windows.items()) if w.satisfaction_n >= MIN_PER_WINDOW]
+    sat = [w.satisfaction_sum / w.satisfaction_n for _, w in windows]
     window_text = f"{stats.window.total_seconds() / 3600:g}h"
     if len(sat) < MIN_WINDOWS:
         return _check(
