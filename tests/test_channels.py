@@ -343,3 +343,24 @@ def test_rollback_channel_api_records_trigger_override_and_the_gate_relied_on(ex
     assert last["trigger"] == trigger and last["gate"] == gate and "override" not in last
     forced = rollback_channel(example_repo, "production", "v1.3", reason="hotfix", force=True, commit=False)
     assert forced.forced and history(example_repo)[-1]["override"] == "v1.3 never held production"
+
+
+def test_a_remembered_validation_is_dropped_when_an_artifact_changes(
+    cli, example_repo, tmp_path, monkeypatch
+):
+    """The validation cache (releasectl/channels/verified.py) may skip pydantic, never a refusal."""
+    from releasectl.channels import verified
+    from releasectl.channels.moves import validation_problems
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    manifest = example_repo / "releases" / "v1.1.yaml"
+    assert not verified.is_verified(manifest)
+    assert validation_problems(example_repo, "v1.1") == []
+    assert verified.is_verified(manifest)
+    prompt = example_repo / "prompts" / "assistant_v1.j2"
+    prompt.write_text(prompt.read_text() + " ")
+    assert not verified.is_verified(manifest)
+    assert any("sha256 mismatch" in p for p in validation_problems(example_repo, "v1.1"))
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    refused = cli("rollback", "v1.1", "--reason", "x", cwd=example_repo, env=env)
+    assert refused.code == 1 and "no longer validates" in refused.stderr

@@ -39,6 +39,16 @@ class State:
         return self.events[-1]["revision"] if self.events else 0
 
 
+def repo_root() -> Path:
+    """The releases repository here: $RELEASECTL_ROOT, else the nearest folder up from the working
+    directory that has `releases/`, else the working directory. Light on purpose (no pydantic)."""
+    env = os.environ.get("RELEASECTL_ROOT")
+    if env:
+        return Path(env).resolve()
+    cwd = Path.cwd().resolve()
+    return next((d for d in (cwd, *cwd.parents) if (d / "releases").is_dir()), cwd)
+
+
 def check_channel(channel: str) -> None:
     if channel not in CHANNELS:
         import difflib

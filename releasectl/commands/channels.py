@@ -13,9 +13,9 @@ from releasectl.errors import ExitCode
 
 
 def _root() -> Path:
-    from releasectl.manifest.loader import find_root
+    from releasectl.channels.state import repo_root
 
-    return find_root(Path.cwd() / "releases" / "_")
+    return repo_root()
 
 
 def move_options(fn: Any) -> Any:
