@@ -364,3 +364,16 @@ def test_a_remembered_validation_is_dropped_when_an_artifact_changes(
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     refused = cli("rollback", "v1.1", "--reason", "x", cwd=example_repo, env=env)
     assert refused.code == 1 and "no longer validates" in refused.stderr
+
+
+def test_first_move_in_a_repository_without_channel_files_adds_and_commits_them(cli, example_repo):
+    git(example_repo, "rm", "-q", "releases/channels.yaml", "releases/history.jsonl")
+    git(example_repo, "commit", "-q", "-m", "start over")
+    r = cli("promote", "v1.0", "--to", "staging", "--force", "--reason", "bootstrap", cwd=example_repo)
+    assert r.code == 0, r.output
+    assert history(example_repo)[0]["revision"] == 1 and channels(example_repo)["staging"] == "v1.0"
+    assert git(example_repo, "show", "--name-only", "--format=", "HEAD").split() == [
+        "releases/channels.yaml",
+        "releases/history.jsonl",
+    ]
+    assert cli("rollback", "--channel", "staging", cwd=example_repo).code == 1  # nothing earlier

@@ -106,9 +106,15 @@ def _git(root: Path, *args: str) -> str:
 
 def _commit(root: Path, message: str) -> str:
     paths = [str(CHANNELS_FILE), str(HISTORY_FILE)]
-    _git(root, "add", "--", *paths)
-    # Commit only these two paths, so a user's other staged changes stay staged and uncommitted.
-    _git(root, "commit", "-q", "--no-verify", "-m", message, "--", *paths)
+    # Commit only these two paths (`commit -- paths` takes them from the work tree), so a user's
+    # other staged changes stay staged and uncommitted. Files git does not track yet (a first
+    # move in a new repository) must be added first; trying the commit first saves a git call.
+    commit = ["commit", "-q", "--no-verify", "-m", message, "--", *paths]
+    try:
+        _git(root, *commit)
+    except EnvironmentFailure:
+        _git(root, "add", "--", *paths)
+        _git(root, *commit)
     return _git(root, "rev-parse", "HEAD")
 
 
