@@ -377,3 +377,9 @@ def test_first_move_in_a_repository_without_channel_files_adds_and_commits_them(
         "releases/history.jsonl",
     ]
     assert cli("rollback", "--channel", "staging", cwd=example_repo).code == 1  # nothing earlier
+
+
+def test_outside_a_releases_repository_is_bad_input(cli, tmp_path):
+    for args in (("status",), ("history",), ("rollback", "--reason", "x")):
+        r = cli(*args, cwd=tmp_path)
+        assert r.code == 2 and "no releases/ folder" in r.stderr and "RELEASECTL_ROOT" in r.stderr

@@ -41,12 +41,20 @@ class State:
 
 def repo_root() -> Path:
     """The releases repository here: $RELEASECTL_ROOT, else the nearest folder up from the working
-    directory that has `releases/`, else the working directory. Light on purpose (no pydantic)."""
+    directory that has `releases/`. Light on purpose (no pydantic): it is on the rollback path."""
     env = os.environ.get("RELEASECTL_ROOT")
-    if env:
-        return Path(env).resolve()
     cwd = Path.cwd().resolve()
-    return next((d for d in (cwd, *cwd.parents) if (d / "releases").is_dir()), cwd)
+    found = (
+        Path(env).resolve()
+        if env
+        else next((d for d in (cwd, *cwd.parents) if (d / "releases").is_dir()), None)
+    )
+    if found is None or not (found / "releases").is_dir():
+        raise BadInput(
+            f"no releases/ folder in {found or cwd} or above",
+            hint="run this inside a releases repository (the folder holding releases/), or set RELEASECTL_ROOT",
+        )
+    return found
 
 
 def check_channel(channel: str) -> None:
