@@ -23,10 +23,10 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
-	$(BIN)/releasectl demo
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/releasectl demo
 
 test: $(BIN)/.installed
-	DVC_NO_ANALYTICS=1 $(BIN)/python -m pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" DVC_NO_ANALYTICS=1 $(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check releasectl tests

@@ -16,7 +16,14 @@ from releasectl.manifest.digests import dvc_md5
 
 REPO = Path(__file__).resolve().parent.parent
 DVC = [sys.executable, "-m", "dvc"]
-ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": "/tmp/dvc-site-cache"}
+# Stages run `releasectl`, so the venv's bin directory must be on PATH even when the venv is
+# not activated (CI runs .venv/bin/python directly).
+ENV = {
+    **os.environ,
+    "DVC_NO_ANALYTICS": "1",
+    "DVC_SITE_CACHE_DIR": "/tmp/dvc-site-cache",
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+}
 
 
 def dvc(cwd: Path, *args: str, timeout: int = 300) -> str:

@@ -67,8 +67,9 @@ def test_sampling_params_are_explicit(manifest):
 def test_data_parallel_is_refused_offline(tmp_path):
     text = BASE.replace("max_model_len: 2048", "max_model_len: 2048\n  data_parallel_size: 2")
     m = load_manifest(write_manifest(tmp_path, text)).manifest
-    with pytest.raises(BadInput, match="shard"):
+    with pytest.raises(BadInput, match="refuses data parallelism") as err:
         v.llm_kwargs(m, tmp_path, tmp_path, [], [])
+    assert "--shard" in (err.value.hint or "")
 
 
 def test_determinism_env_is_set_before_vllm_is_imported():
