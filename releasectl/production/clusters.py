@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class ClusterSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    k_min: int = Field(2, ge=2)
-    k_max: int = Field(8, ge=2)
+    k_min: int = Field(default=2, ge=2)
+    k_max: int = Field(default=8, ge=2)
     random_state: int = 0
-    top_terms: int = Field(6, ge=1)
+    top_terms: int = Field(default=6, ge=1)
 
 
 def failure_text(rec: dict[str, Any], reasons: list[str]) -> str:

@@ -66,6 +66,8 @@ def compute_metrics(s: LogStats, basis: CostBasis) -> dict[str, Observation]:
     put("tokens_per_request", s.tokens_generated / n if n else None)
     put("prompt_tokens_per_request", s.prompt_tokens / n if n else None)
     total_tokens = s.tokens_generated + s.prompt_tokens
+    cost_query: float | None
+    cost_1k: float | None
     if n and s.cost_n == n:
         cost_query = s.cost_sum / n
         cost_1k = s.cost_sum / total_tokens * 1000 if total_tokens else None

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from releasectl.errors import BadInput, Problem
 from releasectl.fsutil import atomic_write_text
@@ -35,12 +35,13 @@ class FeedbackParams(BaseModel):
     """The `feedback:` section of params.yaml."""
 
     model_config = ConfigDict(extra="forbid")
-    hygiene: list[Step] = Field(default_factory=lambda: ["filter", "dedup", "bias_audit", "pii_scrub"])
-    mining: MiningSettings = Field(default_factory=MiningSettings)
-    filter: FilterSettings = Field(default_factory=FilterSettings)
-    dedup: DedupSettings = Field(default_factory=DedupSettings)
-    bias_audit: BiasSettings = Field(default_factory=BiasSettings)
-    clusters: ClusterSettings = Field(default_factory=ClusterSettings)
+    # pydantic copies these defaults per instance.
+    hygiene: list[Step] = ["filter", "dedup", "bias_audit", "pii_scrub"]
+    mining: MiningSettings = MiningSettings()
+    filter: FilterSettings = FilterSettings()
+    dedup: DedupSettings = DedupSettings()
+    bias_audit: BiasSettings = BiasSettings()
+    clusters: ClusterSettings = ClusterSettings()
 
 
 def load_params(path: Path | None) -> FeedbackParams:
@@ -163,13 +164,13 @@ def run_feedback(logs: Path, out: Path, params: FeedbackParams) -> dict[str, Any
         members = [r for r, label in zip(failures, labels, strict=True) if label == c]
         if not members:
             continue
-        reasons = Counter(x for r in members for x in r["_reasons"])
+        tally = Counter(x for r in members for x in r["_reasons"])
         clusters.append(
             {
                 "id": c,
                 "size": len(members),
                 "top_terms": terms,
-                "reasons": dict(reasons.most_common()),
+                "reasons": dict(tally.most_common()),
                 "examples": [
                     {
                         "request_id": m.get("request_id"),

@@ -74,10 +74,10 @@ ENGLISH_HINTS = frozenset(
 
 class FilterSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min_chars: int = Field(3, ge=0, description="Shorter prompts/targets are dropped.")
-    max_chars: int = Field(4000, gt=0, description="Longer prompts/targets are dropped.")
+    min_chars: int = Field(default=3, ge=0, description="Shorter prompts/targets are dropped.")
+    max_chars: int = Field(default=4000, gt=0, description="Longer prompts/targets are dropped.")
     min_letter_ratio: float = Field(
-        0.3,
+        default=0.3,
         ge=0,
         le=1,
         description="Share of letters among non-space characters below which text is garbage (JSON and prose stay well above).",
@@ -91,26 +91,26 @@ class FilterSettings(BaseModel):
 class DedupSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     jaccard_threshold: float = Field(
-        0.8,
+        default=0.8,
         gt=0,
         le=1,
         description="Estimated Jaccard similarity of word 3-gram shingles at or above which two records are near-duplicates.",
     )
-    num_perm: int = Field(128, ge=16, description="MinHash permutations.")
-    shingle_words: int = Field(3, ge=1)
+    num_perm: int = Field(default=128, ge=16, description="MinHash permutations.")
+    shingle_words: int = Field(default=3, ge=1)
 
 
 class BiasSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     attributes: list[str] = Field(default_factory=lambda: ["locale", "user_segment"])
     max_ratio: float = Field(
-        1.5,
+        default=1.5,
         gt=1,
         description="A value is skewed when its share is above max_ratio x (or below 1/max_ratio x) the expected share.",
     )
-    alpha: float = Field(0.01, gt=0, lt=1, description="Chi-square significance level.")
+    alpha: float = Field(default=0.01, gt=0, lt=1, description="Chi-square significance level.")
     expected: str = Field(
-        "population",
+        default="population",
         pattern="^(population|uniform)$",
         description="Expected shares: the whole input log, or uniform over observed values.",
     )

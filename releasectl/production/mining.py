@@ -12,8 +12,10 @@ from releasectl.production.stats import NO_ERROR
 
 class MiningSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    low_satisfaction: int = Field(2, ge=1, le=5, description="At or below: a failure.")
-    high_satisfaction: int = Field(5, ge=1, le=5, description="At or above (and clean): a strong success.")
+    low_satisfaction: int = Field(default=2, ge=1, le=5, description="At or below: a failure.")
+    high_satisfaction: int = Field(
+        default=5, ge=1, le=5, description="At or above (and clean): a strong success."
+    )
 
 
 def failure_reasons(rec: dict[str, Any], s: MiningSettings) -> list[str]:

@@ -46,6 +46,30 @@ class QuantileSketch:
             return
         self._bucket(x)
 
+    def add_many(self, xs: list[float]) -> None:
+        """Add a batch: the exact buffer grows by extend, the histogram by numpy bincounts."""
+        if not xs:
+            return
+        import numpy as np
+
+        self.count += len(xs)
+        self.total += float(sum(xs))
+        self.min = min(self.min, min(xs))
+        self.max = max(self.max, max(xs))
+        if self._values is not None:
+            self._values.extend(xs)
+            if len(self._values) <= self.exact_limit:
+                return
+            xs, self._values = list(self._values), None
+        arr = np.asarray(xs, dtype=np.float64)
+        positive = arr[arr > 0]
+        self._zeros += int(arr.size - positive.size)
+        keys, counts = np.unique(
+            np.ceil(np.log(positive) / self._log_gamma).astype(np.int64), return_counts=True
+        )
+        for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
+            self._buckets[k] = self._buckets.get(k, 0) + c
+
     def _bucket(self, x: float) -> None:
         if x <= 0:
             self._zeros += 1

@@ -3,19 +3,19 @@ and per-window sums that drift and reward-collapse detection need."""
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from releasectl.production.logs import Malformed, read_records
+from releasectl.production.logs import Malformed, read_batches
 from releasectl.production.sketch import QuantileSketch
 
 NO_ERROR = (None, "", "none", "None", "null", False)
+NO_ERROR_SET = frozenset(NO_ERROR)
 SAMPLE_SIZE = 20_000  # reservoir for KS/PSI drift and the canary rank test (exact below this many records)
 MAX_TOPICS = 1000  # distinct topics counted; the rest go to "(other)" so memory stays bounded
 PROXY_FIELDS = ("reward_score", "ctr")
@@ -59,92 +59,134 @@ class LogStats:
     sample_lengths: list[int] = field(default_factory=list)
     sample_prompts: list[str] = field(default_factory=list)
     sample_latency: list[float] = field(default_factory=list)
-    _rng: random.Random = field(default_factory=lambda: random.Random(0))
+    _rng: Any = field(default_factory=lambda: __import__("numpy").random.default_rng(0))
 
     def add(self, rec: dict[str, Any]) -> None:
-        self.requests += 1
-        get = rec.get
-        rt = get("response_time_ms")
-        if rt is not None:
-            self.latency.add(rt)
-        tokens = get("tokens_generated") or 0
-        self.tokens_generated += tokens
-        self.prompt_tokens += get("prompt_tokens") or 0
-        err = get("error")
-        timeout = get("timeout") is True or err == "timeout"
-        if err not in NO_ERROR or timeout:
-            self.errors += 1
-            self.error_kinds[str(err) if err not in NO_ERROR else "timeout"] += 1
-        if timeout:
-            self.timeouts += 1
-        if get("expected_format") == "json" and err in NO_ERROR:
-            self.expected_json += 1
-            try:
-                orjson.loads(get("output") or "")
-            except orjson.JSONDecodeError:
-                self.malformed_json += 1
-        sat = get("user_satisfaction")
-        if sat is not None:
-            self.satisfaction_sum += sat
-            self.satisfaction_n += 1
-        if get("abandoned") is True:
-            self.abandoned += 1
-        if get("safety_incident") is True:
-            self.safety_incidents += 1
-        cost = get("cost_usd")
-        if cost is not None:
-            self.cost_sum += cost
-            self.cost_n += 1
-        topic = get("topic")
-        if topic is not None:
-            key = str(topic)
-            if key in self.topics or len(self.topics) < MAX_TOPICS:
-                self.topics[key] += 1
+        self.add_batch([rec])
+
+    def add_batch(self, recs: list[dict[str, Any]]) -> None:
+        """Fold a batch of well-formed records in: columns are pulled out with list
+        comprehensions and reduced with numpy, so per-record Python work stays small."""
+        import numpy as np
+
+        n = len(recs)
+        if not n:
+            return
+        first_index = self.requests
+        self.requests += n
+        rt = [r.get("response_time_ms") for r in recs]
+        self.latency.add_many([v for v in rt if v is not None])
+        tokens = [r.get("tokens_generated") or 0 for r in recs]
+        self.tokens_generated += sum(tokens)
+        self.prompt_tokens += sum(r.get("prompt_tokens") or 0 for r in recs)
+        errs = [r.get("error") for r in recs]
+        timeouts = [r.get("timeout") is True or e == "timeout" for r, e in zip(recs, errs, strict=True)]
+        failed = [e for e, t in zip(errs, timeouts, strict=True) if t or e not in NO_ERROR_SET]
+        self.errors += len(failed)
+        self.error_kinds.update(str(e) if e not in NO_ERROR_SET else "timeout" for e in failed)
+        self.timeouts += sum(timeouts)
+        for r, e in zip(recs, errs, strict=True):
+            if r.get("expected_format") == "json" and e in NO_ERROR_SET:
+                self.expected_json += 1
+                try:
+                    orjson.loads(r.get("output") or "")
+                except orjson.JSONDecodeError:
+                    self.malformed_json += 1
+        sats = [r.get("user_satisfaction") for r in recs]
+        rated = [v for v in sats if v is not None]
+        self.satisfaction_sum += sum(rated)
+        self.satisfaction_n += len(rated)
+        self.abandoned += sum(1 for r in recs if r.get("abandoned") is True)
+        self.safety_incidents += sum(1 for r in recs if r.get("safety_incident") is True)
+        costs = [c for c in (r.get("cost_usd") for r in recs) if c is not None]
+        self.cost_sum += sum(costs)
+        self.cost_n += len(costs)
+        for topic, count in Counter(str(t) for t in (r.get("topic") for r in recs) if t is not None).items():
+            if topic in self.topics or len(self.topics) < MAX_TOPICS:
+                self.topics[topic] += count
             else:
-                self.topics["(other)"] += 1
-        ts = get("timestamp")
-        if isinstance(ts, str):
-            if self.first_ts is None or ts < self.first_ts:
-                self.first_ts = ts
-            if self.last_ts is None or ts > self.last_ts:
-                self.last_ts = ts
-            self._add_window(ts, sat, rec)
-        self._sample(tokens, get("prompt"), rt)
+                self.topics["(other)"] += count
+        stamps = [t if isinstance(t, str) else None for t in (r.get("timestamp") for r in recs)]
+        present = [t for t in stamps if t is not None]
+        if present:
+            lo, hi = min(present), max(present)
+            if self.first_ts is None or lo < self.first_ts:
+                self.first_ts = lo
+            if self.last_ts is None or hi > self.last_ts:
+                self.last_ts = hi
+            self._add_windows(np, recs, stamps, sats)
+        self._sample(np, first_index, tokens, [r.get("prompt") for r in recs], rt)
 
-    def _add_window(self, ts: str, sat: Any, rec: dict[str, Any]) -> None:
-        try:
-            t = datetime.fromisoformat(ts)
-        except ValueError:
-            return
+    def _add_windows(
+        self, np: Any, recs: list[dict[str, Any]], stamps: list[str | None], sats: list[Any]
+    ) -> None:
         span = self.window.total_seconds()
-        start = datetime.fromtimestamp(t.timestamp() // span * span, tz=t.tzinfo)
-        w = self.windows.get(start)
-        if w is None:
-            w = self.windows[start] = Window()
-        w.requests += 1
-        if sat is not None:
-            w.satisfaction_sum += sat
-            w.satisfaction_n += 1
-        for name in PROXY_FIELDS:
-            v = rec.get(name)
-            if v is not None:
-                w.proxy_sum[name] = w.proxy_sum.get(name, 0.0) + v
-                w.proxy_n[name] = w.proxy_n.get(name, 0) + 1
-
-    def _sample(self, tokens: int, prompt: Any, latency: float | None) -> None:
-        # Reservoir sampling (Algorithm R) with a fixed seed: bounded and reproducible.
-        text = prompt if isinstance(prompt, str) else ""
-        lat = float("nan") if latency is None else latency
-        if len(self.sample_lengths) < SAMPLE_SIZE:
-            self.sample_lengths.append(tokens)
-            self.sample_prompts.append(text)
-            self.sample_latency.append(lat)
+        # Identical timestamp strings are parsed once (logs have many per second); then one
+        # bincount per column sums each window.
+        starts: dict[str | None, int] = {None: -1}
+        for ts in set(stamps):
+            if ts is None:
+                continue
+            try:
+                t = datetime.fromisoformat(ts)
+            except ValueError:
+                starts[ts] = -1
+                continue
+            if t.tzinfo is None:
+                t = t.replace(tzinfo=UTC)
+            starts[ts] = int(t.timestamp() // span)
+        keys = np.fromiter((starts[ts] for ts in stamps), dtype=np.int64, count=len(stamps))
+        valid = keys >= 0
+        if not valid.any():
             return
-        j = self._rng.randrange(self.requests)
-        if j < SAMPLE_SIZE:
-            self.sample_lengths[j] = tokens
-            self.sample_prompts[j] = text
-            self.sample_latency[j] = lat
+        uniq, inverse = np.unique(keys[valid], return_inverse=True)
+
+        def sums(values: list[Any]) -> tuple[Any, Any]:
+            arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)[valid]
+            has = ~np.isnan(arr)
+            return np.bincount(inverse, weights=np.where(has, arr, 0.0), minlength=len(uniq)), np.bincount(
+                inverse, weights=has, minlength=len(uniq)
+            )
+
+        requests = np.bincount(inverse, minlength=len(uniq))
+        sat_sum, sat_n = sums(sats)
+        proxies = {name: sums([r.get(name) for r in recs]) for name in PROXY_FIELDS}
+        for i, key in enumerate(uniq.tolist()):
+            start = datetime.fromtimestamp(key * span, tz=UTC)
+            w = self.windows.get(start)
+            if w is None:
+                w = self.windows[start] = Window()
+            w.requests += int(requests[i])
+            w.satisfaction_sum += float(sat_sum[i])
+            w.satisfaction_n += int(sat_n[i])
+            for name, (total, count) in proxies.items():
+                if count[i]:
+                    w.proxy_sum[name] = w.proxy_sum.get(name, 0.0) + float(total[i])
+                    w.proxy_n[name] = w.proxy_n.get(name, 0) + int(count[i])
+
+    def _sample(
+        self, np: Any, first_index: int, tokens: list[int], prompts: list[Any], rt: list[Any]
+    ) -> None:
+        # Reservoir sampling (Algorithm R) with a fixed seed: bounded and reproducible. Slots
+        # are drawn for the whole batch at once; only hits touch Python.
+        n = len(tokens)
+        fill = max(0, min(n, SAMPLE_SIZE - first_index))
+        for k in range(fill):
+            p = prompts[k]
+            self.sample_lengths.append(tokens[k])
+            self.sample_prompts.append(p if isinstance(p, str) else "")
+            self.sample_latency.append(float("nan") if rt[k] is None else rt[k])
+        if fill == n:
+            return
+        indices = np.arange(first_index + fill, first_index + n)
+        slots = self._rng.integers(0, indices + 1)
+        for k in np.nonzero(slots < SAMPLE_SIZE)[0].tolist():
+            j = int(slots[k])
+            k += fill
+            p = prompts[k]
+            self.sample_lengths[j] = tokens[k]
+            self.sample_prompts[j] = p if isinstance(p, str) else ""
+            self.sample_latency[j] = float("nan") if rt[k] is None else rt[k]
 
     @property
     def span_hours(self) -> float | None:
@@ -160,9 +202,8 @@ class LogStats:
 def scan(path: Path, window: timedelta = timedelta(hours=1), progress: Any = None) -> LogStats:
     """Read `path` once and return its statistics."""
     stats = LogStats(str(path), window=window)
-    add = stats.add
-    for i, rec in enumerate(read_records(path, stats.malformed)):
-        add(rec)
-        if progress is not None and i % 10000 == 0:
-            progress(i)
+    for batch in read_batches(path, stats.malformed):
+        stats.add_batch(batch)
+        if progress is not None:
+            progress(stats.requests)
     return stats
