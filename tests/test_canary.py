@@ -124,25 +124,17 @@ def test_short_window_is_inconclusive(cli, repo_root):
     )
 
 
+def small_canary(cli, repo_root: Path, can: Path, base: Path):
+    """Canary on crafted logs, with minimums lowered to fit them (N > 1000 over 20 h)."""
+    args = ["--canary-logs", str(can), "--baseline-logs", str(base), "--min-requests", "1000"]
+    return cli("canary", "releases/v1.3.yaml", *args, "--min-hours", "20", "--format", "json", cwd=repo_root)
+
+
 @pytest.mark.parametrize("slow, outcome", [(1.5, "fail"), (1.05, "pass")])
 def test_rank_test_fails_only_beyond_the_margin(cli, repo_root, tmp_path, slow, outcome):
     base = write_log(tmp_path / "b.jsonl", 3000, 1)
     can = write_log(tmp_path / "c.jsonl", 3000, 2, slow=slow)
-    r = cli(
-        "canary",
-        "releases/v1.3.yaml",
-        "--canary-logs",
-        str(can),
-        "--baseline-logs",
-        str(base),
-        "--min-requests",
-        "1000",
-        "--min-hours",
-        "20",
-        "--format",
-        "json",
-        cwd=repo_root,
-    )
+    r = small_canary(cli, repo_root, can, base)
     rank = next(o for o in r.json()["rules"] if "latency_mann_whitney" in o["rule"])
     assert rank["outcome"] == outcome, rank
     assert r.json()["verdict"] == ("block" if outcome == "fail" else "promote") and r.code == (
@@ -160,21 +152,7 @@ def test_safety_incident_blocks(cli, repo_root, tmp_path):
             )
             + "\n"
         )
-    doc = cli(
-        "canary",
-        "releases/v1.3.yaml",
-        "--canary-logs",
-        str(can),
-        "--baseline-logs",
-        str(base),
-        "--min-requests",
-        "1000",
-        "--min-hours",
-        "20",
-        "--format",
-        "json",
-        cwd=repo_root,
-    ).json()
+    doc = small_canary(cli, repo_root, can, base).json()
     failed = [o["rule"] for o in doc["rules"] if o["outcome"] == "fail"]
     assert doc["verdict"] == "block" and failed == ["canary.safety_incidents.count == 0"]
 
