@@ -40,7 +40,9 @@ def quick_repo(tmp_path_factory):
         elif src.is_file():
             shutil.copy2(src, dest / part)
     m = dest / "releases" / "v1.3.yaml"
-    m.write_text(m.read_text().replace("max_tokens: 96", "max_tokens: 16").replace("batch_size: 8", "batch_size: 2"))
+    m.write_text(
+        m.read_text().replace("max_tokens: 96", "max_tokens: 16").replace("batch_size: 8", "batch_size: 2")
+    )
     return dest
 
 
@@ -55,18 +57,42 @@ def full_run(loaded, tmp_path_factory):
 
 
 def outputs(run_dir: Path) -> list[tuple]:
-    return [(r["case_id"], r["output"], r["completion_tokens"], r["passed"]) for r in read_results(run_dir / "results.jsonl")]
+    return [
+        (r["case_id"], r["output"], r["completion_tokens"], r["passed"])
+        for r in read_results(run_dir / "results.jsonl")
+    ]
 
 
 def test_run_directory_format(full_run):
     run = json.loads((full_run.run_dir / "run.json").read_text())
-    for key in ("release", "manifest_digest", "suite_digest", "engine", "device", "output_digest", "cases", "generation_seconds", "gpus", "gpu_hourly_usd"):
+    for key in (
+        "release",
+        "manifest_digest",
+        "suite_digest",
+        "engine",
+        "device",
+        "output_digest",
+        "cases",
+        "generation_seconds",
+        "gpus",
+        "gpu_hourly_usd",
+    ):
         assert key in run
     assert run["cases"] == 7 and run["engine"]["name"] == "hf" and run["device"] == "cpu"
     rows = read_results(full_run.run_dir / "results.jsonl")
     assert [r["case_id"] for r in rows] == sorted(r["case_id"] for r in rows)
     for r in rows:
-        assert set(r) >= {"case_id", "slice", "passed", "verifiers", "output", "prompt_tokens", "completion_tokens", "latency_ms", "steps"}
+        assert set(r) >= {
+            "case_id",
+            "slice",
+            "passed",
+            "verifiers",
+            "output",
+            "prompt_tokens",
+            "completion_tokens",
+            "latency_ms",
+            "steps",
+        }
         assert 0 < r["completion_tokens"] <= 16
         assert r["passed"] == all(v["passed"] for v in r["verifiers"].values())
 
@@ -89,8 +115,21 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(quick_repo, loaded, f
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "releasectl", "replay", "releases/v1.3.yaml", "--limit", "1", "--out", str(out)],
-        cwd=quick_repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "releasectl",
+            "replay",
+            "releases/v1.3.yaml",
+            "--limit",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=quick_repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     results = out / "results.jsonl"
     deadline = time.monotonic() + 240
@@ -118,7 +157,16 @@ def test_resume_refuses_a_different_run(loaded, full_run, tmp_path):
 
 
 def test_cli_check_determinism_and_summary(cli, quick_repo, tmp_path):
-    result = cli("replay", "releases/v1.3.yaml", "--limit", "1", "--out", str(tmp_path / "r"), "--check-determinism", cwd=quick_repo)
+    result = cli(
+        "replay",
+        "releases/v1.3.yaml",
+        "--limit",
+        "1",
+        "--out",
+        str(tmp_path / "r"),
+        "--check-determinism",
+        cwd=quick_repo,
+    )
     assert result.code == 0, result.output
     assert "deterministic" in result.stdout and "success@1" in result.stdout
     assert "math_basic" in result.stdout
@@ -133,3 +181,36 @@ def test_changed_pins_are_refused_before_loading(cli, quick_repo, tmp_path):
     result = cli("replay", "releases/v1.3.yaml", "--limit", "1", cwd=repo)
     assert result.code == 2
     assert "suite on disk is not the one" in result.stderr
+
+
+def test_device_drift_is_refused_unless_allowed_and_recorded(cli, quick_repo, tmp_path):
+    import shutil
+
+    repo = tmp_path / "r"
+    shutil.copytree(quick_repo, repo)
+    m = repo / "releases" / "v1.3.yaml"
+    m.write_text(m.read_text().replace("device: cpu", "device: NVIDIA H100 80GB HBM3"))
+    refused = cli("replay", "releases/v1.3.yaml", "--limit", "1", "--out", str(tmp_path / "a"), cwd=repo)
+    assert refused.code == 3
+    assert "pins runtime.device 'NVIDIA H100 80GB HBM3'" in refused.stderr and "--allow-device-drift" in refused.stderr
+    allowed = cli("replay", "releases/v1.3.yaml", "--limit", "1", "--out", str(tmp_path / "b"), "--allow-device-drift", "--format", "json", cwd=repo)
+    assert allowed.code == 0, allowed.output
+    run = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert run["allow_device_drift"] is True and run["device"] == "cpu" and run["pinned_device"] == "NVIDIA H100 80GB HBM3"
+
+
+def test_ctrl_c_leaves_a_resumable_directory(quick_repo, loaded, full_run, tmp_path):
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "releasectl", "replay", "releases/v1.3.yaml", "--limit", "1", "--out", str(out)],
+        cwd=quick_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not ((out / "results.jsonl").exists() and (out / "results.jsonl").read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    resumed = run_replay(loaded, out, limit=1, resume=True)
+    assert resumed.run["output_digest"] == full_run.run["output_digest"]
