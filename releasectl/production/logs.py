@@ -34,6 +34,7 @@ class Malformed:
 
     count: int = 0
     listed: list[dict[str, Any]] = field(default_factory=list)
+    lines_read: int = 0
 
     def add(self, line: int, reason: str) -> None:
         self.count += 1
@@ -42,6 +43,14 @@ class Malformed:
 
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "lines": self.listed}
+
+    def merge(self, other: Malformed) -> None:
+        """Append `other`, whose line numbers count from the end of this part."""
+        offset = self.lines_read
+        self.count += other.count
+        self.listed.extend({**m, "line": m["line"] + offset} for m in other.listed)
+        del self.listed[MAX_LISTED:]
+        self.lines_read += other.lines_read
 
 
 def open_log(path: Path) -> IO[bytes]:
@@ -91,23 +100,34 @@ def _batch_ok(recs: list[Any]) -> bool:
 
 
 def read_batches(
-    path: Path, malformed: Malformed, batch_bytes: int = 4 << 20
+    path: Path, malformed: Malformed, batch_bytes: int = 4 << 20, span: tuple[int, int] | None = None
 ) -> Iterator[list[dict[str, Any]]]:
     """Well-formed records of `path` in batches: each chunk of lines is parsed as one JSON array
-    (one orjson call); a chunk with any bad line is re-read line by line to find and count it."""
+    (one orjson call); a chunk with any bad line is re-read line by line to find and count it.
+    `span` (start, end) reads only those bytes of a plain file; both must be line starts, and
+    line numbers then count from `start`."""
     loads = orjson.loads
     number = 0
     with open_log(path) as f:
+        pos, end = span if span else (0, None)
+        f.seek(pos)
         while True:
+            if end is not None and pos >= end:
+                return
             try:
-                lines = f.readlines(batch_bytes)
+                # readlines stops once the lines read exceed the hint, so a hint one short of the
+                # bytes left ends exactly at `end` (a line start); a hint of 0 would mean "all".
+                left = batch_bytes if end is None else min(batch_bytes, end - pos)
+                lines = f.readlines(left - 1) if left > 1 else [f.readline()]
             except (OSError, EOFError) as e:
                 malformed.add(number + 1, f"unreadable: {e}")
                 return
             if not lines:
                 return
+            pos += sum(map(len, lines))
             first = number + 1
             number += len(lines)
+            malformed.lines_read = number
             body = [line for line in lines if not line.isspace()]
             if not body:
                 continue

@@ -70,6 +70,28 @@ class QuantileSketch:
         for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
             self._buckets[k] = self._buckets.get(k, 0) + c
 
+    def merge(self, other: QuantileSketch) -> None:
+        """Fold in another sketch with the same relative error."""
+        self.count += other.count
+        self.total += other.total
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        if (
+            self._values is not None
+            and other._values is not None
+            and len(self._values) + len(other._values) <= self.exact_limit
+        ):
+            self._values.extend(other._values)
+            return
+        for sketch in (self, other):
+            if sketch._values is not None:
+                values, sketch._values = sketch._values, None
+                for v in values:
+                    sketch._bucket(v)
+        self._zeros += other._zeros
+        for k, c in other._buckets.items():
+            self._buckets[k] = self._buckets.get(k, 0) + c
+
     def _bucket(self, x: float) -> None:
         if x <= 0:
             self._zeros += 1

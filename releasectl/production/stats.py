@@ -3,6 +3,7 @@ and per-window sums that drift and reward-collapse detection need."""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -188,6 +189,61 @@ class LogStats:
             self.sample_prompts[j] = p if isinstance(p, str) else ""
             self.sample_latency[j] = float("nan") if rt[k] is None else rt[k]
 
+    def merge(self, other: LogStats) -> None:
+        """Fold in the statistics of the part of the log that follows this one."""
+        for name in (
+            "tokens_generated",
+            "prompt_tokens",
+            "errors",
+            "timeouts",
+            "expected_json",
+            "malformed_json",
+            "satisfaction_sum",
+            "satisfaction_n",
+            "abandoned",
+            "safety_incidents",
+            "cost_sum",
+            "cost_n",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.malformed.merge(other.malformed)
+        self.latency.merge(other.latency)
+        self.error_kinds.update(other.error_kinds)
+        self.topics.update(other.topics)
+        self.first_ts = min((x for x in (self.first_ts, other.first_ts) if x is not None), default=None)
+        self.last_ts = max((x for x in (self.last_ts, other.last_ts) if x is not None), default=None)
+        for start, w in other.windows.items():
+            mine = self.windows.setdefault(start, Window())
+            mine.requests += w.requests
+            mine.satisfaction_sum += w.satisfaction_sum
+            mine.satisfaction_n += w.satisfaction_n
+            for name, v in w.proxy_sum.items():
+                mine.proxy_sum[name] = mine.proxy_sum.get(name, 0.0) + v
+                mine.proxy_n[name] = mine.proxy_n.get(name, 0) + w.proxy_n[name]
+        # Reservoirs: each slot comes from either side in proportion to the records behind it,
+        # which keeps the merged sample uniform over both parts.
+        n_self, n_other = self.requests, other.requests
+        self.requests += n_other
+        if len(self.sample_lengths) + len(other.sample_lengths) <= SAMPLE_SIZE:
+            self.sample_lengths += other.sample_lengths
+            self.sample_prompts += other.sample_prompts
+            self.sample_latency += other.sample_latency
+            return
+        take_other = self._rng.random(SAMPLE_SIZE) < n_other / max(1, n_self + n_other)
+        mine_idx = self._rng.permutation(len(self.sample_lengths))
+        other_idx = self._rng.permutation(len(other.sample_lengths))
+        lengths, prompts, latency = [], [], []
+        i = j = 0
+        for use_other in take_other.tolist():
+            if (use_other and j < len(other_idx)) or i >= len(mine_idx):
+                src, k, j = other, int(other_idx[j]), j + 1
+            else:
+                src, k, i = self, int(mine_idx[i]), i + 1
+            lengths.append(src.sample_lengths[k])
+            prompts.append(src.sample_prompts[k])
+            latency.append(src.sample_latency[k])
+        self.sample_lengths, self.sample_prompts, self.sample_latency = lengths, prompts, latency
+
     @property
     def span_hours(self) -> float | None:
         if not (self.first_ts and self.last_ts):
@@ -199,11 +255,58 @@ class LogStats:
         return (b - a).total_seconds() / 3600
 
 
-def scan(path: Path, window: timedelta = timedelta(hours=1), progress: Any = None) -> LogStats:
-    """Read `path` once and return its statistics."""
+PARALLEL_MIN_BYTES = 64 << 20  # below this, one process is faster than starting workers
+
+
+def _scan_part(args: tuple[Path, timedelta, tuple[int, int] | None]) -> LogStats:
+    path, window, span = args
     stats = LogStats(str(path), window=window)
-    for batch in read_batches(path, stats.malformed):
+    for batch in read_batches(path, stats.malformed, span=span):
         stats.add_batch(batch)
-        if progress is not None:
-            progress(stats.requests)
+    return stats
+
+
+def _line_spans(path: Path, parts: int) -> list[tuple[int, int]]:
+    """`parts` byte ranges of a plain file, each starting at a line start."""
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as f:
+        for k in range(1, parts):
+            f.seek(size * k // parts)
+            f.readline()  # move to the next line start
+            cuts.append(max(cuts[-1], f.tell()))
+    cuts.append(size)
+    return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+def scan(
+    path: Path, window: timedelta = timedelta(hours=1), progress: Any = None, workers: int | None = None
+) -> LogStats:
+    """Read `path` once and return its statistics. Large plain files are split at line starts
+    and scanned by one process per core, then merged (gzip streams are read sequentially)."""
+    import os
+
+    from releasectl.production.logs import open_log
+
+    with open_log(path) as probe:
+        gzipped = not isinstance(probe, io.BufferedReader)
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if gzipped or workers < 2 or path.stat().st_size < PARALLEL_MIN_BYTES:
+        stats = LogStats(str(path), window=window)
+        for batch in read_batches(path, stats.malformed):
+            stats.add_batch(batch)
+            if progress is not None:
+                progress(stats.requests)
+        return stats
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    spans = _line_spans(path, workers)
+    with ProcessPoolExecutor(len(spans), mp_context=multiprocessing.get_context("fork")) as pool:
+        parts = list(pool.map(_scan_part, [(path, window, span) for span in spans]))
+    stats = parts[0]
+    for part in parts[1:]:
+        stats.merge(part)
+    if progress is not None:
+        progress(stats.requests)
     return stats
