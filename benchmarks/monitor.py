@@ -2,8 +2,9 @@
 
 Generates a JSONL log of --size-mb (default 1024) in a temp dir (deleted afterwards), then runs
 each contender in its own child process and reports wall time and the child's peak RSS
-(`resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`). Target: monitor ≥ 5× faster than pandas and
-under 500 MB peak memory.
+(`resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`: the largest single process, so for monitor's
+parallel scan the total is about that times the number of cores). Target: monitor ≥ 5× faster
+than pandas and under 500 MB peak memory.
 
     python benchmarks/monitor.py [--size-mb 1024] [--skip-pandas]
 """
