@@ -68,19 +68,21 @@ def compute_metrics(s: LogStats, basis: CostBasis) -> dict[str, Observation]:
     total_tokens = s.tokens_generated + s.prompt_tokens
     cost_query: float | None
     cost_1k: float | None
-    if n and s.cost_n == n:
+    source = cost_source(s, basis)
+    if source == "cost_usd per record":
         cost_query = s.cost_sum / n
         cost_1k = s.cost_sum / total_tokens * 1000 if total_tokens else None
-        source = "cost_usd per record"
-    elif basis.gpu_hourly_usd is not None and basis.tokens_per_second_per_gpu:
+    elif (
+        source == "manifest infrastructure"
+        and basis.gpu_hourly_usd is not None
+        and basis.tokens_per_second_per_gpu
+    ):
         # Generated tokens are what the GPUs are sized for (the capacity plan's convention).
         per_token = basis.gpu_hourly_usd / (basis.tokens_per_second_per_gpu * 3600)
         cost_1k = per_token * 1000
         cost_query = per_token * s.tokens_generated / n if n else None
-        source = "manifest infrastructure"
     else:
         cost_query = cost_1k = None
-        source = "none"
     put("cost_per_query_usd", cost_query, reason="no cost_usd in the logs and no manifest infrastructure")
     put("cost_per_1k_tokens_usd", cost_1k, reason="no cost_usd in the logs and no manifest infrastructure")
     for name, attr in RATE_COUNTS.items():
@@ -107,16 +109,24 @@ def compute_metrics(s: LogStats, basis: CostBasis) -> dict[str, Observation]:
     )
     put("safety_incidents", float(s.safety_incidents), count=s.safety_incidents)
     put("requests", float(n), count=n)
-    obs["_cost_source"] = Observation(None, inconclusive_reason=source)
     return obs
 
 
-def metrics_table(obs: dict[str, Observation]) -> dict[str, dict[str, Any]]:
-    """Families -> metric -> JSON-ready numbers."""
+def cost_source(s: LogStats, basis: CostBasis) -> str:
+    """Where cost figures come from: every record's `cost_usd`, else the manifest, else nowhere."""
+    if s.requests and s.cost_n == s.requests:
+        return "cost_usd per record"
+    if basis.gpu_hourly_usd is not None and basis.tokens_per_second_per_gpu:
+        return "manifest infrastructure"
+    return "none"
+
+
+def metrics_table(obs: dict[str, Observation], source: str) -> dict[str, dict[str, Any]]:
+    """Families -> metric -> JSON-ready numbers; `source` is `cost_source`'s answer."""
     out: dict[str, dict[str, Any]] = {}
     for family, names in FAMILIES.items():
         out[family] = {name: _obs_dict(obs[name]) for name in names}
-    out["cost"]["source"] = obs["_cost_source"].inconclusive_reason
+    out["cost"]["source"] = source
     out["volume"] = {"requests": _obs_dict(obs["requests"])}
     return out
 
@@ -156,7 +166,7 @@ class LogResolver:
                 None, inconclusive_reason=f"namespace '{ref.namespace}' is not available from logs"
             )
         o = table.get(ref.name)
-        if o is None or ref.name.startswith("_"):
+        if o is None:
             return Observation(
                 None,
                 inconclusive_reason=f"unknown log metric '{ref.name}' (known: {', '.join(self.known_metrics())})",
@@ -164,7 +174,7 @@ class LogResolver:
         return o
 
     def known_metrics(self) -> list[str]:
-        return sorted(k for k in self.current if not k.startswith("_"))
+        return sorted(self.current)
 
     def known_slices(self) -> list[str]:
         return []

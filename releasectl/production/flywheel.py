@@ -111,6 +111,7 @@ def run_feedback(logs: Path, out: Path, params: FeedbackParams) -> dict[str, Any
             )
         elif is_strong_success(rec, params.mining):
             successes.append(rec)
+    mined = {"failures": len(failures), "strong_successes": len(successes)}
     steps: list[dict[str, Any]] = []
     pii_counts: Counter[str] = Counter()
     bias: list[dict[str, Any]] = []
@@ -208,10 +209,7 @@ def run_feedback(logs: Path, out: Path, params: FeedbackParams) -> dict[str, Any
         "logs": str(logs),
         "records": len(records),
         "malformed": malformed.to_dict(),
-        "mined": {
-            "failures": sum(1 for _ in records if failure_reasons(_, params.mining)),
-            "strong_successes": sum(1 for _ in records if is_strong_success(_, params.mining)),
-        },
+        "mined": mined,
         "hygiene": steps,
         "pii": dict(sorted(pii_counts.items())),
         "bias_audit": bias,

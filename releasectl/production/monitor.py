@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from releasectl.errors import BadInput
-from releasectl.production.families import CostBasis, LogResolver, compute_metrics, metrics_table
+from releasectl.production.families import CostBasis, LogResolver, compute_metrics, cost_source, metrics_table
 from releasectl.production.stats import LogStats, scan
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -110,7 +110,7 @@ def run_monitor(
         "latency_estimate": "exact"
         if current.latency.exact
         else f"log-bucket sketch, relative error <= {current.latency.alpha:.0%}",
-        "metrics": metrics_table(obs),
+        "metrics": metrics_table(obs, cost_source(current, basis)),
         "errors_by_kind": dict(current.error_kinds.most_common()),
         "alerts": alerts,
         "fired": [a["name"] for a in fired],
