@@ -86,18 +86,14 @@ class _CanaryOnly:
         return self.gate._canary(ref)
 
 
+def prod_as_canary(cli, repo_root: Path, *extra: str):
+    """Six hours and 1,500 requests of production logs: too little for a canary verdict."""
+    logs = ["--canary-logs", str(LOGS / "prod.jsonl"), "--baseline-logs", str(LOGS / "baseline.jsonl.gz")]
+    return cli("canary", "releases/v1.3.yaml", *logs, *extra, "--format", "json", cwd=repo_root)
+
+
 def test_small_n_is_inconclusive_and_holds(cli, repo_root):
-    r = cli(
-        "canary",
-        "releases/v1.3.yaml",
-        "--canary-logs",
-        str(LOGS / "prod.jsonl"),
-        "--baseline-logs",
-        str(LOGS / "baseline.jsonl.gz"),
-        "--format",
-        "json",
-        cwd=repo_root,
-    )
+    r = prod_as_canary(cli, repo_root)
     doc = r.json()
     assert r.code == 1 and doc["verdict"] == "hold"
     assert all(o["outcome"] == "inconclusive" for o in doc["rules"])
@@ -105,19 +101,7 @@ def test_small_n_is_inconclusive_and_holds(cli, repo_root):
 
 
 def test_short_window_is_inconclusive(cli, repo_root):
-    r = cli(
-        "canary",
-        "releases/v1.3.yaml",
-        "--canary-logs",
-        str(LOGS / "prod.jsonl"),
-        "--baseline-logs",
-        str(LOGS / "baseline.jsonl.gz"),
-        "--min-requests",
-        "100",
-        "--format",
-        "json",
-        cwd=repo_root,
-    )
+    r = prod_as_canary(cli, repo_root, "--min-requests", "100")
     assert (
         r.json()["verdict"] == "hold"
         and "window 6.0 h, need >= 24 h" in r.json()["metrics"]["latency_p95_ms"]["inconclusive_reason"]

@@ -121,35 +121,23 @@ def test_output_is_deterministic(flywheel, tmp_path, cli):
         assert (again / f.name).read_bytes() == f.read_bytes(), f.name
 
 
+def feedback_with(cli, params: Path, out: Path, *extra: str):
+    return cli(
+        "feedback", "--logs", str(LOGS / "feedback.jsonl"), "--out", str(out), "--params", str(params), *extra
+    )
+
+
 def test_hygiene_steps_come_from_params(cli, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("feedback:\n  hygiene: [pii_scrub]\n")
-    r = cli(
-        "feedback",
-        "--logs",
-        str(LOGS / "feedback.jsonl"),
-        "--out",
-        str(tmp_path / "o"),
-        "--params",
-        str(params),
-        "--format",
-        "json",
-    )
+    r = feedback_with(cli, params, tmp_path / "o", "--format", "json")
     assert [h["step"] for h in r.json()["hygiene"]] == ["pii_scrub"]
 
 
 def test_bad_params_exit_2_naming_the_field(cli, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("feedback:\n  hygiene: [filter, dedupe]\n  dedup: {jaccard_threshold: 2}\n")
-    r = cli(
-        "feedback",
-        "--logs",
-        str(LOGS / "feedback.jsonl"),
-        "--out",
-        str(tmp_path / "o"),
-        "--params",
-        str(params),
-    )
+    r = feedback_with(cli, params, tmp_path / "o")
     assert r.code == 2 and "feedback.hygiene.1" in r.output and "feedback.dedup.jaccard_threshold" in r.output
     assert "Traceback" not in r.output
 
