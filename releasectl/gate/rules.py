@@ -387,6 +387,18 @@ GATE_METRICS: dict[str, str] = {
     "tokens_per_request": "mean completion tokens per case",
     "cost_per_1k_tokens_usd": "gpu_hourly_usd × gpus / (completion tokens/s × 3600) × 1000",
 }
+# Metrics `releasectl canary` observes on live traffic (namespace `canary.`).
+CANARY_METRICS = (
+    "abandon_rate",
+    "safety_incidents",
+    "latency_p95_ms",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "cost_per_1k_tokens_usd",
+    "error_rate",
+    "requests",
+    "latency_mann_whitney",
+)
 ALIASES = {
     "math_correct_rate": "math_correct",
     "api_version_match_rate": "api_version_match",
@@ -423,19 +435,7 @@ def validate_rules(
 ) -> list[Problem]:
     """Static check for checklist item 2: every metric, slice and verifier named exists."""
     known = set(metrics or GATE_METRICS)
-    canary_known = set(
-        canary_metrics
-        or (
-            "abandon_rate",
-            "safety_incidents",
-            "latency_p95_ms",
-            "latency_p50_ms",
-            "latency_p99_ms",
-            "cost_per_1k_tokens_usd",
-            "error_rate",
-            "requests",
-        )
-    )
+    canary_known = set(canary_metrics or CANARY_METRICS)
     problems: list[Problem] = []
 
     def problem(rule: Rule, col: int, message: str, hint: str | None) -> None:

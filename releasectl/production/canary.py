@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from releasectl.gate.rules import (
+    CANARY_METRICS,
     Observation,
     evaluate_rules,
     metric_refs,
@@ -30,17 +31,6 @@ MIN_REQUESTS = 5000
 MIN_HOURS = 24.0
 MARGIN = 0.10
 ALPHA = 0.05
-CANARY_METRICS = (
-    "abandon_rate",
-    "safety_incidents",
-    "latency_p95_ms",
-    "latency_p50_ms",
-    "latency_p99_ms",
-    "cost_per_1k_tokens_usd",
-    "error_rate",
-    "requests",
-    "latency_mann_whitney",
-)
 RANK_RULE = f"canary.latency_mann_whitney.p_value >= {ALPHA}"
 
 
