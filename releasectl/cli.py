@@ -19,11 +19,17 @@ from releasectl.errors import ExitCode, ReleasectlError
 # name -> ("module:attribute", one-line help). The help is repeated here so `--help` lists every
 # command without importing any of them.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("releasectl.commands.validate:validate", "Validate a manifest and run the five-item production checklist."),
+    "validate": (
+        "releasectl.commands.validate:validate",
+        "Validate a manifest and run the five-item production checklist.",
+    ),
     "schema": ("releasectl.commands.manifest_cmds:schema", "Print the manifest's JSON Schema."),
     "diff": ("releasectl.commands.manifest_cmds:diff", "Show what changed in the pins between two releases."),
     "new": ("releasectl.commands.manifest_cmds:new", "Scaffold the next release from an existing one."),
-    "capacity": ("releasectl.commands.capacity:capacity", "Print the capacity plan: GPUs, cost and memory fit."),
+    "capacity": (
+        "releasectl.commands.capacity:capacity",
+        "Print the capacity plan: GPUs, cost and memory fit.",
+    ),
     "replay": ("releasectl.commands.replay:replay", "Replay the frozen suite on the release's pinned model."),
     "merge": ("releasectl.commands.replay:merge", "Merge sharded run directories into one run."),
     "gate": ("releasectl.commands.gate:gate", "Evaluate promotion rules on a run against a baseline."),
@@ -32,10 +38,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("releasectl.commands.channels:promote", "Point a channel at a release that passed its gate."),
     "rollback": ("releasectl.commands.channels:rollback", "Re-point a channel to an earlier release, fast."),
     "history": ("releasectl.commands.channels:history", "Show the channel history (the audit trail)."),
-    "status": ("releasectl.commands.channels:status", "Show each channel, its release, gate verdict and age."),
-    "monitor": ("releasectl.commands.production:monitor", "Compute production metrics from inference logs and fire alerts."),
-    "canary": ("releasectl.commands.production:canary", "Evaluate the canary rules on canary vs baseline logs."),
-    "feedback": ("releasectl.commands.production:feedback", "Run the feedback-to-data flywheel on inference logs."),
+    "status": (
+        "releasectl.commands.channels:status",
+        "Show each channel, its release, gate verdict and age.",
+    ),
+    "monitor": (
+        "releasectl.commands.production:monitor",
+        "Compute production metrics from inference logs and fire alerts.",
+    ),
+    "canary": (
+        "releasectl.commands.production:canary",
+        "Evaluate the canary rules on canary vs baseline logs.",
+    ),
+    "feedback": (
+        "releasectl.commands.production:feedback",
+        "Run the feedback-to-data flywheel on inference logs.",
+    ),
     "demo": ("releasectl.commands.demo:demo", "Run the release-PR flow end to end on the embedded model."),
 }
 
@@ -59,7 +77,9 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="releasectl")
 def cli() -> None:
     """Carry a post-trained LLM release from pull request to production and back.

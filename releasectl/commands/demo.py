@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -92,7 +93,7 @@ def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report
         ),
         ("report", ["report", str(gate_json), "--out", str(report_path)]),
     ]
-    timings = []
+    timings: list[dict[str, Any]] = []
     codes: dict[str, int] = {}
     out = console(stderr=quiet)
     for n, (title, args) in enumerate(steps, start=1):

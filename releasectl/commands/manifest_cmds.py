@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from releasectl.console import console, emit_json, format_option
 from releasectl.errors import BadInput
+
+if TYPE_CHECKING:
+    from releasectl.manifest.loader import LoadedManifest
 
 
 def _root() -> Path:
@@ -18,7 +22,7 @@ def _root() -> Path:
     return find_root(Path.cwd() / "releases" / "_")
 
 
-def _load_release(ref: str) -> object:
+def _load_release(ref: str) -> LoadedManifest:
     """Load a release given as `v1.3` or as a path to its manifest."""
     from releasectl.manifest.loader import load_manifest, release_path
 
@@ -61,16 +65,16 @@ def diff(old: str, new: str, fmt: str) -> int:
     from releasectl.manifest.pins import diff_manifests
 
     a, b = _load_release(old), _load_release(new)
-    changes = diff_manifests(a, b)  # type: ignore[arg-type]
+    changes = diff_manifests(a, b)
     if fmt == "json":
         emit_json(
             {"from": a.manifest.release, "to": b.manifest.release, "changes": [c.to_dict() for c in changes]}
-        )  # type: ignore[attr-defined]
+        )
         return 0
     from rich.markup import escape
     from rich.table import Table
 
-    ra, rb = a.manifest.release, b.manifest.release  # type: ignore[attr-defined]
+    ra, rb = a.manifest.release, b.manifest.release
     if not changes:
         console().print(f"{ra} and {rb} pin the same artifacts and settings.")
         return 0
@@ -88,14 +92,14 @@ def diff(old: str, new: str, fmt: str) -> int:
     return 0
 
 
-def _set_top_level_line(text: str, loaded: object, key: str, value: str) -> str:
+def _set_top_level_line(text: str, loaded: LoadedManifest, key: str, value: str) -> str:
     """Set a one-line top-level `key: value`, replacing the existing line or adding one."""
     lines = text.split("\n")
-    pos = loaded.source.key_positions.get((key,))  # type: ignore[attr-defined]
+    pos = loaded.source.key_positions.get((key,))
     if pos is not None:
         lines[pos[0] - 1] = f"{key}: {value}"
     else:
-        line, _ = loaded.source.positions[("release",)]  # type: ignore[attr-defined]
+        line, _ = loaded.source.positions[("release",)]
         lines.insert(line, f"{key}: {value}")
     return "\n".join(lines)
 
@@ -135,7 +139,7 @@ def new(release: str, source: str, description: str | None, repin: bool, force: 
         )
     loaded = load_manifest(src_path)
     text = src_path.read_text(encoding="utf-8")
-    changes = []
+    changes: list[Any] = []
     if repin:
         text, changes = repin_text(loaded, text)
     # Field edits at recorded positions, bottom-up.

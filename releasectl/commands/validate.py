@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -42,7 +43,7 @@ def validate(manifests: tuple[Path, ...], resolve: bool, fmt: str) -> int:
         except BadInput as e:
             invalid.append(e)
     if fmt == "json":
-        doc = {
+        doc: dict[str, Any] = {
             "passed": not invalid and all(r.passed for r in reports),
             "reports": [r.to_dict() for r in reports],
             "invalid": [e.to_dict() for e in invalid],

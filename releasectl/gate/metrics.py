@@ -101,7 +101,9 @@ class GateResolver:
         if isinstance(cv, str) or isinstance(bv, str):
             memo[key] = cv if isinstance(cv, str) else bv
             return memo[key]  # type: ignore[no-any-return]
-        if self.cand.case_ids is self.base.case_ids or (ci.size == self.cand.n == self.base.n and self._identity):
+        if self.cand.case_ids is self.base.case_ids or (
+            ci.size == self.cand.n == self.base.n and self._identity
+        ):
             mask = self.cand.slice_mask(ref.slice) & cv[1] & bv[1]
             memo[key] = (cv[0][mask], bv[0][mask])
         else:
@@ -203,16 +205,16 @@ class GateResolver:
         pair = self.paired(ref)
         if isinstance(pair, str):
             return Observation(None, inconclusive_reason=pair)
-        c, b = pair
-        n = int(c.size)
+        cand, base = pair
+        n = int(cand.size)
         if n == 0:
             return Observation(None, n=0, inconclusive_reason="no paired cases")
-        disc_b, disc_c = int(np.sum(b & ~c)), int(np.sum(~b & c))
+        disc_b, disc_c = int(np.sum(base & ~cand)), int(np.sum(~base & cand))
         if ref.name == "success@1" and ref.slice in self._adjusted:
             p = self._adjusted[ref.slice]
         else:
             p = mcnemar_exact(disc_b, disc_c)
-        delta = float(np.mean(c) - np.mean(b))
+        delta = float(np.mean(cand) - np.mean(base))
         return Observation(
             delta, n=n, p_value=p, count=disc_b + disc_c, inconclusive_reason=self._enough(n, ref)
         )

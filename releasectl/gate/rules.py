@@ -300,7 +300,7 @@ def parse_rule(text: str, *, line: int = 1, source: str | None = None) -> Rule:
             line,
             source,
             f"unexpected character {text[e.pos_in_stream]!r}"
-            if e.pos_in_stream < len(text)
+            if e.pos_in_stream is not None and e.pos_in_stream < len(text)
             else "unexpected character",
         ) from None
     except UnexpectedEOF as e:

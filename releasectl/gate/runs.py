@@ -63,7 +63,9 @@ def load_runs(candidate: Path, baseline: Path | None) -> tuple[RunData, RunData 
     suite takes seconds per run."""
     if baseline is None:
         return load_run(candidate), None
-    size = sum((p / "results.jsonl").stat().st_size for p in (candidate, baseline) if (p / "results.jsonl").exists())
+    size = sum(
+        (p / "results.jsonl").stat().st_size for p in (candidate, baseline) if (p / "results.jsonl").exists()
+    )
     if size < 64 << 20:  # small runs: a second process costs more than it saves
         return load_run(candidate), load_run(baseline)
     import multiprocessing

@@ -30,9 +30,9 @@ def merge_runs(shard_dirs: list[Path], out_dir: Path) -> RunSummary:
                 raise BadInput(
                     f"{d} is a different run: {key} {run.get(key)!r} vs {first.get(key)!r} in {shard_dirs[0]}"
                 )
-    shards = [r.get("shard") for r in runs]
-    if any(s is None for s in shards):
+    if any(r.get("shard") is None for r in runs):
         raise BadInput("every directory must be a shard (made with --shard i/N)")
+    shards = [str(r["shard"]) for r in runs]
     counts = {int(s.split("/")[1]) for s in shards}
     if len(counts) != 1:
         raise BadInput(f"shards of different splits: {', '.join(shards)}")

@@ -133,7 +133,7 @@ def _check_pins(loaded: LoadedManifest) -> tuple[Suite, Path, str]:
     from releasectl.manifest.artifacts import check_digest, hf_snapshot, local_path
 
     m = loaded.manifest
-    suite = load_suite(loaded.resolve(m.data.suite.path))
+    suite = load_suite(loaded.resolve(m.data.suite.path or ""))
     if m.data.suite.md5 and suite.digest != m.data.suite.md5:
         raise BadInput(
             f"the suite on disk is not the one {loaded.display} pins",

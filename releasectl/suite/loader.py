@@ -151,11 +151,11 @@ def load_suite(path: Path) -> Suite:
             continue
         vspecs = tuple(VerifierSpec(inst, v.verifier, v.kind, v.settings) for inst, v in sl.verifiers.items())
         count = 0
-        for lineno, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
+        for lineno, text in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+            if not text.strip():
                 continue
             try:
-                case = CaseSpec.model_validate(json.loads(line))
+                case = CaseSpec.model_validate(json.loads(text))
             except (ValueError, ValidationError) as e:
                 msg = e.errors(include_url=False)[0]["msg"] if isinstance(e, ValidationError) else str(e)
                 problems.append(Problem(f"invalid case: {msg}", file=case_display, line=lineno))

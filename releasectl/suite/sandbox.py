@@ -14,6 +14,7 @@ Layers, outermost first:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -137,10 +138,8 @@ def _remove_cgroup(path: Path) -> None:
         except OSError:
             pids = []
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         try:
             path.rmdir()
             return
@@ -204,10 +203,8 @@ def run_sandboxed(
             out, err = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             timed_out = True
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             out, err = proc.communicate()
         stdout = out.decode("utf-8", "replace")[-4000:]
         stderr = err.decode("utf-8", "replace")[-4000:]

@@ -80,7 +80,7 @@ def load_base(model_path: Path, digest: str, dtype: str, device: str) -> _Loaded
     tokenizer.padding_side = "left"  # decoder-only batching: pad on the left so outputs line up
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]
     model.eval()
     _CACHE[key] = _Loaded(model, tokenizer)
     return _CACHE[key]
@@ -161,7 +161,7 @@ class HfEngine:
         for extra_name, extra_path in adapters[1:]:
             peft_model.load_adapter(str(extra_path), adapter_name=extra_name)
         if len(adapters) > 1:
-            peft_model.base_model.set_adapter([n for n, _ in adapters])
+            peft_model.base_model.set_adapter([n for n, _ in adapters])  # type: ignore[operator]
         peft_model.eval()
         self.model = peft_model
         try:
@@ -206,7 +206,7 @@ class HfEngine:
             kwargs["tokenizer"] = self.tokenizer
         torch.manual_seed(batch_seed)  # sampling depends only on the pinned seed and the batch
         with torch.inference_mode():
-            out = self.model.generate(**enc, **kwargs)
+            out = self.model.generate(**enc, **kwargs)  # type: ignore[operator]
         width = enc["input_ids"].shape[1]
         results = []
         eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}

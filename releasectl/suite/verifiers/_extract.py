@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from typing import Any
@@ -41,10 +42,8 @@ def json_candidates(output: str, *, fenced: bool) -> list[Any]:
     """JSON values found in `output`: the whole output, then (optionally) fenced ```json blocks."""
     found = []
     text = output.strip()
-    try:
+    with contextlib.suppress(ValueError):
         found.append(json.loads(text))
-    except ValueError:
-        pass
     if fenced:
         for lang, body in FENCE.findall(output):
             if lang.lower() in ("json", ""):
