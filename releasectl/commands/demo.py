@@ -70,11 +70,11 @@ def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report
         (f"validate {baseline} and {candidate}", ["validate", base_manifest, cand_manifest]),
         (
             f"replay {baseline} (production)",
-            ["replay", base_manifest, "--limit", str(limit), "--out", str(base_run), "--resume"],
+            ["replay", base_manifest, "--limit", str(limit), "--out", str(base_run)],
         ),
         (
             f"replay {candidate} (candidate)",
-            ["replay", cand_manifest, "--limit", str(limit), "--out", str(cand_run), "--resume"],
+            ["replay", cand_manifest, "--limit", str(limit), "--out", str(cand_run)],
         ),
         (
             f"gate {candidate} against {baseline}",
@@ -113,7 +113,8 @@ def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report
             {
                 "candidate": candidate,
                 "baseline": baseline,
-                "verdict": verdict,
+                "verdict": verdict.get("verdict"),
+                "verdict_reason": verdict.get("reason"),
                 "report": str(report_path),
                 "gate": str(gate_json),
                 "steps": timings,
