@@ -18,7 +18,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "vllm", "dvc", "scipy", "sklearn", "pandas", "transformers", "huggingface_hub", "numpy", "peft")
+HEAVY = (
+    "torch",
+    "vllm",
+    "dvc",
+    "scipy",
+    "sklearn",
+    "pandas",
+    "transformers",
+    "huggingface_hub",
+    "numpy",
+    "peft",
+)
 AUDIT = (
     "import sys, runpy, json\n"
     "sys.argv = ['releasectl', 'validate', 'releases/v1.3.yaml', '--format', 'json']\n"
@@ -42,7 +53,9 @@ def main() -> None:
     base = [timed([sys.executable, "-c", "pass"]) for _ in range(args.runs)]
     runs = [timed(validate) for _ in range(args.runs)]
     b, v = statistics.median(base), statistics.median(runs)
-    proc = subprocess.run([sys.executable, "-c", AUDIT], cwd=ROOT, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", AUDIT], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     heavy = json.loads(proc.stderr.strip().splitlines()[-1])
     print(f"python -c pass        median {b * 1000:7.1f} ms  (n={args.runs})")
     print(f"releasectl validate   median {v * 1000:7.1f} ms  (n={args.runs})")

@@ -27,7 +27,9 @@ from releasectl.gate.stats import mcnemar_exact  # noqa: E402
 ALPHA = 0.05
 
 
-def simulate(rng: np.random.Generator, releases: int, n: int, p_base: float, lift: float, rho: float) -> tuple[float, float]:
+def simulate(
+    rng: np.random.Generator, releases: int, n: int, p_base: float, lift: float, rho: float
+) -> tuple[float, float]:
     """(paired promote rate, unpaired promote rate)."""
     from scipy.stats import norm
 
@@ -39,7 +41,7 @@ def simulate(rng: np.random.Generator, releases: int, n: int, p_base: float, lif
         base = u < p_base
         cand = u2 < p_base + lift
         b, c = int(np.sum(base & ~cand)), int(np.sum(~base & cand))
-        delta = (cand.mean() - base.mean())
+        delta = cand.mean() - base.mean()
         if delta > 0 and mcnemar_exact(b, c) < ALPHA:
             paired += 1
         p1, p2 = cand.mean(), base.mean()
@@ -55,7 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--releases", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--rho", type=float, default=0.7, help="share of cases whose difficulty is shared by both runs")
+    parser.add_argument(
+        "--rho", type=float, default=0.7, help="share of cases whose difficulty is shared by both runs"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     print(f"{args.releases} simulated releases per row; division_hard baseline 0.41 (seed); rho {args.rho}")

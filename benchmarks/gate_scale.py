@@ -36,7 +36,10 @@ def write_run(path: Path, release: str, n: int, slices: int, p: float, rng: np.r
                         "case_id": f"c{i:07d}",
                         "slice": f"slice_{i % slices:02d}",
                         "passed": ok and bool(fmt_ok[i]),
-                        "verifiers": {"correct": {"passed": ok, "kind": "correctness", "detail": ""}, "tag": {"passed": bool(fmt_ok[i]), "kind": "format", "detail": ""}},
+                        "verifiers": {
+                            "correct": {"passed": ok, "kind": "correctness", "detail": ""},
+                            "tag": {"passed": bool(fmt_ok[i]), "kind": "format", "detail": ""},
+                        },
                         "output": "",
                         "prompt_tokens": 40,
                         "completion_tokens": 60,
@@ -46,7 +49,18 @@ def write_run(path: Path, release: str, n: int, slices: int, p: float, rng: np.r
                 )
                 + b"\n"
             )
-    run = {"release": release, "manifest_digest": "sha256:" + "0" * 64, "suite_digest": "s.dir", "engine": {"name": "hf", "version": "x"}, "device": "cpu", "cases": n, "generation_seconds": n * 60 / 3000, "gpus": 1, "gpu_hourly_usd": 2.0, "output_digest": "x"}
+    run = {
+        "release": release,
+        "manifest_digest": "sha256:" + "0" * 64,
+        "suite_digest": "s.dir",
+        "engine": {"name": "hf", "version": "x"},
+        "device": "cpu",
+        "cases": n,
+        "generation_seconds": n * 60 / 3000,
+        "gpus": 1,
+        "gpu_hourly_usd": 2.0,
+        "output_digest": "x",
+    }
     (path / "run.json").write_text(json.dumps(run))
 
 
@@ -65,20 +79,44 @@ def main() -> None:
         rules.write_text(
             "aggregate.success@1.lower_ci >= 0.8\n"
             f"no_regressions_on: [{', '.join(repr(f'slice_{i:02d}') for i in range(args.slices))}]\n"
-            + "".join(f"delta.success@1(slice_{i:02d}).p_value < 0.05\nformat_pass_rate(slice_{i:02d}).lower_ci >= 0.95\n" for i in range(args.slices))
+            + "".join(
+                f"delta.success@1(slice_{i:02d}).p_value < 0.05\nformat_pass_rate(slice_{i:02d}).lower_ci >= 0.95\n"
+                for i in range(args.slices)
+            )
             + "latency_p95_ms.point <= 1200\ncost_per_1k_tokens_usd.point <= 0.02\n"
         )
         print(f"wrote 2 × {args.cases:,} cases in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "releasectl", "gate", "--run", str(work / "cand"), "--baseline-run", str(work / "base"), "--rules", str(rules), "--out", str(work / "gate.json"), "--format", "json"],
+            [
+                sys.executable,
+                "-m",
+                "releasectl",
+                "gate",
+                "--run",
+                str(work / "cand"),
+                "--baseline-run",
+                str(work / "base"),
+                "--rules",
+                str(rules),
+                "--out",
+                str(work / "gate.json"),
+                "--format",
+                "json",
+            ],
             capture_output=True,
             check=False,
         )
         wall = time.perf_counter() - t0
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        verdict = json.loads((work / "gate.json").read_text())["verdict"] if (work / "gate.json").exists() else f"error: {proc.stderr[-300:]!r}"
-        print(f"releasectl gate over {args.cases:,} cases × 2 runs, {args.slices} slices, {2 * args.slices + 3} rules")
+        verdict = (
+            json.loads((work / "gate.json").read_text())["verdict"]
+            if (work / "gate.json").exists()
+            else f"error: {proc.stderr[-300:]!r}"
+        )
+        print(
+            f"releasectl gate over {args.cases:,} cases × 2 runs, {args.slices} slices, {2 * args.slices + 3} rules"
+        )
         print(f"wall time  {wall:6.2f} s   (target < 5 s)")
         print(f"peak RSS   {peak_mib:6.0f} MiB (target < 1024 MiB)")
         print(f"verdict    {verdict}")

@@ -26,7 +26,15 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
     from releasectl.manifest.loader import load_manifest
-    from releasectl.replay.runner import _check_pins, make_engine, plan_batches, render_prompt, run_replay, select_cases
+    from releasectl.replay.runner import (
+        _check_pins,
+        load_template,
+        make_engine,
+        plan_batches,
+        render_prompt,
+        run_replay,
+        select_cases,
+    )
 
     work = Path(tempfile.mkdtemp())
     try:
@@ -39,7 +47,7 @@ def main() -> None:
         engine = make_engine(loaded, "hf", model_path, digest, None)
         cases = select_cases(suite, args.limit)
         batches = plan_batches(cases, loaded.manifest.runtime.batch_size)
-        template = loaded.resolve(loaded.manifest.input.template.path or "")
+        template = load_template(loaded.resolve(loaded.manifest.input.template.path or ""))
         prompts = [[render_prompt(template, dict(c.input)) for c in b] for b in batches]
         engine.generate(prompts[0][:1], loaded.manifest.sampling, batch_seed=0)  # warm-up
 

@@ -39,24 +39,6 @@ class State:
         return self.events[-1]["revision"] if self.events else 0
 
 
-def repo_root() -> Path:
-    """The releases repository here: $RELEASECTL_ROOT, else the nearest folder up from the working
-    directory that has `releases/`. Light on purpose (no pydantic): it is on the rollback path."""
-    env = os.environ.get("RELEASECTL_ROOT")
-    cwd = Path.cwd().resolve()
-    found = (
-        Path(env).resolve()
-        if env
-        else next((d for d in (cwd, *cwd.parents) if (d / "releases").is_dir()), None)
-    )
-    if found is None or not (found / "releases").is_dir():
-        raise BadInput(
-            f"no releases/ folder in {found or cwd} or above",
-            hint="run this inside a releases repository (the folder holding releases/), or set RELEASECTL_ROOT",
-        )
-    return found
-
-
 def check_channel(channel: str) -> None:
     if channel not in CHANNELS:
         import difflib

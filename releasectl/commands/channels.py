@@ -13,7 +13,7 @@ from releasectl.errors import ExitCode
 
 
 def _root() -> Path:
-    from releasectl.channels.state import repo_root
+    from releasectl.repo import repo_root
 
     return repo_root()
 

@@ -56,9 +56,9 @@ def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report
     Exit 0 when every step ran, whatever the verdict; 2 or 3 when a step could not run.
     """
     from releasectl.cli import main as run_command
-    from releasectl.manifest.loader import find_root
+    from releasectl.repo import repo_root
 
-    root = find_root(Path.cwd() / "releases" / "_")
+    root = repo_root()
     if baseline is None:
         baseline = _production_release(root)
     cand_manifest = f"releases/{candidate}.yaml"

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 
 def _root() -> Path:
-    from releasectl.manifest.loader import find_root
+    from releasectl.repo import repo_root
 
-    return find_root(Path.cwd() / "releases" / "_")
+    return repo_root()
 
 
 def _load_release(ref: str) -> LoadedManifest:

@@ -42,15 +42,8 @@ def _run_facts(run: dict[str, Any], path: Path) -> dict[str, Any]:
 def pins(loaded: LoadedManifest) -> list[dict[str, Any]]:
     out = []
     for field_name, art in iter_artifacts(loaded.manifest):
-        ref = art.uri or art.path
-        digest = f"{'@' + art.revision if art.revision else ''}" or ""
-        if art.sha256:
-            digest = "sha256:" + art.sha256
-        elif art.md5:
-            digest = "md5:" + art.md5
-        elif art.revision:
-            digest = art.revision
-        out.append({"field": field_name, "ref": ref, "digest": digest})
+        digest = f"sha256:{art.sha256}" if art.sha256 else f"md5:{art.md5}" if art.md5 else art.revision or ""
+        out.append({"field": field_name, "ref": art.uri or art.path, "digest": digest})
     out.append(
         {
             "field": "code.repo_sha",

@@ -108,18 +108,34 @@ def read_results(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
-def render_prompt(template_path: Path, case_input: dict[str, Any]) -> list[dict[str, str]]:
-    """Render the pinned Jinja2 template for a case: the body is the user message, and a
-    top-level `{% set system %}…{% endset %}` (if any) becomes the system prompt."""
+@dataclass(frozen=True)
+class PromptTemplate:
+    path: Path
+    compiled: Any
+
+
+def load_template(template_path: Path) -> PromptTemplate:
+    """Compile the pinned Jinja2 prompt template once, in a sandbox with strict undefined."""
     from jinja2 import StrictUndefined, TemplateError
     from jinja2.sandbox import SandboxedEnvironment
 
     env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
     try:
         template = env.from_string(template_path.read_text(encoding="utf-8"))
-        module = template.make_module(dict(case_input))
     except TemplateError as e:
         raise BadInput(f"{template_path}: template error: {e}") from None
+    return PromptTemplate(template_path, template)
+
+
+def render_prompt(template: PromptTemplate, case_input: dict[str, Any]) -> list[dict[str, str]]:
+    """Render a case through the compiled template: the body is the user message, and a
+    top-level `{% set system %}…{% endset %}` (if any) becomes the system prompt."""
+    from jinja2 import TemplateError
+
+    try:
+        module = template.compiled.make_module(dict(case_input))
+    except TemplateError as e:
+        raise BadInput(f"{template.path}: template error: {e}") from None
     messages = []
     system = getattr(module, "system", None)
     if system is not None and str(system).strip():
@@ -277,7 +293,7 @@ def run_replay(
     if on_progress:
         on_progress(completed, total)
     adapters = _adapters(loaded) if engine_name == "hf" else []
-    template = loaded.resolve(m.input.template.path or "")
+    template = load_template(loaded.resolve(m.input.template.path or ""))
     context = eng.adapters(adapters) if engine_name == "hf" else _null()
     with context, results_path.open("a", encoding="utf-8") as sink:
         for batch in batches:
@@ -323,7 +339,9 @@ def run_replay(
             sink.write("".join(line + "\n" for line in lines))
             sink.flush()
             os.fsync(sink.fileno())
-            _save_seconds(out_dir, gen_seconds)
+            atomic_write_text(
+                out_dir / STATE, json.dumps({**state, "generation_seconds": round(gen_seconds, 3)}, indent=2)
+            )
             completed += len(lines)
             if on_progress:
                 on_progress(completed, total)
@@ -375,13 +393,6 @@ def previous_seconds(out_dir: Path) -> float:
         return float(json.loads((out_dir / STATE).read_text()).get("generation_seconds", 0.0))
     except (OSError, ValueError):
         return 0.0
-
-
-def _save_seconds(out_dir: Path, seconds: float) -> None:
-    path = out_dir / STATE
-    state = json.loads(path.read_text(encoding="utf-8"))
-    state_no_time = {k: v for k, v in state.items() if k != "generation_seconds"}
-    atomic_write_text(path, json.dumps({**state_no_time, "generation_seconds": round(seconds, 3)}, indent=2))
 
 
 def slice_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
