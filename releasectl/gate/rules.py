@@ -153,10 +153,15 @@ class RuleOutcome:
 
 @lru_cache(maxsize=1)
 def _parser() -> Any:
+    import logging
+
     from lark import Lark
+    from lark import logger as lark_logger
 
     grammar = (Path(__file__).with_name("rules.lark")).read_text(encoding="utf-8")
-    # cache=True keeps the built LALR tables in the temp dir: ~100 ms saved on every validate.
+    # cache=True keeps the built LALR tables in the temp dir: ~100 ms saved on every validate. A
+    # cache torn by a concurrent writer is rebuilt by lark; silence its log so no traceback shows.
+    lark_logger.setLevel(logging.CRITICAL)
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False, cache=True)
 
 
