@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from releasectl.checklist.capacity import cost, cost_per_1k_tokens, gpus_for_concurrency, gpus_for_throughput, kv_cache_gb, plan, weights_gb
+from releasectl.checklist.capacity import (
+    cost,
+    cost_per_1k_tokens,
+    gpus_for_concurrency,
+    gpus_for_throughput,
+    kv_cache_gb,
+    plan,
+    weights_gb,
+)
 from releasectl.manifest.models import Infrastructure
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import git
+
 from releasectl.manifest.digests import dvc_md5
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from manifest_factory import BASE, SHA40, line_of, write_manifest
+
 from releasectl.errors import BadInput
 from releasectl.manifest.loader import load_manifest, manifest_digest
 

@@ -28,8 +28,9 @@ pytestmark = pytest.mark.model
 @pytest.fixture(scope="module")
 def quick_repo(tmp_path_factory):
     """The example repo with v1.3 made quick: 16 new tokens, batches of 2."""
-    from conftest import REPO_ROOT, RELEASES_REPO_PARTS
     import shutil
+
+    from conftest import RELEASES_REPO_PARTS, REPO_ROOT
 
     dest = tmp_path_factory.mktemp("quick") / "repo"
     dest.mkdir()

@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
 from manifest_factory import BASE, SHA40, write_manifest
+
 from releasectl.errors import BadInput
 from releasectl.manifest.loader import load_manifest
 from releasectl.replay.engines import vllm as v
@@ -90,7 +89,6 @@ def test_determinism_env_is_set_before_vllm_is_imported():
 def _has_vllm_and_cuda() -> bool:
     try:
         import torch
-
         import vllm  # noqa: F401
     except ImportError:
         return False

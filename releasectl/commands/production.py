@@ -57,7 +57,7 @@ def _panels(result: dict[str, Any]) -> None:
     out = console()
     span = f" over {result['span_hours']:.1f} h" if result.get("span_hours") else ""
     out.print(
-        f"[bold]{result['requests']:,}[/] requests{span} from {result['logs']} · release {result['release'] or '–'} ({result['release_source']}) · latency {result['latency_estimate']}"
+        f"[bold]{result['requests']:,}[/] requests{span} from {result['logs']} · release {result['release'] or '–'} ({result['release_source']}) · latency {result['latency_estimate']} · read by {result['reader']['engine']}"
     )
     out.print(Columns(panels))
     mal = result["malformed"]

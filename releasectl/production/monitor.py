@@ -110,6 +110,7 @@ def run_monitor(
         "latency_estimate": "exact"
         if current.latency.exact
         else f"log-bucket sketch, relative error <= {current.latency.alpha:.0%}",
+        "reader": {"engine": current.reader, "note": current.reader_note},
         "metrics": metrics_table(obs, cost_source(current, basis)),
         "errors_by_kind": dict(current.error_kinds.most_common()),
         "alerts": alerts,

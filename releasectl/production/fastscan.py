@@ -1,0 +1,435 @@
+"""DuckDB path for `scan` on large plain logs: the same `LogStats`, aggregated in one SQL pass.
+
+The Python path (`stats.read_batches` + `LogStats.add_batch`) is the definition; this path must
+agree with it record for record. DuckDB's JSON reader is more lenient than orjson (it accepts
+NaN/Infinity in any case, trailing commas, numbers beyond the double range and nesting deeper
+than 1,024), so every line that could be read differently is set aside as a *candidate*:
+
+- lines that are not valid JSON to DuckDB, or do not start with `{`;
+- lines with a bare nan/inf literal or a trailing comma (regex, false positives are harmless);
+- lines with more than 1,024 brackets;
+- records whose checked fields have an unexpected JSON type or a non-finite number, whose
+  `error` or `topic` is not a string, whose timestamp is not strict ISO 8601, or whose JSON
+  output has any of the lenient constructs above.
+
+Candidates are found again in the file by content and run through the Python path, which names
+each malformed line with its number; their good records are merged in. The whole file goes to
+the Python path when DuckDB cannot read it (invalid UTF-8, lines over 2 MB), when it holds a
+carriage return that is not part of CRLF, a unit separator or a NUL (DuckDB would split or cut
+such lines), or when there are more than `CANDIDATE_CAP` candidates.
+
+Two known, documented differences remain, both in fields monitor does not read or in JSON no
+serializer writes: a number beyond ±1.8e308 in an unread field (orjson rejects the line, DuckDB
+reads it), and a duplicated key among the read fields (DuckDB takes the first value, orjson the
+last). Above `stats.MAX_TOPICS` distinct topics this path keeps the most frequent ones; the
+streaming path keeps the first seen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from array import array
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from releasectl.production.logs import BOOL_FIELDS, NUMERIC_FIELDS, _problem
+from releasectl.production.sketch import QuantileSketch
+from releasectl.production.stats import (
+    COUNT_FIELDS,
+    MAX_TOPICS,
+    PROXY_FIELDS,
+    SAMPLE_SIZE,
+    SUM_FIELDS,
+    LogStats,
+    Window,
+)
+
+CANDIDATE_CAP = 20_000  # candidate lines re-read in Python; more than this and the Python path reads it all
+MEMORY_LIMIT = "400MB"
+
+STRING_FIELDS = ("error", "expected_format", "output", "topic", "timestamp", "prompt")
+FIELDS = NUMERIC_FIELDS + BOOL_FIELDS + STRING_FIELDS
+NO_ERROR_STRINGS = ("", "none", "None", "null")  # the string members of stats.NO_ERROR
+# Timestamps DuckDB and datetime.fromisoformat read the same way; other strings are candidates.
+TS_RE = r"\d{4}-\d{2}-\d{2}[T ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?"
+_SPECIAL = r"[+-]?([nN][aA][nN]|[iI][nN][fF])"
+# One regex per leading byte, so RE2 can jump between occurrences of that byte.
+LENIENT = (rf":[ \t]*{_SPECIAL}", rf",[ \t]*({_SPECIAL}|[}}\]])", rf"\[[ \t]*{_SPECIAL}")
+NUMBER_RE = r"[0-9][eE][+-]?[0-9]{3}|[0-9]{20}"  # may overflow a double (checked on JSON outputs only)
+
+
+def _sql(window_seconds: float, log_gamma: float) -> str:
+    """One statement: the candidate/typed CTE, then candidates, per-window sums and totals."""
+    col = {name: i + 1 for i, name in enumerate(FIELDS)}
+    paths = "[" + ", ".join(f"'$.{name}'" for name in FIELDS) + "]"
+
+    def v(name: str) -> str:
+        return f"v[{col[name]}]"
+
+    def lead(name: str) -> str:
+        return f"left({v(name)}, 1)"
+
+    # json_extract returns each value's JSON text, so its first character gives the type
+    # without another parse: '"' string, t/f boolean, n null, { [ containers, else a number.
+    def string(name: str) -> str:
+        # Unescape only when there is an escape; most log strings have none.
+        return (
+            f"CASE WHEN {lead(name)} = '\"' THEN "
+            f"CASE WHEN contains({v(name)}, '\\') THEN {v(name)}->>'$' ELSE {v(name)}[2:-2] END END"
+        )
+
+    # A number field casts to a finite double, or is null or absent (a quoted "5", true or
+    # 1e400 do not).
+    checks = [f"coalesce(isfinite({n}), {v(n)} IS NULL OR {v(n)} = 'null')" for n in NUMERIC_FIELDS]
+    checks += [
+        f"({v(n)} IS NULL OR {v(n)} = 'true' OR {v(n)} = 'false' OR {v(n)} = 'null')" for n in BOOL_FIELDS
+    ]
+    checks += [
+        f"({v('error')} IS NULL OR {v('error')} = 'null' OR {v('error')} = 'false' OR {lead('error')} = '\"')",
+        f"({v('topic')} IS NULL OR {v('topic')} = 'null' OR {lead('topic')} = '\"')",
+    ]
+    lenient = " OR ".join(f"regexp_matches(l, '{pattern}')" for pattern in LENIENT)
+
+    def deep(text: str) -> str:  # more than 1,024 brackets: orjson's depth limit may apply
+        return (
+            f"CASE WHEN length({text}) > 1024 THEN "
+            f"length({text}) - length(replace(replace({text}, '[', ''), '{{', '')) > 1024 ELSE false END"
+        )
+
+    out_lenient = " OR ".join(
+        [f"regexp_matches(out, '{p}')" for p in (*LENIENT, NUMBER_RE, rf"^\s*{_SPECIAL}")] + [deep("out")]
+    )
+    numbers = ", ".join(f"TRY_CAST({v(n)} AS DOUBLE) AS {n}" for n in NUMERIC_FIELDS)
+    # The window of a timestamp that matches TS_RE. DuckDB's TIMESTAMPTZ needs the ICU extension,
+    # so the offset is applied by hand; an impossible date (Feb 30) casts to NULL, as
+    # fromisoformat refuses it. Fractions of a second only matter for windows that have them.
+    fraction = (
+        "+ coalesce(TRY_CAST(nullif(regexp_extract(ts, '\\.[0-9]+'), '') AS DOUBLE), 0)"
+        if not float(window_seconds).is_integer()
+        else ""
+    )
+    epoch = f"""(epoch(try_cast(replace(left(ts, 19), 'T', ' ') AS TIMESTAMP)) {fraction}
+        - CASE WHEN substr(ts, -6, 1) IN ('+', '-') AND substr(ts, -3, 1) = ':'
+            THEN (CASE WHEN substr(ts, -6, 1) = '-' THEN -1 ELSE 1 END)
+                 * (substr(ts, -5, 2)::INTEGER * 3600 + substr(ts, -2, 2)::INTEGER * 60)
+            ELSE 0 END)"""
+    cte = f"""
+WITH src AS (
+  SELECT l, x, hash(l) AS h, TRY(json_extract(l, {paths}))::VARCHAR[] AS v
+  FROM read_csv($path, columns = {{'l': 'VARCHAR', 'x': 'VARCHAR'}}, header = false, delim = chr(31),
+                quote = '', escape = '', auto_detect = false, new_line = '\\n', strict_mode = false,
+                null_padding = true)
+  WHERE l IS NOT NULL OR x IS NOT NULL
+), num AS (
+  SELECT *, {numbers} FROM src
+), typed AS (
+  SELECT l, h, v, {", ".join(NUMERIC_FIELDS)},
+    x IS NOT NULL OR v IS NULL OR NOT starts_with(l, '{{') OR {lenient} OR {deep("l")}
+      OR NOT ({" AND ".join(checks)}) AS pre_odd,
+    {v("timeout")} = 'true' AS timeout_true,
+    {v("abandoned")} = 'true' AS abandoned,
+    {v("safety_incident")} = 'true' AS safety_incident,
+    {string("error")} AS err,
+    {string("expected_format")} = 'json' AS want_json,
+    {string("topic")} AS topic,
+    {string("timestamp")} AS ts,
+    coalesce({string("prompt")}, '') AS prompt
+  FROM num
+), rec AS (
+  SELECT *,
+    -- Python: error in (None, '', 'none', 'None', 'null', False); a timeout is also an error.
+    (err IS NULL OR {" OR ".join(f"err = '{e}'" for e in NO_ERROR_STRINGS)}) AS no_error,
+    coalesce(timeout_true, false) OR coalesce(err = 'timeout', false) AS timed_out
+  FROM typed
+), wanted AS (
+  SELECT *,
+    want_json AND no_error AS json_expected,
+    CASE WHEN want_json AND no_error THEN {lead("output")} END AS out_lead,
+    CASE WHEN want_json AND no_error THEN {string("output")} END AS out
+  FROM rec
+), checked AS (
+  SELECT *,
+    pre_odd
+      OR (ts IS NOT NULL AND NOT regexp_full_match(ts, '{TS_RE}'))
+      OR (json_expected AND out_lead IS NOT NULL AND out_lead <> '"')
+      OR (json_expected AND out IS NOT NULL AND ({out_lenient})) AS odd
+  FROM wanted
+), windowed AS (
+  SELECT *, CASE WHEN NOT odd THEN floor({epoch} / {window_seconds})::BIGINT END AS win
+  FROM checked
+)"""
+    # One pass. The main GROUP BY has a group per (odd, window): Python adds the groups up, and
+    # the odd group carries the candidate lines. The histograms are their own GROUP BYs in one
+    # UNION over the materialized CTE, so DuckDB streams each chunk to every branch once
+    # (histogram() in the main GROUP BY would re-read the input per column). `$sample_below`
+    # keeps the rows whose hash is under a threshold, about twice the sample; `$keep_latencies`
+    # keeps every latency, for exact percentiles. (A top-N by hash in the query costs a second
+    # per million rows here; the caller sets both from an estimate and, rarely, asks again.)
+    aggregates = [
+        ("requests", "count(*)"),
+        ("odd_lines", f"min_by(l, h, {CANDIDATE_CAP + 1}) FILTER (odd)"),
+        ("lat_n", "count(response_time_ms)"),
+        ("lat_sum", "sum(response_time_ms)"),
+        ("lat_min", "min(response_time_ms)"),
+        ("lat_max", "max(response_time_ms)"),
+        ("lat_zeros", "count(*) FILTER (response_time_ms <= 0)"),
+        (
+            "lat_buckets",
+            f"histogram(CASE WHEN response_time_ms > 0 THEN ceil(ln(response_time_ms) / {log_gamma})::BIGINT END)",
+        ),
+        ("tokens_generated", "sum(coalesce(tokens_generated, 0))"),
+        ("prompt_tokens", "sum(coalesce(prompt_tokens, 0))"),
+        ("errors", "count(*) FILTER (kind IS NOT NULL)"),
+        ("error_kinds", "histogram(kind)"),
+        ("timeouts", "count(*) FILTER (timed_out)"),
+        ("expected_json", "count(*) FILTER (json_expected)"),
+        ("malformed_json", "count(*) FILTER (json_expected AND (out IS NULL OR NOT json_valid(out)))"),
+        ("satisfaction_sum", "sum(user_satisfaction)"),
+        ("satisfaction_n", "count(user_satisfaction)"),
+        *((f"{p}_{k}", f"{fn}({p})") for p in PROXY_FIELDS for k, fn in (("sum", "sum"), ("n", "count"))),
+        ("abandoned", "count(*) FILTER (abandoned)"),
+        ("safety_incidents", "count(*) FILTER (safety_incident)"),
+        ("cost_sum", "sum(cost_usd)"),
+        ("cost_n", "count(cost_usd)"),
+        ("topics", "histogram(topic)"),
+        ("first_ts", "min(ts)"),
+        ("last_ts", "max(ts)"),
+        ("lat_values", "list(response_time_ms) FILTER ($keep_latencies AND response_time_ms IS NOT NULL)"),
+        (
+            "sample",
+            "list({'h': h, 'tokens': coalesce(tokens_generated, 0), 'prompt': prompt, 'latency': response_time_ms})"
+            " FILTER (h <= $sample_below)",
+        ),
+    ]
+    columns = ",\n  ".join(
+        f"{expr} AS {alias}" for alias, expr in aggregates if not expr.startswith("histogram")
+    )
+    counted = [
+        (alias, expr[len("histogram(") : -1]) for alias, expr in aggregates if expr.startswith("histogram")
+    ]
+    branches = "".join(
+        f"\nUNION ALL BY NAME\nSELECT odd, '{alias}' AS counted, {expr} AS counted_key, count(*) AS requests"
+        f" FROM rows WHERE NOT odd AND {expr} IS NOT NULL GROUP BY ALL"
+        for alias, expr in counted
+    )
+    select = f""", rows AS MATERIALIZED (
+  SELECT *, CASE WHEN timed_out OR NOT no_error THEN CASE WHEN no_error THEN 'timeout' ELSE err END END AS kind
+  FROM windowed
+)
+SELECT odd, win, NULL AS counted,
+  {columns}
+FROM rows
+GROUP BY odd, win{branches}
+"""
+    return cte + select
+
+
+def _byte_check(path: Path) -> str | None:
+    """Why DuckDB's line splitting could differ from ours (None when it cannot): a carriage
+    return outside CRLF, a unit separator (our CSV delimiter) or a NUL."""
+    previous_cr = False
+    with path.open("rb") as f:
+        while chunk := f.read(16 << 20):
+            if b"\x1f" in chunk:
+                return "the log contains a unit separator (0x1F)"
+            if b"\x00" in chunk:
+                return "the log contains a NUL byte"
+            if previous_cr and not chunk.startswith(b"\n"):
+                return "the log contains a carriage return outside CRLF"
+            crs = chunk.count(b"\r")
+            if crs:
+                paired = chunk.count(b"\r\n") + (1 if chunk.endswith(b"\r") else 0)
+                if crs != paired:
+                    return "the log contains a carriage return outside CRLF"
+            previous_cr = chunk.endswith(b"\r")
+    return None
+
+
+def _sketch(
+    groups: list[dict[str, Any]], buckets: Counter[int], values: list[float], log_gamma: float
+) -> QuantileSketch:
+    """The latency sketch: exact values when there are few enough, else the log buckets."""
+    sketch = QuantileSketch()
+    sketch._log_gamma = log_gamma
+    n = sum(int(g["lat_n"]) for g in groups)
+    if not n:
+        return sketch
+    sketch.count, sketch.total = n, float(sum(g["lat_sum"] or 0.0 for g in groups))
+    sketch.min = min(float(g["lat_min"]) for g in groups if g["lat_n"])
+    sketch.max = max(float(g["lat_max"]) for g in groups if g["lat_n"])
+    if n <= sketch.exact_limit:  # then `values` holds every latency
+        sketch._values = array("d", values)
+        return sketch
+    sketch._values = None
+    sketch._zeros = sum(int(g["lat_zeros"]) for g in groups)
+    sketch._buckets = {int(k): int(c) for k, c in buckets.items()}
+    return sketch
+
+
+def _topics(hist: dict[str, int] | None) -> Counter[str]:
+    counts = Counter(hist or {})
+    if len(counts) <= MAX_TOPICS:
+        return counts
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = Counter(dict(ranked[: MAX_TOPICS - 1]))
+    kept["(other)"] += sum(c for _, c in ranked[MAX_TOPICS - 1 :])
+    return kept
+
+
+def _number(x: Any) -> int | float:
+    """DuckDB sums are doubles; keep integral totals as ints, as the Python path does."""
+    if x is None:
+        return 0
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def _candidates(path: Path, lines: list[str], window: timedelta) -> LogStats | None:
+    """Re-read the candidate lines through the Python path, with their line numbers; None when
+    they cannot all be found again (the caller then reads the whole file in Python)."""
+    wanted = Counter(line.encode() for line in lines)
+    left = sum(wanted.values())
+    part = LogStats(str(path), window=window)
+    good: list[dict[str, Any]] = []
+    number = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):  # noqa: B007 - number is read after the loop
+            key = raw[:-1] if raw.endswith(b"\n") else raw
+            if key.endswith(b"\r"):
+                key = key[:-1]
+            if not wanted.get(key):
+                continue
+            wanted[key] -= 1
+            left -= 1
+            if raw.isspace():
+                continue
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                part.malformed.add(number, f"invalid JSON: {str(e).split(':')[0]}")
+                continue
+            reason = _problem(rec)
+            if reason:
+                part.malformed.add(number, reason)
+            else:
+                good.append(rec)
+    if left:
+        return None
+    part.add_batch(good)
+    part.malformed.lines_read = number
+    return part
+
+
+def _estimate_rows(path: Path) -> int:
+    """Lines in `path`, from the mean length of those in its first megabyte."""
+    with path.open("rb") as f:
+        head = f.read(1 << 20)
+    return max(1, path.stat().st_size * max(1, head.count(b"\n")) // max(1, len(head)))
+
+
+def _params(path: Path, rows: int, exact_limit: int) -> dict[str, Any]:
+    """Query parameters for a log of about `rows` records: keep about twice the sample by hash,
+    and every latency when the percentiles can be exact."""
+    return {
+        "path": str(path),
+        "sample_below": min(2**64 - 1, 2**64 * 2 * SAMPLE_SIZE // max(1, rows)),
+        "keep_latencies": rows <= 2 * exact_limit,
+    }
+
+
+def _run(duckdb: Any, sql: str, params: dict[str, Any], threads: int) -> list[dict[str, Any]]:
+    con = duckdb.connect(
+        config={"threads": threads, "memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False}
+    )
+    try:
+        cur = con.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def scan_duckdb(path: Path, window: timedelta, threads: int | None = None) -> tuple[LogStats | None, str]:
+    """`LogStats` of `path` aggregated by DuckDB, or (None, why) when the Python path must read it."""
+    try:
+        import duckdb
+    except ImportError:
+        return None, "DuckDB is not installed"
+    sketch = QuantileSketch()
+    sql = _sql(window.total_seconds(), math.log(sketch.gamma))
+    params = _params(path, _estimate_rows(path), sketch.exact_limit)
+    threads = threads or min(os.cpu_count() or 1, 8)
+    with ThreadPoolExecutor(1) as pool:
+        # DuckDB releases the GIL while it runs, so the byte check overlaps with the query.
+        check = pool.submit(_byte_check, path)
+        try:
+            groups = _run(duckdb, sql, params, threads)
+            n = sum(int(g["requests"]) for g in groups if g["counted"] is None and not g["odd"])
+            kept = sum(len(g["sample"] or []) for g in groups if g["counted"] is None and not g["odd"])
+            if kept < min(n, SAMPLE_SIZE) or (n <= sketch.exact_limit and not params["keep_latencies"]):
+                # The estimate from the first megabyte was far off: read again with the true count.
+                params = _params(path, n, sketch.exact_limit)
+                groups = _run(duckdb, sql, params, threads)
+        except duckdb.Error as e:
+            return None, f"DuckDB could not read it ({str(e).splitlines()[0][:120]})"
+        why = check.result()
+    if why:
+        return None, why
+    counted: dict[str, Counter[Any]] = {}
+    for g in groups:
+        if g["counted"] is not None:
+            counted.setdefault(g["counted"], Counter())[g["counted_key"]] += int(g["requests"])
+    groups = [g for g in groups if g["counted"] is None]
+    odd = [g for g in groups if g["odd"]]
+    n_odd = sum(int(g["requests"]) for g in odd)
+    if n_odd > CANDIDATE_CAP:
+        return None, f"{n_odd:,} lines need the exact reader"
+    groups = [g for g in groups if not g["odd"]]
+
+    def total(name: str) -> Any:
+        return sum(g[name] or 0 for g in groups)
+
+    def counts(name: str) -> Counter[Any]:
+        return counted.get(name, Counter())
+
+    stats = LogStats(str(path), window=window)
+    stats.requests = int(total("requests"))
+    buckets = Counter({int(k): c for k, c in counts("lat_buckets").items()})
+    latencies = [x for g in groups for x in g["lat_values"] or []]
+    stats.latency = _sketch(groups, buckets, latencies, math.log(sketch.gamma))
+    for name in SUM_FIELDS:
+        setattr(stats, name, _number(total(name)))
+    for name in COUNT_FIELDS:
+        setattr(stats, name, int(total(name)))
+    stats.error_kinds = counts("error_kinds")
+    stats.topics = _topics(counts("topics"))
+    stats.first_ts = min((g["first_ts"] for g in groups if g["first_ts"] is not None), default=None)
+    stats.last_ts = max((g["last_ts"] for g in groups if g["last_ts"] is not None), default=None)
+    span = window.total_seconds()
+    for g in sorted((g for g in groups if g["win"] is not None and g["win"] >= 0), key=lambda g: g["win"]):
+        w = Window(int(g["requests"]), _number(g["satisfaction_sum"]), int(g["satisfaction_n"]))
+        for name in PROXY_FIELDS:
+            if g[f"{name}_n"]:
+                w.proxy_sum[name] = float(g[f"{name}_sum"])
+                w.proxy_n[name] = int(g[f"{name}_n"])
+        stats.windows[datetime.fromtimestamp(g["win"] * span, tz=UTC)] = w
+    # The sample: the SAMPLE_SIZE kept rows of smallest hash, so the same on every run.
+    drawn = sorted((s for g in groups for s in g["sample"] or []), key=lambda s: s["h"])[:SAMPLE_SIZE]
+    for s in drawn:
+        stats.sample_lengths.append(_number(s["tokens"]))  # type: ignore[arg-type]
+        stats.sample_prompts.append(s["prompt"])
+        stats.sample_latency.append(float("nan") if s["latency"] is None else s["latency"])
+    if n_odd:
+        part = _candidates(path, [line for g in odd for line in g["odd_lines"] or []], window)
+        if part is None:
+            return None, "candidate lines could not be matched in the file"
+        lines = part.malformed.lines_read
+        part.malformed.lines_read = 0
+        stats.merge(part)
+        stats.malformed.lines_read = lines
+    return stats, "duckdb"
