@@ -308,3 +308,37 @@ def test_bad_rules_file_points_at_line_and_column(cli, tmp_path):
     assert result.code == 2
     assert f"{rules}:3:" in result.stderr
     assert "^" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "found"),
+    [
+        ("{not json", "invalid JSON"),
+        ('{"case_id": "s-3", "slice": "s", "passed": true}', "missing 'verifiers'"),
+        (
+            '{"case_id": "s-3", "slice": "s", "passed": true, "verifiers": {"v": null}}',
+            "verifiers.v: expected an object",
+        ),
+        (
+            '{"case_id": "s-3", "slice": "s", "passed": true, "verifiers": [1]}',
+            "verifiers: expected an object",
+        ),
+        (
+            '{"case_id": "s-3", "slice": "s", "passed": true, "verifiers": {}, "latency_ms": "fast"}',
+            "latency_ms: expected a number",
+        ),
+        ('{"case_id": ["s-3"], "slice": "s", "passed": true, "verifiers": {}}', "case_id: expected a string"),
+        ("[1, 2]", "expected a JSON object, found list"),
+    ],
+)
+def test_a_bad_result_line_is_named_by_file_and_line(cli, tmp_path, bad_line, found):
+    rows = [case_row(f"s-{i}", "s", {"v": (True, "correctness")}) for i in (1, 2)]
+    run = write_run(tmp_path / "c", "v1.3", rows)
+    results = run / "results.jsonl"
+    results.write_text(results.read_text() + bad_line + "\n")
+    rules = tmp_path / "r.rules"
+    rules.write_text("success@1.point >= 0.5\n")
+    result = cli("gate", "--run", str(run), "--rules", str(rules), "--out", str(tmp_path / "g.json"))
+    assert result.code == 2, result.output
+    assert f"{results}:3" in result.stderr and found in result.stderr
+    assert "Traceback" not in result.output

@@ -77,6 +77,29 @@ def load_runs(candidate: Path, baseline: Path | None) -> tuple[RunData, RunData 
         return cand, future.result()
 
 
+def _row_problem(row: Any) -> str | None:
+    """What is wrong with one parsed results.jsonl row, in words (the loader calls this only
+    after a row failed, to say why)."""
+    if not isinstance(row, dict):
+        return f"expected a JSON object, found {type(row).__name__}"
+    for key in ("case_id", "slice", "passed", "verifiers"):
+        if key not in row:
+            return f"missing '{key}'"
+    for key in ("case_id", "slice"):
+        if not isinstance(row[key], str):
+            return f"{key}: expected a string, found {row[key]!r:.40}"
+    if not isinstance(row["verifiers"], dict):
+        return f"verifiers: expected an object, found {row['verifiers']!r:.40}"
+    for name, v in row["verifiers"].items():
+        if not isinstance(v, dict) or "passed" not in v:
+            return f"verifiers.{name}: expected an object with 'passed', found {v!r:.40}"
+    for key in ("latency_ms", "completion_tokens", "prompt_tokens", "steps"):
+        v = row.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            return f"{key}: expected a number, found {v!r:.40}"
+    return None
+
+
 def load_run(path: Path) -> RunData:
     """Read run.json + results.jsonl; BadInput (exit 2) names the file and line of bad content."""
     import orjson
@@ -111,53 +134,67 @@ def load_run(path: Path) -> RunData:
     vp: dict[str, tuple[list[int], list[bool]]] = {}
     failing: list[dict[str, Any]] = []
     failing_total = 0
+    loads, nan = orjson.loads, np.nan
+    add_case, add_slice, add_passed = case_ids.append, slice_idx.append, passed.append
+    add_rule, add_format, add_latency = rule_ok.append, format_ok.append, latency.append
+    add_completion, add_prompt, add_steps = completion.append, prompt.append, steps.append
     with results_file.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
+            if raw.isspace():
                 continue
+            i = len(case_ids)
             try:
-                row = orjson.loads(raw)
+                row = loads(raw)
                 cid = row["case_id"]
                 sl = row["slice"]
                 verifiers = row["verifiers"]
                 ok = bool(row["passed"])
-            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                r_ok = f_ok = True
+                for name, v in verifiers.items():
+                    vpass = v["passed"] is True
+                    slot = vp.get(name)
+                    if slot is None:
+                        slot = vp[name] = ([], [])
+                    slot[0].append(i)
+                    slot[1].append(vpass)
+                    if not vpass:
+                        kind = v.get("kind")
+                        if kind == "rule":
+                            r_ok = False
+                        elif kind == "format":
+                            f_ok = False
+                lat = float(row.get("latency_ms") or 0.0)
+                comp = int(row.get("completion_tokens") or 0)
+                prm = int(row.get("prompt_tokens") or 0)
+                s = row.get("steps")
+                stp = float(s) if s is not None else nan
+                if not isinstance(cid, str) or not isinstance(sl, str):
+                    raise TypeError("case_id and slice must be strings")
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+                if isinstance(e, orjson.JSONDecodeError):
+                    reason = f"invalid JSON: {e}"
+                else:
+                    reason = _row_problem(row) or f"{type(e).__name__}: {e}"
                 raise BadInput(
                     f"{results_file} has an invalid result",
                     [
                         Problem(
-                            f"{type(e).__name__}: {e}",
+                            reason,
                             file=str(results_file),
                             line=lineno,
-                            expected="case_id, slice, passed, verifiers, …",
+                            expected="an object with case_id, slice, passed, verifiers (SPEC §5.1)",
                         )
                     ],
                 ) from None
-            i = len(case_ids)
-            case_ids.append(cid)
-            slice_idx.append(slice_names.setdefault(sl, len(slice_names)))
-            passed.append(ok)
-            r_ok = f_ok = True
-            for name, v in verifiers.items():
-                vpass = v["passed"] is True
-                slot = vp.get(name)
-                if slot is None:
-                    slot = vp[name] = ([], [])
-                slot[0].append(i)
-                slot[1].append(vpass)
-                if not vpass:
-                    kind = v.get("kind")
-                    if kind == "rule":
-                        r_ok = False
-                    elif kind == "format":
-                        f_ok = False
-            rule_ok.append(r_ok)
-            format_ok.append(f_ok)
-            latency.append(float(row.get("latency_ms") or 0.0))
-            completion.append(int(row.get("completion_tokens") or 0))
-            prompt.append(int(row.get("prompt_tokens") or 0))
-            s = row.get("steps")
-            steps.append(float(s) if s is not None else np.nan)
+            add_case(cid)
+            add_slice(slice_names.setdefault(sl, len(slice_names)))
+            add_passed(ok)
+            add_rule(r_ok)
+            add_format(f_ok)
+            add_latency(lat)
+            add_completion(comp)
+            add_prompt(prm)
+            add_steps(stp)
             if not ok:
                 failing_total += 1
                 if len(failing) < MAX_EXAMPLES:
