@@ -100,6 +100,13 @@ def _row_problem(row: Any) -> str | None:
     return None
 
 
+def _refuse_duplicates(results_file: Path, case_ids: list[str]) -> None:
+    if len(set(case_ids)) != len(case_ids):
+        seen: set[str] = set()
+        dupes = [c for c in case_ids if c in seen or seen.add(c)]  # type: ignore[func-returns-value]
+        raise BadInput(f"{results_file} has duplicate case ids: {', '.join(dupes[:5])}")
+
+
 def load_run(path: Path) -> RunData:
     """Read run.json + results.jsonl; BadInput (exit 2) names the file and line of bad content."""
     import orjson
@@ -211,10 +218,7 @@ def load_run(path: Path) -> RunData:
                         }
                     )
     n = len(case_ids)
-    if len(set(case_ids)) != n:
-        seen: set[str] = set()
-        dupes = [c for c in case_ids if c in seen or seen.add(c)]  # type: ignore[func-returns-value]
-        raise BadInput(f"{results_file} has duplicate case ids: {', '.join(dupes[:5])}")
+    _refuse_duplicates(results_file, case_ids)
     verifier_pass = {}
     for name, (idx_list, val_list) in vp.items():
         arr = np.full(n, -1, dtype=np.int8)

@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from releasectl.duckjson import LINES, byte_check, connect, lenient
 from releasectl.production.logs import BOOL_FIELDS, NUMERIC_FIELDS, _problem
 from releasectl.production.sketch import QuantileSketch
 from releasectl.production.stats import (
@@ -51,17 +52,12 @@ from releasectl.production.stats import (
 )
 
 CANDIDATE_CAP = 20_000  # candidate lines re-read in Python; more than this and the Python path reads it all
-MEMORY_LIMIT = "400MB"
 
 STRING_FIELDS = ("error", "expected_format", "output", "topic", "timestamp", "prompt")
 FIELDS = NUMERIC_FIELDS + BOOL_FIELDS + STRING_FIELDS
 NO_ERROR_STRINGS = ("", "none", "None", "null")  # the string members of stats.NO_ERROR
 # Timestamps DuckDB and datetime.fromisoformat read the same way; other strings are candidates.
 TS_RE = r"\d{4}-\d{2}-\d{2}[T ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?"
-_SPECIAL = r"[+-]?([nN][aA][nN]|[iI][nN][fF])"
-# One regex per leading byte, so RE2 can jump between occurrences of that byte.
-LENIENT = (rf":[ \t]*{_SPECIAL}", rf",[ \t]*({_SPECIAL}|[}}\]])", rf"\[[ \t]*{_SPECIAL}")
-NUMBER_RE = r"[0-9][eE][+-]?[0-9]{3}|[0-9]{20}"  # may overflow a double (checked on JSON outputs only)
 
 
 def _sql(window_seconds: float, log_gamma: float) -> str:
@@ -94,17 +90,6 @@ def _sql(window_seconds: float, log_gamma: float) -> str:
         f"({v('error')} IS NULL OR {v('error')} = 'null' OR {v('error')} = 'false' OR {lead('error')} = '\"')",
         f"({v('topic')} IS NULL OR {v('topic')} = 'null' OR {lead('topic')} = '\"')",
     ]
-    lenient = " OR ".join(f"regexp_matches(l, '{pattern}')" for pattern in LENIENT)
-
-    def deep(text: str) -> str:  # more than 1,024 brackets: orjson's depth limit may apply
-        return (
-            f"CASE WHEN length({text}) > 1024 THEN "
-            f"length({text}) - length(replace(replace({text}, '[', ''), '{{', '')) > 1024 ELSE false END"
-        )
-
-    out_lenient = " OR ".join(
-        [f"regexp_matches(out, '{p}')" for p in (*LENIENT, NUMBER_RE, rf"^\s*{_SPECIAL}")] + [deep("out")]
-    )
     numbers = ", ".join(f"TRY_CAST({v(n)} AS DOUBLE) AS {n}" for n in NUMERIC_FIELDS)
     # The window of a timestamp that matches TS_RE. DuckDB's TIMESTAMPTZ needs the ICU extension,
     # so the offset is applied by hand; an impossible date (Feb 30) casts to NULL, as
@@ -122,15 +107,13 @@ def _sql(window_seconds: float, log_gamma: float) -> str:
     cte = f"""
 WITH src AS (
   SELECT l, x, hash(l) AS h, TRY(json_extract(l, {paths}))::VARCHAR[] AS v
-  FROM read_csv($path, columns = {{'l': 'VARCHAR', 'x': 'VARCHAR'}}, header = false, delim = chr(31),
-                quote = '', escape = '', auto_detect = false, new_line = '\\n', strict_mode = false,
-                null_padding = true)
+  FROM {LINES}
   WHERE l IS NOT NULL OR x IS NOT NULL
 ), num AS (
   SELECT *, {numbers} FROM src
 ), typed AS (
   SELECT l, h, v, {", ".join(NUMERIC_FIELDS)},
-    x IS NOT NULL OR v IS NULL OR NOT starts_with(l, '{{') OR {lenient} OR {deep("l")}
+    x IS NOT NULL OR v IS NULL OR NOT starts_with(l, '{{') OR {lenient("l")}
       OR NOT ({" AND ".join(checks)}) AS pre_odd,
     {v("timeout")} = 'true' AS timeout_true,
     {v("abandoned")} = 'true' AS abandoned,
@@ -158,7 +141,7 @@ WITH src AS (
     pre_odd
       OR (ts IS NOT NULL AND NOT regexp_full_match(ts, '{TS_RE}'))
       OR (json_expected AND out_lead IS NOT NULL AND out_lead <> '"')
-      OR (json_expected AND out IS NOT NULL AND ({out_lenient})) AS odd
+      OR (json_expected AND out IS NOT NULL AND {lenient("out", numbers=True, top=True)}) AS odd
   FROM wanted
 ), windowed AS (
   SELECT *, CASE WHEN NOT odd THEN floor({epoch} / {window_seconds})::BIGINT END AS win
@@ -228,27 +211,6 @@ FROM rows
 GROUP BY odd, win{branches}
 """
     return cte + select
-
-
-def _byte_check(path: Path) -> str | None:
-    """Why DuckDB's line splitting could differ from ours (None when it cannot): a carriage
-    return outside CRLF, a unit separator (our CSV delimiter) or a NUL."""
-    previous_cr = False
-    with path.open("rb") as f:
-        while chunk := f.read(16 << 20):
-            if b"\x1f" in chunk:
-                return "the log contains a unit separator (0x1F)"
-            if b"\x00" in chunk:
-                return "the log contains a NUL byte"
-            if previous_cr and not chunk.startswith(b"\n"):
-                return "the log contains a carriage return outside CRLF"
-            crs = chunk.count(b"\r")
-            if crs:
-                paired = chunk.count(b"\r\n") + (1 if chunk.endswith(b"\r") else 0)
-                if crs != paired:
-                    return "the log contains a carriage return outside CRLF"
-            previous_cr = chunk.endswith(b"\r")
-    return None
 
 
 def _sketch(
@@ -343,9 +305,7 @@ def _params(path: Path, rows: int, exact_limit: int) -> dict[str, Any]:
 
 
 def _run(duckdb: Any, sql: str, params: dict[str, Any], threads: int) -> list[dict[str, Any]]:
-    con = duckdb.connect(
-        config={"threads": threads, "memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False}
-    )
+    con = connect(duckdb, threads)
     try:
         cur = con.execute(sql, params)
         names = [d[0] for d in cur.description]
@@ -366,7 +326,7 @@ def scan_duckdb(path: Path, window: timedelta, threads: int | None = None) -> tu
     threads = threads or min(os.cpu_count() or 1, 8)
     with ThreadPoolExecutor(1) as pool:
         # DuckDB releases the GIL while it runs, so the byte check overlaps with the query.
-        check = pool.submit(_byte_check, path)
+        check = pool.submit(byte_check, path)
         try:
             groups = _run(duckdb, sql, params, threads)
             n = sum(int(g["requests"]) for g in groups if g["counted"] is None and not g["odd"])
