@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = {"torch", "vllm", "dvc", "scipy", "sklearn", "pandas", "transformers", "huggingface_hub", "peft", "numpy"}
+HEAVY = {"torch", "vllm", "dvc", "scipy", "sklearn", "pandas", "transformers", "huggingface_hub", "peft", "numpy", "duckdb"}
 
 
 def imported_by(*argv: str) -> set[str]:
