@@ -100,13 +100,6 @@ def _row_problem(row: Any) -> str | None:
     return None
 
 
-def _refuse_duplicates(results_file: Path, case_ids: list[str]) -> None:
-    if len(set(case_ids)) != len(case_ids):
-        seen: set[str] = set()
-        dupes = [c for c in case_ids if c in seen or seen.add(c)]  # type: ignore[func-returns-value]
-        raise BadInput(f"{results_file} has duplicate case ids: {', '.join(dupes[:5])}")
-
-
 def load_run(path: Path) -> RunData:
     """Read run.json + results.jsonl; BadInput (exit 2) names the file and line of bad content."""
     import orjson
@@ -141,17 +134,13 @@ def load_run(path: Path) -> RunData:
     vp: dict[str, tuple[list[int], list[bool]]] = {}
     failing: list[dict[str, Any]] = []
     failing_total = 0
-    loads, nan = orjson.loads, np.nan
-    add_case, add_slice, add_passed = case_ids.append, slice_idx.append, passed.append
-    add_rule, add_format, add_latency = rule_ok.append, format_ok.append, latency.append
-    add_completion, add_prompt, add_steps = completion.append, prompt.append, steps.append
     with results_file.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
             if raw.isspace():
                 continue
             i = len(case_ids)
             try:
-                row = loads(raw)
+                row = orjson.loads(raw)
                 cid = row["case_id"]
                 sl = row["slice"]
                 verifiers = row["verifiers"]
@@ -174,7 +163,7 @@ def load_run(path: Path) -> RunData:
                 comp = int(row.get("completion_tokens") or 0)
                 prm = int(row.get("prompt_tokens") or 0)
                 s = row.get("steps")
-                stp = float(s) if s is not None else nan
+                stp = float(s) if s is not None else np.nan
                 if not isinstance(cid, str) or not isinstance(sl, str):
                     raise TypeError("case_id and slice must be strings")
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
@@ -193,15 +182,15 @@ def load_run(path: Path) -> RunData:
                         )
                     ],
                 ) from None
-            add_case(cid)
-            add_slice(slice_names.setdefault(sl, len(slice_names)))
-            add_passed(ok)
-            add_rule(r_ok)
-            add_format(f_ok)
-            add_latency(lat)
-            add_completion(comp)
-            add_prompt(prm)
-            add_steps(stp)
+            case_ids.append(cid)
+            slice_idx.append(slice_names.setdefault(sl, len(slice_names)))
+            passed.append(ok)
+            rule_ok.append(r_ok)
+            format_ok.append(f_ok)
+            latency.append(lat)
+            completion.append(comp)
+            prompt.append(prm)
+            steps.append(stp)
             if not ok:
                 failing_total += 1
                 if len(failing) < MAX_EXAMPLES:
@@ -218,7 +207,10 @@ def load_run(path: Path) -> RunData:
                         }
                     )
     n = len(case_ids)
-    _refuse_duplicates(results_file, case_ids)
+    if len(set(case_ids)) != n:
+        seen: set[str] = set()
+        dupes = [c for c in case_ids if c in seen or seen.add(c)]  # type: ignore[func-returns-value]
+        raise BadInput(f"{results_file} has duplicate case ids: {', '.join(dupes[:5])}")
     verifier_pass = {}
     for name, (idx_list, val_list) in vp.items():
         arr = np.full(n, -1, dtype=np.int8)

@@ -28,18 +28,14 @@ streaming path keeps the first seen.
 from __future__ import annotations
 
 import math
-import os
-from array import array
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from releasectl.duckjson import LINES, byte_check, connect, lenient
-from releasectl.production.logs import BOOL_FIELDS, NUMERIC_FIELDS, _problem
+from releasectl.production.logs import BOOL_FIELDS, NUMERIC_FIELDS, parse_line
 from releasectl.production.sketch import QuantileSketch
 from releasectl.production.stats import (
     COUNT_FIELDS,
@@ -213,27 +209,6 @@ GROUP BY odd, win{branches}
     return cte + select
 
 
-def _sketch(
-    groups: list[dict[str, Any]], buckets: Counter[int], values: list[float], log_gamma: float
-) -> QuantileSketch:
-    """The latency sketch: exact values when there are few enough, else the log buckets."""
-    sketch = QuantileSketch()
-    sketch._log_gamma = log_gamma
-    n = sum(int(g["lat_n"]) for g in groups)
-    if not n:
-        return sketch
-    sketch.count, sketch.total = n, float(sum(g["lat_sum"] or 0.0 for g in groups))
-    sketch.min = min(float(g["lat_min"]) for g in groups if g["lat_n"])
-    sketch.max = max(float(g["lat_max"]) for g in groups if g["lat_n"])
-    if n <= sketch.exact_limit:  # then `values` holds every latency
-        sketch._values = array("d", values)
-        return sketch
-    sketch._values = None
-    sketch._zeros = sum(int(g["lat_zeros"]) for g in groups)
-    sketch._buckets = {int(k): int(c) for k, c in buckets.items()}
-    return sketch
-
-
 def _topics(hist: dict[str, int] | None) -> Counter[str]:
     counts = Counter(hist or {})
     if len(counts) <= MAX_TOPICS:
@@ -268,23 +243,18 @@ def _candidates(path: Path, lines: list[str], window: timedelta) -> LogStats | N
                 continue
             wanted[key] -= 1
             left -= 1
-            if raw.isspace():
-                continue
-            try:
-                rec = orjson.loads(raw)
-            except orjson.JSONDecodeError as e:
-                part.malformed.add(number, f"invalid JSON: {str(e).split(':')[0]}")
-                continue
-            reason = _problem(rec)
-            if reason:
-                part.malformed.add(number, reason)
-            else:
+            if not raw.isspace() and (rec := parse_line(raw, number, part.malformed)) is not None:
                 good.append(rec)
     if left:
         return None
     part.add_batch(good)
     part.malformed.lines_read = number
     return part
+
+
+def _windows(groups: list[dict[str, Any]], *, odd: bool) -> list[dict[str, Any]]:
+    """The main GROUP BY's rows (not the histogram branches) of candidate or of good records."""
+    return [g for g in groups if g["counted"] is None and bool(g["odd"]) == odd]
 
 
 def _estimate_rows(path: Path) -> int:
@@ -304,7 +274,7 @@ def _params(path: Path, rows: int, exact_limit: int) -> dict[str, Any]:
     }
 
 
-def _run(duckdb: Any, sql: str, params: dict[str, Any], threads: int) -> list[dict[str, Any]]:
+def _run(duckdb: Any, sql: str, params: dict[str, Any], threads: int | None) -> list[dict[str, Any]]:
     con = connect(duckdb, threads)
     try:
         cur = con.execute(sql, params)
@@ -314,23 +284,25 @@ def _run(duckdb: Any, sql: str, params: dict[str, Any], threads: int) -> list[di
         con.close()
 
 
-def scan_duckdb(path: Path, window: timedelta, threads: int | None = None) -> tuple[LogStats | None, str]:
-    """`LogStats` of `path` aggregated by DuckDB, or (None, why) when the Python path must read it."""
+def scan_duckdb(
+    path: Path, window: timedelta, threads: int | None = None
+) -> tuple[LogStats | None, str | None]:
+    """(`LogStats` of `path` aggregated by DuckDB, None), or (None, why) when the Python path
+    must read it."""
     try:
         import duckdb
     except ImportError:
         return None, "DuckDB is not installed"
-    sketch = QuantileSketch()
-    sql = _sql(window.total_seconds(), math.log(sketch.gamma))
+    sketch = QuantileSketch()  # for its bucket width and exact limit
+    sql = _sql(window.total_seconds(), sketch._log_gamma)
     params = _params(path, _estimate_rows(path), sketch.exact_limit)
-    threads = threads or min(os.cpu_count() or 1, 8)
     with ThreadPoolExecutor(1) as pool:
         # DuckDB releases the GIL while it runs, so the byte check overlaps with the query.
         check = pool.submit(byte_check, path)
         try:
             groups = _run(duckdb, sql, params, threads)
-            n = sum(int(g["requests"]) for g in groups if g["counted"] is None and not g["odd"])
-            kept = sum(len(g["sample"] or []) for g in groups if g["counted"] is None and not g["odd"])
+            n = sum(int(g["requests"]) for g in _windows(groups, odd=False))
+            kept = sum(len(g["sample"] or []) for g in _windows(groups, odd=False))
             if kept < min(n, SAMPLE_SIZE) or (n <= sketch.exact_limit and not params["keep_latencies"]):
                 # The estimate from the first megabyte was far off: read again with the true count.
                 params = _params(path, n, sketch.exact_limit)
@@ -344,12 +316,11 @@ def scan_duckdb(path: Path, window: timedelta, threads: int | None = None) -> tu
     for g in groups:
         if g["counted"] is not None:
             counted.setdefault(g["counted"], Counter())[g["counted_key"]] += int(g["requests"])
-    groups = [g for g in groups if g["counted"] is None]
-    odd = [g for g in groups if g["odd"]]
+    odd = _windows(groups, odd=True)
     n_odd = sum(int(g["requests"]) for g in odd)
     if n_odd > CANDIDATE_CAP:
         return None, f"{n_odd:,} lines need the exact reader"
-    groups = [g for g in groups if not g["odd"]]
+    groups = _windows(groups, odd=False)
 
     def total(name: str) -> Any:
         return sum(g[name] or 0 for g in groups)
@@ -359,9 +330,16 @@ def scan_duckdb(path: Path, window: timedelta, threads: int | None = None) -> tu
 
     stats = LogStats(str(path), window=window)
     stats.requests = int(total("requests"))
-    buckets = Counter({int(k): c for k, c in counts("lat_buckets").items()})
-    latencies = [x for g in groups for x in g["lat_values"] or []]
-    stats.latency = _sketch(groups, buckets, latencies, math.log(sketch.gamma))
+    lat = [g for g in groups if g["lat_n"]]
+    stats.latency = QuantileSketch.restore(
+        int(total("lat_n")),
+        float(total("lat_sum")),
+        min((float(g["lat_min"]) for g in lat), default=math.inf),
+        max((float(g["lat_max"]) for g in lat), default=-math.inf),
+        values=[x for g in groups for x in g["lat_values"] or []] if params["keep_latencies"] else None,
+        buckets={int(k): c for k, c in counts("lat_buckets").items()},
+        zeros=int(total("lat_zeros")),
+    )
     for name in SUM_FIELDS:
         setattr(stats, name, _number(total(name)))
     for name in COUNT_FIELDS:
@@ -388,8 +366,6 @@ def scan_duckdb(path: Path, window: timedelta, threads: int | None = None) -> tu
         part = _candidates(path, [line for g in odd for line in g["odd_lines"] or []], window)
         if part is None:
             return None, "candidate lines could not be matched in the file"
-        lines = part.malformed.lines_read
-        part.malformed.lines_read = 0
-        stats.merge(part)
-        stats.malformed.lines_read = lines
-    return stats, "duckdb"
+        stats.merge(part)  # line numbers stay as they are: this side has read no lines
+    stats.reader = "duckdb"
+    return stats, None

@@ -84,6 +84,20 @@ def _problem(rec: Any) -> str | None:
     return None
 
 
+def parse_line(line: bytes, number: int, malformed: Malformed) -> dict[str, Any] | None:
+    """The record on one non-blank line, or None after counting it in `malformed` with why."""
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        malformed.add(number, f"invalid JSON: {str(e).split(':')[0]}")
+        return None
+    reason = _problem(rec)
+    if reason:
+        malformed.add(number, reason)
+        return None
+    return rec  # type: ignore[no-any-return]
+
+
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _BOOL_TYPES = frozenset({bool, type(None)})
 
@@ -140,17 +154,7 @@ def read_batches(
                 pass
             good = []
             for offset, line in enumerate(lines):
-                if line.isspace():
-                    continue
-                try:
-                    rec = loads(line)
-                except orjson.JSONDecodeError as e:
-                    malformed.add(first + offset, f"invalid JSON: {str(e).split(':')[0]}")
-                    continue
-                reason = _problem(rec)
-                if reason:
-                    malformed.add(first + offset, reason)
-                else:
+                if not line.isspace() and (rec := parse_line(line, first + offset, malformed)) is not None:
                     good.append(rec)
             if good:
                 yield good
@@ -158,22 +162,11 @@ def read_batches(
 
 def read_records(path: Path, malformed: Malformed) -> Iterator[dict[str, Any]]:
     """Yield each well-formed record of `path`; count the rest in `malformed`."""
-    loads = orjson.loads
     with open_log(path) as f:
         try:
             for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = loads(line)
-                except orjson.JSONDecodeError as e:
-                    malformed.add(number, f"invalid JSON: {str(e).split(':')[0]}")
-                    continue
-                reason = _problem(rec)
-                if reason:
-                    malformed.add(number, reason)
-                    continue
-                yield rec
+                if line.strip() and (rec := parse_line(line, number, malformed)) is not None:
+                    yield rec
         except (OSError, EOFError) as e:
             # A truncated gzip stream: keep what was read, report where it broke.
             malformed.add(number + 1 if "number" in locals() else 1, f"unreadable: {e}")

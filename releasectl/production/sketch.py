@@ -26,6 +26,33 @@ class QuantileSketch:
         self.min = math.inf
         self.max = -math.inf
 
+    @classmethod
+    def restore(
+        cls,
+        count: int,
+        total: float,
+        lo: float,
+        hi: float,
+        *,
+        values: list[float] | None = None,
+        buckets: dict[int, int] | None = None,
+        zeros: int = 0,
+    ) -> QuantileSketch:
+        """A sketch from totals computed elsewhere (the DuckDB reader): every value when there
+        are at most `exact_limit`, else the bucket counts (bucket k as in `_bucket`) and the
+        number of values <= 0."""
+        sketch = cls()
+        if not count:
+            return sketch
+        sketch.count, sketch.total, sketch.min, sketch.max = count, total, lo, hi
+        if values is not None and count <= sketch.exact_limit:
+            sketch._values = array("d", values)
+        else:
+            sketch._values = None
+            sketch._buckets = dict(buckets or {})
+            sketch._zeros = zeros
+        return sketch
+
     @property
     def exact(self) -> bool:
         return self._values is not None

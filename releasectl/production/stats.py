@@ -328,7 +328,6 @@ def scan(
 
         fast, note = scan_duckdb(path, window, workers)
         if fast is not None:
-            fast.reader, note = "duckdb", None
             if progress is not None:
                 progress(fast.requests)
             return fast
