@@ -68,10 +68,13 @@ def byte_check(path: Path) -> str | None:
 
 def connect(duckdb: Any, threads: int | None = None, *, ordered: bool = False) -> Any:
     """An in-memory DuckDB connection with bounded memory. `ordered` keeps file order in results."""
-    return duckdb.connect(
+    con = duckdb.connect(
         config={
             "threads": threads or min(os.cpu_count() or 1, 8),
             "memory_limit": MEMORY_LIMIT,
             "preserve_insertion_order": ordered,
         }
     )
+    # DuckDB's own bar writes to the terminal, into --format json output; callers show ours.
+    con.execute("SET enable_progress_bar = false")
+    return con

@@ -316,3 +316,13 @@ def test_monitor_reports_which_reader_ran(cli, tmp_path, monkeypatch):
     doc = json.loads(r.stdout)
     assert doc["reader"] == {"engine": "duckdb", "note": None}
     assert doc["malformed"]["count"] == 4  # the example's malformed lines, found by the candidate pass
+
+
+def test_duckdb_draws_no_progress_bar_of_its_own():
+    """On a terminal DuckDB would draw its bar on stdout, inside `--format json` output."""
+    import duckdb
+
+    from releasectl.duckjson import connect
+
+    con = connect(duckdb)
+    assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
