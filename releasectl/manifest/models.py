@@ -157,9 +157,38 @@ class Training(Strict):
     seeds: dict[str, int] = Field(default_factory=dict)
 
 
+EngineName = Literal["hf", "vllm", "openai"]
+
+
+class Endpoint(Strict):
+    """A served OpenAI-compatible deployment (`vllm serve`, SGLang, TGI) for the `openai` engine."""
+
+    base_url: str = Field(
+        pattern=r"^https?://[^\s/]+(/\S*)?$", description="e.g. http://127.0.0.1:8000/v1", max_length=2048
+    )
+    served_model_name: str | None = Field(
+        None, max_length=512, description="The name the server serves the base model under."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable holding the key."
+    )
+    concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, le=3600, description="Deadline for one request, in seconds.")
+    stream: bool = Field(True, description="Stream completions to measure time to first token.")
+
+
 class Runtime(Strict):
-    engine: Literal["hf", "vllm"]
+    engine: EngineName
     engine_version: ExactVersion
+    engine_versions: dict[EngineName, ExactVersion] = Field(
+        default_factory=dict,
+        description="Other engines this release may be replayed on, each pinned to an exact version "
+        "(e.g. {hf: '5.19.0'} beside engine: vllm). Replay on an engine pinned nowhere is drift.",
+    )
+    enforce_eager: bool | None = Field(
+        None, description="vLLM: skip torch.compile. Default: eager on CPU, compiled on GPUs."
+    )
+    endpoint: Endpoint | None = Field(None, description="Where the `openai` engine sends requests.")
     dtype: Literal["float32", "float16", "bfloat16", "auto"]
     device: str = Field(
         description="'cpu', or the GPU model vLLM results are reproducible on, e.g. 'NVIDIA H100 80GB HBM3'."
@@ -168,6 +197,12 @@ class Runtime(Strict):
     data_parallel_size: int = Field(1, ge=1)
     max_model_len: int = Field(gt=0)
     batch_size: int = Field(8, ge=1, description="Prompts per generate() call on the hf engine.")
+
+    def pinned_version(self, engine: str) -> str | None:
+        """The exact version pinned for `engine`, or None when this release pins none for it."""
+        if engine == self.engine:
+            return self.engine_version
+        return self.engine_versions.get(engine)  # type: ignore[call-overload, no-any-return]
 
 
 class Alert(Strict):
