@@ -1,11 +1,11 @@
-"""The vLLM engine's mapping from the manifest, tested without a GPU (pure functions).
+"""The vLLM engine's mapping from the manifest, as pure functions (no vLLM needed).
 
-vLLM itself cannot run here (no CUDA); the real engine runs in `test_vllm_gpu`, marked `gpu`.
+The real engine runs on vLLM's CPU build in tests/test_replay_vllm.py (marked `vllm`) and on a
+CUDA runner in `test_vllm_replay_is_deterministic_on_gpu` below (marked `gpu`).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -15,6 +15,7 @@ from manifest_factory import BASE, SHA40, write_manifest
 from releasectl.errors import BadInput
 from releasectl.manifest.loader import load_manifest
 from releasectl.replay.engines import vllm as v
+from releasectl.replay.engines.base import Adapter
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def manifest(tmp_path):
 
 
 def test_llm_kwargs_map_every_pinned_field(manifest, tmp_path):
-    specs = v.lora_specs([("lora_math_v1", tmp_path / "a"), ("lora_safety_v2", tmp_path / "b")])
+    specs = v.lora_specs([Adapter("lora_math_v1", tmp_path / "a"), Adapter("lora_safety_v2", tmp_path / "b")])
     kw = v.llm_kwargs(manifest, tmp_path / "model", tmp_path / "tok", specs, [4, 16])
     assert kw["model"] == str(tmp_path / "model")  # the local snapshot, not the repo id
     assert kw["tokenizer"] == str(tmp_path / "tok")
@@ -40,10 +41,27 @@ def test_llm_kwargs_map_every_pinned_field(manifest, tmp_path):
     assert kw["seed"] == 1234
     assert kw["enable_prefix_caching"] is False
     assert kw["enable_lora"] is True and kw["max_loras"] == 2 and kw["max_lora_rank"] == 16
+    assert kw["enforce_eager"] is False  # GPUs run the compiled graph, the production configuration
+    assert kw["disable_log_stats"] is False  # per-request timestamps for per-case latency
+
+
+def test_cpu_runs_eager_in_float32(manifest, tmp_path):
+    kw = v.llm_kwargs(manifest, tmp_path, tmp_path, [], [], device_class="cpu")
+    assert kw["enforce_eager"] is True  # torch.compile costs ~2.5 min per start on the CPU build
+    assert "enable_lora" not in kw
+
+
+def test_determinism_settings_depend_on_the_platform():
+    # Batch invariance swaps in Triton kernels, which the CPU build cannot run.
+    assert v.determinism_env("cuda")["VLLM_BATCH_INVARIANT"] == "1"
+    assert v.determinism_env("cpu")["VLLM_BATCH_INVARIANT"] == "0"
+    assert all(
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" for env in map(v.determinism_env, ("cpu", "cuda"))
+    )
 
 
 def test_lora_requests_have_unique_ids_and_rank_buckets(tmp_path):
-    specs = v.lora_specs([("a", tmp_path / "a"), ("b", tmp_path / "b"), ("c", tmp_path / "c")])
+    specs = v.lora_specs([Adapter(n, tmp_path / n) for n in "abc"])
     assert [s.int_id for s in specs] == [1, 2, 3]
     assert [v.lora_rank_bucket(r) for r in (1, 2, 4, 8, 9, 300, 512)] == [1, 8, 8, 8, 16, 320, 512]
     with pytest.raises(BadInput):
@@ -76,36 +94,40 @@ def test_determinism_env_is_set_before_vllm_is_imported():
         "import os, sys\n"
         "from releasectl.replay.engines import vllm as v\n"
         "assert 'vllm' not in sys.modules\n"
-        "v.set_determinism_env()\n"
+        "v.set_determinism_env('cuda')\n"
         "assert os.environ['VLLM_BATCH_INVARIANT'] == '1' and os.environ['VLLM_ENABLE_V1_MULTIPROCESSING'] == '0'\n"
-        "sys.modules['vllm'] = object()  # stand-in: vllm imported too early\n"
+        "sys.modules['vllm'] = object()  # stand-in: vllm already imported\n"
+        "v.set_determinism_env('cuda')  # same settings: a second replay in one process is fine\n"
         "del os.environ['VLLM_BATCH_INVARIANT']\n"
-        "try:\n    v.set_determinism_env()\nexcept Exception as e:\n    print(type(e).__name__)\n"
+        "try:\n    v.set_determinism_env('cuda')\nexcept Exception as e:\n    print(type(e).__name__)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "EnvironmentFailure"
 
 
 def _has_vllm_and_cuda() -> bool:
-    try:
-        import torch
-        import vllm  # noqa: F401
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
+    # Without importing vllm: it must first see the determinism settings replay gives it.
+    import importlib.util
+
+    import torch
+
+    return importlib.util.find_spec("vllm") is not None and bool(torch.cuda.is_available())
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not _has_vllm_and_cuda(), reason="needs vLLM and a CUDA GPU (self-hosted GPU runner)")
-def test_vllm_replay_is_deterministic_on_gpu(tmp_path, cli, repo_root):
-    # Runs the real engine: the example manifest with the vllm engine on this GPU.
-    os.environ.update(v.DETERMINISM_ENV)
+def test_vllm_replay_is_deterministic_on_gpu(tmp_path, repo_root):
+    # Runs the real engine on this GPU, in a fresh process (vLLM reads its settings at import).
+    # The example releases pin the CPU build and device 'cpu'; a GPU runner's releases pin their
+    # own GPU and vLLM version, so here the drift is accepted and recorded.
     args = [
+        "releasectl",
         "replay",
-        str(repo_root / "releases" / "v1.2.yaml"),
+        str(repo_root / "releases" / "v1.3.yaml"),
         "--engine",
         "vllm",
         "--allow-device-drift",
+        "--allow-engine-drift",
         "--limit",
         "2",
         "--check-determinism",
@@ -114,6 +136,11 @@ def test_vllm_replay_is_deterministic_on_gpu(tmp_path, cli, repo_root):
         "--format",
         "json",
     ]
-    result = cli(*args)
-    assert result.code == 0, result.output
-    assert result.json()["determinism"]["identical"] is True
+    out = subprocess.run(args, capture_output=True, text=True, timeout=1800, cwd=repo_root)
+    assert out.returncode == 0, out.stderr[-4000:]
+    import json
+
+    doc = json.loads(out.stdout)
+    assert doc["determinism"]["identical"] is True
+    assert doc["runtime"]["device_class"] == "cuda" and doc["runtime"]["gpu_name"]
+    assert doc["runtime"]["vllm"] and doc["runtime"]["cuda"]

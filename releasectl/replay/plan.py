@@ -20,7 +20,20 @@ from dataclasses import dataclass
 from releasectl.errors import BadInput
 from releasectl.suite import Case, Suite
 
-CHUNK = 64  # batch-invariant engines: cases per generate() call (progress and resume granularity)
+# Batch-invariant engines: cases per generate() call. It sets progress and resume granularity and
+# never changes outputs, so it is not a pin; RELEASECTL_REPLAY_CHUNK overrides it.
+CHUNK = 64
+
+
+def chunk_size() -> int:
+    import os
+
+    text = os.environ.get("RELEASECTL_REPLAY_CHUNK", "")
+    if not text:
+        return CHUNK
+    if not text.isdigit() or int(text) < 1:
+        raise BadInput(f"RELEASECTL_REPLAY_CHUNK={text!r}: expected a positive integer")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -88,9 +101,9 @@ def plan_replay(cases: list[Case], *, batch_size: int | None, seed: int, shard: 
         mine = [b for b in every if shard is None or b.index % shard.count == shard.index]
         return Plan(tuple(c for b in mine for c in b.cases), tuple(mine), batch_size)
     own = [c for i, c in enumerate(cases) if shard is None or i % shard.count == shard.index]
+    size = chunk_size()
     chunks = tuple(
-        Batch(k, seed, tuple(own[i : i + CHUNK]), atomic=False)
-        for k, i in enumerate(range(0, len(own), CHUNK))
+        Batch(k, seed, tuple(own[i : i + size]), atomic=False) for k, i in enumerate(range(0, len(own), size))
     )
     return Plan(tuple(own), chunks, None)
 

@@ -30,6 +30,7 @@ from releasectl.manifest.models import Manifest, Sampling
 from releasectl.replay.engines.base import Adapter, Generation, Prompt, Runtime, torch_runtime
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+VLLM_DEFAULTS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "1", "VLLM_BATCH_INVARIANT": "0"}  # when unset
 # GiB of KV cache on the CPU build; without it vLLM reserves most of the memory node and refuses.
 DEFAULT_CPU_KVCACHE_GIB = "1"
 
@@ -133,13 +134,15 @@ def set_determinism_env(device_class: str) -> None:
     wanted = determinism_env(device_class)
     if "vllm" in sys.modules:
         for key, value in wanted.items():
-            if os.environ.get(key, "0") != value:
+            if os.environ.get(key, VLLM_DEFAULTS[key]) != value:
                 raise EnvironmentFailure(
                     f"vllm was imported before {key}={value} was set, so replay cannot be deterministic",
                     hint="run the replay in a fresh process (the releasectl command does)",
                 )
         return
     os.environ.update(wanted)
+    if not os.environ.get("RELEASECTL_DEBUG"):
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # vLLM's INFO lines would bury our output
     if device_class == "cpu":
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_CPU_KVCACHE_GIB)
 
