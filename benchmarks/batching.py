@@ -21,27 +21,29 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
     from releasectl.manifest.loader import load_manifest
-    from releasectl.replay.runner import _check_pins, load_template, make_engine, render_prompt
+    from releasectl.replay.engines.hf import HfEngine
+    from releasectl.replay.runner import check_pins, render_prompt
 
     loaded = load_manifest(ROOT / "releases" / "v1.2.yaml")
-    suite, model_path, digest = _check_pins(loaded)
-    engine = make_engine(loaded, "hf", model_path, digest, None)
+    inputs = check_pins(loaded)
+    engine = HfEngine(inputs.model_path, inputs.model_digest)
     sampling = loaded.manifest.sampling.model_copy(update={"max_tokens": args.max_tokens})
-    template = load_template(loaded.resolve(loaded.manifest.input.template.path or ""))
-    prompts = [render_prompt(template, dict(c.input)) for c in suite.cases[: args.cases]]
-    engine.generate(prompts[:1], sampling, batch_seed=0)  # warm-up
+    prompts = [render_prompt(inputs.template, dict(c.input)) for c in inputs.suite.cases[: args.cases]]
+    engine.generate(prompts[:1], sampling, seed=0)  # warm-up
 
     def run(size: int) -> tuple[float, int]:
         t0, tokens = time.perf_counter(), 0
         for i in range(0, len(prompts), size):
             tokens += sum(
-                g.completion_tokens for g in engine.generate(prompts[i : i + size], sampling, batch_seed=i)
+                g.completion_tokens for g in engine.generate(prompts[i : i + size], sampling, seed=i)
             )
         return time.perf_counter() - t0, tokens
 
     one_s, one_tok = run(1)
     batch_s, batch_tok = run(args.batch)
-    print(f"{len(prompts)} prompts, max_tokens {args.max_tokens}, {engine.threads} threads, {engine.device}")
+    print(
+        f"{len(prompts)} prompts, max_tokens {args.max_tokens}, {engine.threads} threads, {engine.runtime.device}"
+    )
     print(f"one at a time   {one_tok / one_s:7.1f} tokens/s  ({one_tok} tokens in {one_s:.1f} s)")
     print(
         f"batch of {args.batch:<3}    {batch_tok / batch_s:7.1f} tokens/s  ({batch_tok} tokens in {batch_s:.1f} s)"

@@ -29,6 +29,12 @@ from releasectl.errors import BadInput, EnvironmentFailure, ExitCode
     help="Cases per slice to replay; small, so the demo takes minutes on CPU.",
 )
 @click.option(
+    "--engine",
+    type=click.Choice(["hf", "vllm"]),
+    default=None,
+    help="Replay engine for both releases; default: each manifest's runtime.engine (hf).",
+)
+@click.option(
     "--out",
     "out_dir",
     default="runs/demo",
@@ -45,7 +51,15 @@ from releasectl.errors import BadInput, EnvironmentFailure, ExitCode
     help="Where to write the Markdown report.",
 )
 @format_option()
-def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report_path: Path, fmt: str) -> int:
+def demo(
+    candidate: str,
+    baseline: str | None,
+    limit: int,
+    engine: str | None,
+    out_dir: Path,
+    report_path: Path,
+    fmt: str,
+) -> int:
     """Run the release-PR flow locally: validate → replay baseline and candidate → gate → report.
 
     This is what the release-gate workflow does on a pull request, with the hf engine on CPU
@@ -66,15 +80,16 @@ def demo(candidate: str, baseline: str | None, limit: int, out_dir: Path, report
     cand_run, base_run = out_dir / candidate, out_dir / baseline
     gate_json = out_dir / "gate.json"
     quiet = fmt == "json"
+    engine_args = ["--engine", engine] if engine else []
     steps: list[tuple[str, list[str]]] = [
         (f"validate {baseline} and {candidate}", ["validate", base_manifest, cand_manifest]),
         (
             f"replay {baseline} (production)",
-            ["replay", base_manifest, "--limit", str(limit), "--out", str(base_run)],
+            ["replay", base_manifest, "--limit", str(limit), "--out", str(base_run), *engine_args],
         ),
         (
             f"replay {candidate} (candidate)",
-            ["replay", cand_manifest, "--limit", str(limit), "--out", str(cand_run)],
+            ["replay", cand_manifest, "--limit", str(limit), "--out", str(cand_run), *engine_args],
         ),
         (
             f"gate {candidate} against {baseline}",
