@@ -12,7 +12,7 @@ import sys
 import pytest
 from manifest_factory import BASE, SHA40, write_manifest
 
-from releasectl.errors import BadInput
+from releasectl.errors import EnvironmentFailure
 from releasectl.manifest.loader import load_manifest
 from releasectl.replay.engines import vllm as v
 from releasectl.replay.engines.base import Adapter
@@ -64,7 +64,7 @@ def test_lora_requests_have_unique_ids_and_rank_buckets(tmp_path):
     specs = v.lora_specs([Adapter(n, tmp_path / n) for n in "abc"])
     assert [s.int_id for s in specs] == [1, 2, 3]
     assert [v.lora_rank_bucket(r) for r in (1, 2, 4, 8, 9, 300, 512)] == [1, 8, 8, 8, 16, 320, 512]
-    with pytest.raises(BadInput):
+    with pytest.raises(EnvironmentFailure, match="max_lora_rank"):
         v.lora_rank_bucket(1024)
 
 
@@ -84,7 +84,7 @@ def test_sampling_params_are_explicit(manifest):
 def test_data_parallel_is_refused_offline(tmp_path):
     text = BASE.replace("max_model_len: 2048", "max_model_len: 2048\n  data_parallel_size: 2")
     m = load_manifest(write_manifest(tmp_path, text)).manifest
-    with pytest.raises(BadInput, match="refuses data parallelism") as err:
+    with pytest.raises(EnvironmentFailure, match="refuses data parallelism") as err:
         v.llm_kwargs(m, tmp_path, tmp_path, [], [])
     assert "--shard" in (err.value.hint or "")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from releasectl.errors import BadInput, EnvironmentFailure
+from releasectl.errors import EnvironmentFailure
 from releasectl.manifest.models import Manifest, Sampling
 from releasectl.replay.engines.base import Adapter, Generation, Prompt, Runtime, torch_runtime
 
@@ -62,7 +62,7 @@ def llm_kwargs(
     """Keyword arguments for `vllm.LLM(...)`, mapped from the manifest."""
     rt = manifest.runtime
     if rt.data_parallel_size > 1:
-        raise BadInput(
+        raise EnvironmentFailure(
             f"runtime.data_parallel_size is {rt.data_parallel_size}: offline vLLM refuses data parallelism without an external launcher",
             hint="keep data_parallel_size: 1 and scale out with `releasectl replay --shard i/N` on N runners, then `releasectl merge`",
         )
@@ -101,7 +101,10 @@ def lora_rank_bucket(rank: int) -> int:
     for allowed in LORA_RANKS:
         if rank <= allowed:
             return allowed
-    raise BadInput(f"LoRA rank {rank} exceeds vLLM's largest supported max_lora_rank {LORA_RANKS[-1]}")
+    raise EnvironmentFailure(
+        f"LoRA rank {rank} exceeds vLLM's largest supported max_lora_rank {LORA_RANKS[-1]}",
+        hint="replay this release with --engine hf (peft has no such limit)",
+    )
 
 
 def sampling_kwargs(sampling: Sampling, *, seed: int | None = None) -> dict[str, Any]:
@@ -213,7 +216,9 @@ def _llm(kwargs: dict[str, Any]) -> Any:
         gc.collect()
     try:
         llm = LLM(**kwargs)
-    except (OSError, ValueError, RuntimeError) as e:
+    except Exception as e:  # vLLM raises many kinds; every one means it cannot serve this pin here
+        if os.environ.get("RELEASECTL_DEBUG"):
+            raise
         raise EnvironmentFailure(
             f"vLLM could not load {kwargs['model']}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
             hint="check runtime.dtype / max_model_len against the model; RELEASECTL_DEBUG=1 shows vLLM's traceback",
@@ -237,9 +242,9 @@ class VllmEngine:
     ) -> None:
         self._runtime = runtime or probe_runtime()
         if len(adapters) > 1:
-            raise BadInput(
-                "vLLM applies one LoRA adapter per request; merge the adapters or pin one",
-                hint="peft's add_weighted_adapter can merge them",
+            raise EnvironmentFailure(
+                f"vLLM applies one LoRA adapter per request and this release pins {len(adapters)}",
+                hint="merge them into one adapter (peft's add_weighted_adapter) and pin that, or replay with --engine hf",
             )
         self._lora_specs = lora_specs(adapters)
         self.kwargs = llm_kwargs(
@@ -280,22 +285,39 @@ class VllmEngine:
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int) -> list[Generation]:
         params = self._vllm.SamplingParams(**sampling_kwargs(sampling, seed=seed))
         t0 = time.perf_counter()
-        if all(p.chat_template for p in prompts):
-            outputs = self.llm.chat(
-                [p.messages for p in prompts], sampling_params=params, lora_request=self._lora, use_tqdm=False
-            )
-        elif not any(p.chat_template for p in prompts):
-            outputs = self.llm.generate(
-                [p.plain_text() for p in prompts],
-                sampling_params=params,
-                lora_request=self._lora,
-                use_tqdm=False,
-            )
-        else:
-            raise BadInput("a replay renders every case with the chat template or none with it")
+        try:
+            outputs = self._call(prompts, params)
+        except Exception as e:  # e.g. a prompt longer than runtime.max_model_len
+            if os.environ.get("RELEASECTL_DEBUG"):
+                raise
+            raise EnvironmentFailure(
+                f"vLLM could not generate: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                hint="check runtime.max_model_len and sampling.max_tokens against the suite's prompts",
+            ) from None
         wall_ms = (time.perf_counter() - t0) * 1000
         eos = self.llm.get_tokenizer().eos_token_id
         return [generation(o, eos, wall_ms) for o in outputs]
+
+    def _call(self, prompts: Sequence[Prompt], params: Any) -> list[Any]:
+        if all(p.chat_template for p in prompts):
+            return list(
+                self.llm.chat(
+                    [p.messages for p in prompts],
+                    sampling_params=params,
+                    lora_request=self._lora,
+                    use_tqdm=False,
+                )
+            )
+        if not any(p.chat_template for p in prompts):
+            return list(
+                self.llm.generate(
+                    [p.plain_text() for p in prompts],
+                    sampling_params=params,
+                    lora_request=self._lora,
+                    use_tqdm=False,
+                )
+            )
+        raise ValueError("a replay renders every case with the chat template or none with it")
 
 
 def generation(output: Any, eos_token_id: int | None, wall_ms: float) -> Generation:
