@@ -310,25 +310,38 @@ def test_bad_rules_file_points_at_line_and_column(cli, tmp_path):
     assert "^" in result.stderr
 
 
+_GOOD = case_row("s-3", "s", {"v": (True, "correctness")})
+
+
 @pytest.mark.parametrize(
     ("bad_line", "found"),
     [
         ("{not json", "invalid JSON"),
-        ('{"case_id": "s-3", "slice": "s", "passed": true}', "missing 'verifiers'"),
+        (json.dumps({k: v for k, v in _GOOD.items() if k != "verifiers"}), "verifiers: Field required"),
+        (json.dumps({**_GOOD, "verifiers": {"v": None}}), "verifiers.v: Input should be a valid dictionary"),
+        (json.dumps({**_GOOD, "verifiers": [1]}), "verifiers: Input should be a valid dictionary"),
+        (json.dumps({**_GOOD, "latency_ms": "fast"}), "latency_ms: Input should be a valid number"),
+        (json.dumps({**_GOOD, "case_id": ["s-3"]}), "case_id: Input should be a valid string"),
+        ("[1, 2]", "wrong type (expected a JSON object; found [1, 2])"),
+        # issue 11: strings and numbers are not bools, bools are not numbers
+        (json.dumps({**_GOOD, "passed": "false"}), 'passed: Input should be a valid boolean (found "false")'),
+        (json.dumps({**_GOOD, "passed": "yes"}), "passed: Input should be a valid boolean"),
+        (json.dumps({**_GOOD, "passed": 1}), "passed: Input should be a valid boolean (found 1)"),
+        (json.dumps({**_GOOD, "latency_ms": True}), "latency_ms: Input should be a valid number (found true)"),
+        (json.dumps({**_GOOD, "completion_tokens": 1e308}), "completion_tokens: Input should be a valid integer"),
+        (json.dumps({**_GOOD, "prompt_tokens": -1}), "prompt_tokens: Input should be greater than or equal to 0"),
+        (json.dumps({**_GOOD, "passed": False}), "passed is false but every verifier passed"),
         (
-            '{"case_id": "s-3", "slice": "s", "passed": true, "verifiers": {"v": null}}',
-            "verifiers.v: expected an object",
+            json.dumps({**_GOOD, "verifiers": {"v": {"passed": False, "kind": "rule", "detail": ""}}}),
+            "passed is true but a verifier failed",
         ),
-        (
-            '{"case_id": "s-3", "slice": "s", "passed": true, "verifiers": [1]}',
-            "verifiers: expected an object",
-        ),
-        (
-            '{"case_id": "s-3", "slice": "s", "passed": true, "verifiers": {}, "latency_ms": "fast"}',
-            "latency_ms: expected a number",
-        ),
-        ('{"case_id": ["s-3"], "slice": "s", "passed": true, "verifiers": {}}', "case_id: expected a string"),
-        ("[1, 2]", "expected a JSON object, found list"),
+        (json.dumps({k: v for k, v in _GOOD.items() if k != "latency_ms"}), "latency_ms: Field required"),
+        (json.dumps({k: v for k, v in _GOOD.items() if k != "output"}), "output: Field required"),
+        (json.dumps({k: v for k, v in _GOOD.items() if k != "prompt_tokens"}), "prompt_tokens: Field required"),
+        (json.dumps({**_GOOD, "verifiers": {"v": {"passed": True, "kind": "vibes"}}}), "verifiers.v.kind"),
+        (json.dumps({**_GOOD, "verifiers": {"v": {"passed": "true", "kind": "rule"}}}), "verifiers.v.passed"),
+        (json.dumps({**_GOOD, "case_id": "x" * 300}), "case_id: String should have at most 256 characters"),
+        (json.dumps({**_GOOD, "case_id": "s-1"}), "duplicate case_id 's-1' (first on line 1)"),
     ],
 )
 def test_a_bad_result_line_is_named_by_file_and_line(cli, tmp_path, bad_line, found):
@@ -340,5 +353,5 @@ def test_a_bad_result_line_is_named_by_file_and_line(cli, tmp_path, bad_line, fo
     rules.write_text("success@1.point >= 0.5\n")
     result = cli("gate", "--run", str(run), "--rules", str(rules), "--out", str(tmp_path / "g.json"))
     assert result.code == 2, result.output
-    assert f"{results}:3" in result.stderr and found in result.stderr
+    assert f"{results}:3: {found}" in result.stderr or (f"{results}:3" in result.stderr and found in result.stderr), result.stderr
     assert "Traceback" not in result.output

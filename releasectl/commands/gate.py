@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +72,18 @@ def _fmt(v: Any) -> str:
     default=None,
     help="Where to write gate.json; default beside the candidate run.",
 )
+@click.option(
+    "--allow-mismatched-runtime",
+    is_flag=True,
+    help="Gate a candidate and a baseline replayed on different engines, versions or devices (recorded).",
+)
+@click.option(
+    "--junit",
+    "junit_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write a JUnit XML file: one test case per rule (fail = failure, inconclusive = skipped).",
+)
 @format_option()
 def gate(
     manifest: Path | None,
@@ -82,6 +93,8 @@ def gate(
     stage: str,
     canary_file: Path | None,
     out_file: Path | None,
+    allow_mismatched_runtime: bool,
+    junit_file: Path | None,
     fmt: str,
 ) -> int:
     """Evaluate the promotion rules on a candidate run and decide: promote, block or hold.
@@ -112,6 +125,11 @@ def gate(
     else:
         rules_path, rules_display = rules_file, str(rules_file)
     rules = parse_rules_file(rules_path, display=rules_display)
+    if not rules:
+        raise BadInput(
+            f"{rules_display} has no rules: an empty policy would promote anything",
+            hint="write one rule per line (docs/rules.md); `#` starts a comment",
+        )
     if baseline_run is None:
         base_release = (
             channel_release(root, stage)
@@ -124,10 +142,9 @@ def gate(
             baseline_run = root / "runs" / base_release
     canary = None
     if canary_file is not None:
-        try:
-            canary = json.loads(Path(canary_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise BadInput(f"cannot read canary data {canary_file}: {e}") from None
+        from releasectl.contracts.canary import CanaryRecord
+
+        canary = CanaryRecord.read(canary_file).as_data()
         canary["source"] = str(canary_file)
     policy = Policy()
     if loaded:
@@ -143,10 +160,15 @@ def gate(
         canary=canary,
         policy=policy,
         loaded=loaded,
+        allow_mismatched_runtime=allow_mismatched_runtime,
     )
     out_file = out_file or run_dir / "gate.json"
+    result.write(out_file)
     doc = result.model_dump(mode="json")
-    atomic_write_text(out_file, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    if junit_file is not None:
+        from releasectl.gate.junit import junit_xml
+
+        atomic_write_text(junit_file, junit_xml(result))
     if fmt == "json":
         emit_json(doc)
         return result.exit_code
@@ -175,6 +197,16 @@ def _print(doc: dict[str, Any], out_file: Path) -> None:
             _OUTCOME[r["outcome"]],
         )
     out.print(rules)
+    mismatch = (doc.get("provenance") or {}).get("runtime_mismatch")
+    if mismatch:
+        out.print(
+            "[bold red]runtime mismatch[/] (--allow-mismatched-runtime): "
+            + escape(
+                "; ".join(
+                    f"{m['field']}: candidate {m['candidate']}, baseline {m['baseline']}" for m in mismatch
+                )
+            )
+        )
     slices = Table(title="slices (success@1)", title_justify="left")
     for col in ("slice", "n", "baseline", "candidate", "95% CI", "Δ", "p (adj.)"):
         slices.add_column(col, justify="left" if col == "slice" else "right")
@@ -182,7 +214,7 @@ def _print(doc: dict[str, Any], out_file: Path) -> None:
         c, b = s["candidate"], s.get("baseline") or {}
         ci = f"[{c['lower_ci']:.2f}, {c['upper_ci']:.2f}]" if c.get("lower_ci") is not None else "–"
         slices.add_row(
-            s["slice"],
+            escape(s["slice"]),
             str(c["n"]),
             _fmt(b.get("success_at_1")),
             _fmt(c["success_at_1"]),

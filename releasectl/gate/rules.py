@@ -13,27 +13,21 @@ from __future__ import annotations
 
 import difflib
 import math
-import operator
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol, Union
+from typing import Any, Protocol, Union
 
+from releasectl.contracts.gate import COMPARATORS as _OPS
+from releasectl.contracts.gate import Outcome, verdict_of
+from releasectl.contracts.gate import RuleResult as RuleOutcome
 from releasectl.errors import BadInput, Problem
+
+__all__ = ["RuleOutcome", "verdict_of"]  # re-exported: the one definition is releasectl.contracts.gate
 
 NAMESPACES = ("aggregate", "delta", "canary", "baseline")
 FIELDS = ("point", "lower_ci", "upper_ci", "p_value", "count", "n", "value")
-Outcome = Literal["pass", "fail", "inconclusive"]
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-    "==": lambda a, b: math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12),
-    "!=": lambda a, b: not math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12),
-}
 
 
 @dataclass(frozen=True)
@@ -125,29 +119,6 @@ class MetricResolver(Protocol):
         ...
 
 
-@dataclass
-class RuleOutcome:
-    rule: str
-    line: int
-    metric: str
-    observed: float | None
-    comparator: str
-    threshold: float | None
-    threshold_expr: str
-    outcome: Outcome
-    detail: str
-    n: int | None = None
-    lower_ci: float | None = None
-    upper_ci: float | None = None
-    source: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
-        out.update(self.extra)
-        return out
-
-
 # --- parsing ---------------------------------------------------------------------------------
 
 
@@ -212,11 +183,18 @@ def _build(tree: Any, text: str, line: int, source: str | None) -> Rule:
             node.meta.column,
         )
 
+    def finite(token: Any) -> Number:
+        value = float(token)
+        if not math.isfinite(value):
+            column = getattr(token, "column", None) or 1
+            raise _syntax(text, column, line, source, f"{token} is not a finite number", "a finite threshold")
+        return Number(value)
+
     def expr(node: Any) -> Expr:
         if isinstance(node, Token):
-            return Number(float(node))
+            return finite(node)
         if node.data == "number":
-            return Number(float(node.children[0]))
+            return finite(node.children[0])
         if node.data == "neg":
             inner = expr(node.children[0])
             return Number(-inner.value) if isinstance(inner, Number) else BinOp("*", Number(-1.0), inner)
@@ -455,6 +433,9 @@ def validate_rules(
             continue
         for ref in metric_refs(rule):
             pool = canary_known if ref.namespace == "canary" else known
+            if ref.name.lower() in ("nan", "inf", "infinity"):
+                problem(rule, ref.column, f"{ref.name} is not a finite number", "thresholds must be finite")
+                continue
             if ref.name not in pool:
                 problem(
                     rule,
@@ -467,6 +448,28 @@ def validate_rules(
                 problem(rule, ref.column, f"unknown slice '{ref.slice}' in {ref}", _near(ref.slice, slices))
             if ref.name == "pass_rate" and verifiers is not None and len(ref.args) > 1:
                 pass  # verifier instance names are per slice; checked at gate time
+    return problems
+
+
+def unknown_names(rules: list[Rule], *, slices: set[str], verifiers: set[str]) -> list[Problem]:
+    """At gate time: every metric and slice a rule names must exist (as `validate` checks), and
+    every verifier a `pass_rate(S, 'V')` names must be in the runs."""
+    problems = validate_rules(rules, slices=slices)
+    for rule in rules:
+        for ref in metric_refs(rule):
+            if ref.name == "pass_rate" and ref.namespace != "canary" and len(ref.args) > 1:
+                name = ref.args[1]
+                if name not in verifiers:
+                    problems.append(
+                        Problem(
+                            f"unknown verifier '{name}' in {ref}",
+                            file=rule.source,
+                            line=rule.line,
+                            col=ref.column,
+                            hint=_near(name, verifiers)
+                            or "verifiers in the runs: " + ", ".join(sorted(verifiers)),
+                        )
+                    )
     return problems
 
 
@@ -514,15 +517,15 @@ def evaluate_rule(rule: Rule, resolver: MetricResolver) -> RuleOutcome:
         return _evaluate_no_regressions(rule, resolver)
     left_text, right_text = _expr_text(rule.left), _expr_text(rule.right)
     base = RuleOutcome(
-        rule.text,
-        rule.line,
-        left_text,
-        None,
-        rule.op,
-        None,
-        right_text,
-        "inconclusive",
-        "",
+        rule=rule.text,
+        line=rule.line,
+        metric=left_text,
+        observed=None,
+        comparator=rule.op,  # type: ignore[arg-type]  # the grammar admits only these
+        threshold=None,
+        threshold_expr=right_text,
+        outcome="inconclusive",
+        detail="",
         source=rule.source,
     )
     try:
@@ -580,36 +583,18 @@ def _evaluate_no_regressions(rule: NoRegressions, resolver: MetricResolver) -> R
         else ("; ".join(inconclusive) if inconclusive else "no protected slice regressed")
     )
     return RuleOutcome(
-        rule.text,
-        rule.line,
-        "min delta.success@1 over " + ", ".join(rule.slices),
-        worst[0] if worst else None,
-        ">=",
-        0.0,
-        "0 (baseline)",
-        outcome,
-        detail,
+        rule=rule.text,
+        line=rule.line,
+        metric="min delta.success@1 over " + ", ".join(rule.slices),
+        observed=worst[0] if worst else None,
+        comparator=">=",
+        threshold=0.0,
+        threshold_expr="0 (baseline)",
+        outcome=outcome,
+        detail=detail,
         source=rule.source,
     )
 
 
 def evaluate_rules(rules: list[Rule], resolver: MetricResolver) -> list[RuleOutcome]:
     return [evaluate_rule(r, resolver) for r in rules]
-
-
-def verdict_of(outcomes: list[RuleOutcome]) -> tuple[str, str]:
-    """promote when every rule passes; block when any fails; hold when some are inconclusive."""
-    failed = [o for o in outcomes if o.outcome == "fail"]
-    pending = [o for o in outcomes if o.outcome == "inconclusive"]
-    if failed:
-        return "block", f"{len(failed)} of {len(outcomes)} rules fail: " + "; ".join(
-            o.rule for o in failed[:3]
-        ) + (" …" if len(failed) > 3 else "")
-    if pending:
-        return (
-            "hold",
-            f"{len(pending)} of {len(outcomes)} rules are inconclusive (too little data): "
-            + "; ".join(o.rule for o in pending[:3])
-            + (" …" if len(pending) > 3 else ""),
-        )
-    return "promote", f"all {len(outcomes)} rules pass"

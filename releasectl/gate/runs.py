@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from releasectl.contracts._types import MAX_COUNT, MAX_MS, MAX_NAME, MAX_OUTPUT, MAX_TEXT
+from releasectl.contracts.results import MAX_VERIFIERS, RESULTS_EXPECTED, VERIFIER_KINDS
 from releasectl.errors import BadInput, Problem
 
 MAX_EXAMPLES = 500  # failing examples kept in memory for the report; the rest are counted
-REQUIRED_RUN = (
-    "release",
-    "manifest_digest",
-    "suite_digest",
-    "engine",
-    "cases",
-    "generation_seconds",
-    "gpus",
-    "gpu_hourly_usd",
-)
+_KINDS = frozenset(VERIFIER_KINDS)
 
 
 @dataclass
@@ -77,31 +70,108 @@ def load_runs(candidate: Path, baseline: Path | None) -> tuple[RunData, RunData 
         return cand, future.result()
 
 
-def _row_problem(row: Any) -> str | None:
-    """What is wrong with one parsed results.jsonl row, in words (the loader calls this only
-    after a row failed, to say why)."""
-    if not isinstance(row, dict):
-        return f"expected a JSON object, found {type(row).__name__}"
-    for key in ("case_id", "slice", "passed", "verifiers"):
+_ROW_KEYS = (
+    "case_id",
+    "slice",
+    "passed",
+    "verifiers",
+    "output",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+)
+
+
+def row_ok(row: Any) -> bool:
+    """The fast path's check of one parsed results.jsonl row: exactly `ResultRow`'s contract
+    (tests/test_contracts.py proves `row_ok(r) == ResultRow accepts r`), without building a model."""
+    if type(row) is not dict:
+        return False
+    for key in _ROW_KEYS:
         if key not in row:
-            return f"missing '{key}'"
-    for key in ("case_id", "slice"):
-        if not isinstance(row[key], str):
-            return f"{key}: expected a string, found {row[key]!r:.40}"
-    if not isinstance(row["verifiers"], dict):
-        return f"verifiers: expected an object, found {row['verifiers']!r:.40}"
-    for name, v in row["verifiers"].items():
-        if not isinstance(v, dict) or "passed" not in v:
-            return f"verifiers.{name}: expected an object with 'passed', found {v!r:.40}"
-    for key in ("latency_ms", "completion_tokens", "prompt_tokens", "steps"):
-        v = row.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-            return f"{key}: expected a number, found {v!r:.40}"
-    return None
+            return False
+    cid, sl, verifiers = row["case_id"], row["slice"], row["verifiers"]
+    if (
+        type(cid) is not str
+        or not 0 < len(cid) <= MAX_NAME
+        or type(sl) is not str
+        or not 0 < len(sl) <= MAX_NAME
+    ):
+        return False
+    ok = row["passed"]
+    if type(ok) is not bool or type(verifiers) is not dict or len(verifiers) > MAX_VERIFIERS:
+        return False
+    every = True
+    for name, v in verifiers.items():
+        if type(name) is not str or not 0 < len(name) <= MAX_NAME or type(v) is not dict:
+            return False
+        vp, kind = v.get("passed"), v.get("kind")
+        if type(vp) is not bool or type(kind) is not str or kind not in _KINDS:
+            return False
+        detail = v.get("detail", "")
+        if type(detail) is not str or len(detail) > MAX_TEXT:
+            return False
+        every = every and vp
+    if ok is not every:
+        return False
+    out = row["output"]
+    if type(out) is not str or len(out) > MAX_OUTPUT:
+        return False
+    for key in ("prompt_tokens", "completion_tokens"):
+        t = row[key]
+        if type(t) is not int or not 0 <= t <= MAX_COUNT:
+            return False
+    for key in ("latency_ms", "ttft_ms"):
+        if key == "ttft_ms" and row.get(key) is None:
+            continue
+        ms = row[key]
+        if (type(ms) is not float and type(ms) is not int) or not 0 <= ms <= MAX_MS:
+            return False  # NaN fails the comparison too
+    st = row.get("steps")
+    return st is None or (type(st) is int and 0 <= st <= MAX_COUNT)
+
+
+def row_problems(row: Any, *, file: str, line: int) -> list[Problem]:
+    """Why `ResultRow` refuses a row, located at file:line with field paths."""
+    from pydantic import ValidationError
+
+    from releasectl.contracts._types import describe, problems_of
+    from releasectl.contracts.results import RESULTS_EXPECTED, ResultRow
+
+    if not isinstance(row, dict):
+        return [Problem("wrong type", file=file, line=line, expected="a JSON object", found=describe(row))]
+    try:
+        ResultRow.model_validate(row)
+    except ValidationError as e:
+        return problems_of(e, file=file, line=line, expected=None) or [
+            Problem("invalid row", file=file, line=line)
+        ]
+    return [Problem("invalid row", file=file, line=line, expected=RESULTS_EXPECTED)]
+
+
+def _read_run_json(run_file: Path) -> dict[str, Any]:
+    from releasectl.contracts._types import read_json_file
+    from releasectl.contracts.run import run_record
+
+    data, raw = read_json_file(run_file, what="run.json")
+    run_record(data, file=str(run_file), raw=raw)
+    return data  # type: ignore[no-any-return]
+
+
+def _line_source(results_file: Path) -> Iterator[tuple[int, bytes]]:
+    try:
+        from releasectl import safeio  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        safeio = None
+    if safeio is not None:
+        yield from safeio.iter_lines(results_file, what="results")
+        return
+    with results_file.open("rb") as f:
+        yield from enumerate(f, start=1)
 
 
 def load_run(path: Path) -> RunData:
-    """Read run.json + results.jsonl; BadInput (exit 2) names the file and line of bad content."""
+    """Read run.json + results.jsonl; BadInput (exit 2) names the file, line and field of bad content."""
     import orjson
 
     path = Path(path)
@@ -111,17 +181,9 @@ def load_run(path: Path) -> RunData:
             f"{path} is not a run directory (needs run.json and results.jsonl)",
             hint="make one with `releasectl replay MANIFEST --out DIR`",
         )
-    try:
-        run = json.loads(run_file.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise BadInput(f"{run_file} is not valid JSON: {e}") from None
-    missing = [k for k in REQUIRED_RUN if k not in run]
-    if missing:
-        raise BadInput(
-            f"{run_file} lacks {', '.join(missing)}",
-            hint="see SPEC §5.1 for the run.json fields the gate needs",
-        )
+    run = _read_run_json(run_file)
     case_ids: list[str] = []
+    lines: list[int] = []
     slice_names: dict[str, int] = {}
     slice_idx: list[int] = []
     passed: list[bool] = []
@@ -134,83 +196,91 @@ def load_run(path: Path) -> RunData:
     vp: dict[str, tuple[list[int], list[bool]]] = {}
     failing: list[dict[str, Any]] = []
     failing_total = 0
-    with results_file.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if raw.isspace():
-                continue
-            i = len(case_ids)
-            try:
-                row = orjson.loads(raw)
-                cid = row["case_id"]
-                sl = row["slice"]
-                verifiers = row["verifiers"]
-                ok = bool(row["passed"])
-                r_ok = f_ok = True
-                for name, v in verifiers.items():
-                    vpass = v["passed"] is True
-                    slot = vp.get(name)
-                    if slot is None:
-                        slot = vp[name] = ([], [])
-                    slot[0].append(i)
-                    slot[1].append(vpass)
-                    if not vpass:
-                        kind = v.get("kind")
-                        if kind == "rule":
-                            r_ok = False
-                        elif kind == "format":
-                            f_ok = False
-                lat = float(row.get("latency_ms") or 0.0)
-                comp = int(row.get("completion_tokens") or 0)
-                prm = int(row.get("prompt_tokens") or 0)
-                s = row.get("steps")
-                stp = float(s) if s is not None else np.nan
-                if not isinstance(cid, str) or not isinstance(sl, str):
-                    raise TypeError("case_id and slice must be strings")
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-                if isinstance(e, orjson.JSONDecodeError):
-                    reason = f"invalid JSON: {e}"
-                else:
-                    reason = _row_problem(row) or f"{type(e).__name__}: {e}"
-                raise BadInput(
-                    f"{results_file} has an invalid result",
-                    [
-                        Problem(
-                            reason,
-                            file=str(results_file),
-                            line=lineno,
-                            expected="an object with case_id, slice, passed, verifiers (SPEC §5.1)",
-                        )
-                    ],
-                ) from None
-            case_ids.append(cid)
-            slice_idx.append(slice_names.setdefault(sl, len(slice_names)))
-            passed.append(ok)
-            rule_ok.append(r_ok)
-            format_ok.append(f_ok)
-            latency.append(lat)
-            completion.append(comp)
-            prompt.append(prm)
-            steps.append(stp)
-            if not ok:
-                failing_total += 1
-                if len(failing) < MAX_EXAMPLES:
-                    failing.append(
-                        {
-                            "case_id": cid,
-                            "slice": sl,
-                            "output": row.get("output", ""),
-                            "failed_verifiers": [
-                                {"name": n, "kind": v.get("kind"), "detail": v.get("detail", "")}
-                                for n, v in verifiers.items()
-                                if not v["passed"]
-                            ],
-                        }
+    nan = float("nan")
+    for lineno, raw in _line_source(results_file):
+        if raw.isspace() or not raw:
+            continue
+        try:
+            row = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise BadInput(
+                f"{results_file} has an invalid result",
+                [
+                    Problem(
+                        f"invalid JSON: {e}", file=str(results_file), line=lineno, expected=RESULTS_EXPECTED
                     )
+                ],
+            ) from None
+        if not row_ok(row):
+            raise BadInput(
+                f"{results_file} has an invalid result",
+                row_problems(row, file=str(results_file), line=lineno),
+                hint="each line is one case (SPEC §5.1; `releasectl schema --artifact results`)",
+            )
+        i = len(case_ids)
+        cid, sl, verifiers, ok = row["case_id"], row["slice"], row["verifiers"], row["passed"]
+        r_ok = f_ok = True
+        for name, v in verifiers.items():
+            vpass = v["passed"]
+            slot = vp.get(name)
+            if slot is None:
+                slot = vp[name] = ([], [])
+            slot[0].append(i)
+            slot[1].append(vpass)
+            if not vpass:
+                kind = v["kind"]
+                if kind == "rule":
+                    r_ok = False
+                elif kind == "format":
+                    f_ok = False
+        case_ids.append(cid)
+        lines.append(lineno)
+        slice_idx.append(slice_names.setdefault(sl, len(slice_names)))
+        passed.append(ok)
+        rule_ok.append(r_ok)
+        format_ok.append(f_ok)
+        latency.append(row["latency_ms"])
+        completion.append(row["completion_tokens"])
+        prompt.append(row["prompt_tokens"])
+        s = row.get("steps")
+        steps.append(nan if s is None else s)
+        if not ok:
+            failing_total += 1
+            if len(failing) < MAX_EXAMPLES:
+                failing.append(
+                    {
+                        "case_id": cid,
+                        "slice": sl,
+                        "output": row["output"],
+                        "failed_verifiers": [
+                            {"name": n, "kind": v["kind"], "detail": v.get("detail", "")}
+                            for n, v in verifiers.items()
+                            if not v["passed"]
+                        ],
+                    }
+                )
     n = len(case_ids)
+    if n == 0:
+        raise BadInput(
+            f"{results_file} has no results",
+            hint="a run with no cases cannot be gated; replay again (an empty run is never an all-clear)",
+        )
     if len(set(case_ids)) != n:
-        seen: set[str] = set()
-        dupes = [c for c in case_ids if c in seen or seen.add(c)]  # type: ignore[func-returns-value]
-        raise BadInput(f"{results_file} has duplicate case ids: {', '.join(dupes[:5])}")
+        first: dict[str, int] = {}
+        problems = []
+        for cid, line in zip(case_ids, lines, strict=True):
+            if cid in first:
+                problems.append(
+                    Problem(
+                        f"duplicate case_id {cid!r} (first on line {first[cid]})",
+                        file=str(results_file),
+                        line=line,
+                        field="case_id",
+                    )
+                )
+            else:
+                first[cid] = line
+        raise BadInput(f"{results_file} has duplicate case ids", problems[:20])
     verifier_pass = {}
     for name, (idx_list, val_list) in vp.items():
         arr = np.full(n, -1, dtype=np.int8)

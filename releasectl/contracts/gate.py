@@ -1,0 +1,179 @@
+"""gate.json: the gate's decision and every rule behind it. The one reader and writer of the file.
+
+A record is consistent by construction: each pass/fail rule that carries observed, comparator and
+threshold must agree with them, and the verdict must be the one its rules give (`verdict_of`).
+`promote` relies on that (releasectl/channels/verified.py); docs/trust.md says what it does not
+catch (a consistent forgery) and what does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import operator
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import Field, model_validator
+
+from releasectl.contracts._types import MAX_TEXT, Artifact, Count, Finite, Name, Text
+
+Outcome = Literal["pass", "fail", "inconclusive"]
+Verdict = Literal["promote", "block", "hold"]
+Comparator = Literal[">=", "<=", ">", "<", "==", "!="]
+
+COMPARATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": lambda a, b: math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12),
+    "!=": lambda a, b: not math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12),
+}
+MAX_RULES = 10_000
+HINT = "regenerate it with `releasectl gate`; the format is `releasectl schema --artifact gate`"
+
+
+class RuleResult(Artifact):
+    """One rule's evaluation. `extra` keys (e.g. a canary rule's facts) are kept as written."""
+
+    model_config = {**Artifact.model_config, "validate_assignment": False}
+
+    rule: Text
+    line: Annotated[int, Field(ge=0, le=10**9)]
+    metric: Text
+    observed: Finite | None
+    comparator: Comparator
+    threshold: Finite | None
+    threshold_expr: Text
+    outcome: Outcome
+    detail: Text
+    n: Count | None = None
+    lower_ci: Finite | None = None
+    upper_ci: Finite | None = None
+    source: Text | None = None
+
+    @model_validator(mode="after")
+    def _outcome_follows_from_values(self) -> RuleResult:
+        if self.outcome == "inconclusive":
+            return self  # too little data: an interval can straddle the threshold
+        if self.observed is None or self.threshold is None:
+            raise ValueError(f"outcome '{self.outcome}' without an observed value and a threshold")
+        holds = COMPARATORS[self.comparator](self.observed, self.threshold)
+        if holds != (self.outcome == "pass"):
+            raise ValueError(
+                f"outcome '{self.outcome}' contradicts {self.observed:g} {self.comparator} {self.threshold:g}"
+                f" (which is {str(holds).lower()})"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class _HasOutcome(Protocol):
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+
+
+def verdict_of(outcomes: Sequence[_HasOutcome]) -> tuple[Verdict, str]:
+    """promote when every rule passes; block when any fails; hold when some are inconclusive."""
+    failed = [o for o in outcomes if o.outcome == "fail"]
+    pending = [o for o in outcomes if o.outcome == "inconclusive"]
+    if failed:
+        return "block", f"{len(failed)} of {len(outcomes)} rules fail: " + "; ".join(
+            o.rule for o in failed[:3]
+        ) + (" …" if len(failed) > 3 else "")
+    if pending:
+        return (
+            "hold",
+            f"{len(pending)} of {len(outcomes)} rules are inconclusive (too little data): "
+            + "; ".join(o.rule for o in pending[:3])
+            + (" …" if len(pending) > 3 else ""),
+        )
+    if not outcomes:
+        return "hold", "no rules were evaluated"
+    return "promote", f"all {len(outcomes)} rules pass"
+
+
+class GateRecord(Artifact):
+    """gate.json."""
+
+    schema_version: Literal[1] = 1
+    release: Name
+    baseline_release: Name | None
+    stage: Name | None
+    verdict: Verdict
+    verdict_reason: Annotated[str, Field(max_length=MAX_TEXT)]
+    manifest_digest: Text
+    baseline_manifest_digest: Text | None
+    suite_digest: Text
+    policy: dict[str, Any]
+    rules: Annotated[list[RuleResult], Field(min_length=1, max_length=MAX_RULES)]
+    slices: list[dict[str, Any]]
+    aggregate: dict[str, Any]
+    unmatched_cases: dict[str, list[Text]]
+    failing_examples: list[dict[str, Any]]
+    failing_total: Count | None = None
+    provenance: dict[str, Any]
+    run_url: Text | None = None
+    created_at: Text
+
+    @model_validator(mode="after")
+    def _verdict_follows_from_rules(self) -> GateRecord:
+        derived, _ = verdict_of(self.rules)
+        if derived != self.verdict:
+            counts = {
+                o: sum(1 for r in self.rules if r.outcome == o) for o in ("pass", "fail", "inconclusive")
+            }
+            raise ValueError(
+                f"verdict '{self.verdict}' disagrees with its rules ({counts['pass']} pass, {counts['fail']} fail,"
+                f" {counts['inconclusive']} inconclusive give '{derived}')"
+            )
+        return self
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.verdict == "promote" else 1
+
+    def dump(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+    def write(self, path: Path) -> None:
+        from releasectl.fsutil import atomic_write_text
+
+        atomic_write_text(path, self.dump())
+
+    @classmethod
+    def read(cls, path: Path) -> tuple[GateRecord, str]:
+        """(record, sha256 of the file's bytes); BadInput (exit 2) with file:line and field path."""
+        from releasectl.contracts._types import read_json_file
+
+        data, raw = read_json_file(
+            Path(path), what="gate file", missing_hint="run `releasectl gate ... --out gate.json` first"
+        )
+        return cls.parse(data, file=str(path), raw=raw), hashlib.sha256(raw).hexdigest()
+
+    @classmethod
+    def parse(cls, data: Any, *, file: str, raw: bytes | None = None) -> GateRecord:
+        from pydantic import ValidationError
+
+        from releasectl.contracts._types import describe, locate, problems_of
+        from releasectl.errors import BadInput, Problem
+
+        if not isinstance(data, dict):
+            raise BadInput(
+                f"{file}: not a gate result",
+                [Problem("wrong type", file=file, line=1, expected="a JSON object", found=describe(data))],
+                hint=HINT,
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise BadInput(
+                f"{file} is not a valid gate result", locate(problems_of(e, file=file), file, raw), hint=HINT
+            ) from None

@@ -1,0 +1,60 @@
+"""A results.jsonl row (SPEC §5.1): one case's output and verifier verdicts.
+
+`ResultRow` is the one definition; `releasectl.gate.runs` reads a million rows through a columnar
+fast path that enforces exactly this contract (tests/test_contracts.py proves the equivalence)
+and asks this model for the message of the first row it refuses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from releasectl.contracts._types import MAX_OUTPUT, MAX_TEXT, Artifact, Bool, Count, Millis, Name
+
+VerifierKind = Literal["rule", "format", "correctness", "tool", "quality"]
+VERIFIER_KINDS: tuple[str, ...] = ("rule", "format", "correctness", "tool", "quality")
+MAX_VERIFIERS = 256
+
+
+class VerifierVerdict(Artifact):
+    """One verifier's verdict on one case."""
+
+    passed: Bool
+    kind: VerifierKind
+    detail: Annotated[str, Field(max_length=MAX_TEXT)] = ""
+
+
+class ResultRow(Artifact):
+    """One line of results.jsonl. `passed` must equal "every verifier passed"."""
+
+    case_id: Name
+    slice: Name
+    passed: Bool
+    verifiers: Annotated[dict[Name, VerifierVerdict], Field(max_length=MAX_VERIFIERS)]
+    output: Annotated[str, Field(max_length=MAX_OUTPUT)]
+    prompt_tokens: Count
+    completion_tokens: Count
+    latency_ms: Millis
+    steps: Count | None = None
+    ttft_ms: Millis | None = None
+
+    @model_validator(mode="after")
+    def _passed_is_every_verifier(self) -> ResultRow:
+        every = all(v.passed for v in self.verifiers.values())
+        if self.passed != every:
+            raise ValueError(
+                f"passed is {str(self.passed).lower()} but {'every verifier passed' if every else 'a verifier failed'}"
+                " (passed must equal: every verifier passed)"
+            )
+        return self
+
+    def dump_line(self) -> bytes:
+        """The row as one results.jsonl line (newline included)."""
+        import orjson
+
+        return orjson.dumps(self.model_dump(mode="json")) + b"\n"
+
+
+RESULTS_EXPECTED = "a results row as in SPEC §5.1 (`releasectl schema --artifact results`)"

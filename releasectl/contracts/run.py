@@ -1,0 +1,135 @@
+"""run.json (SPEC §5.1): what was replayed, on what, and what it costs.
+
+`runtime` and `drift` are written by releasectl's own replay; a run made by another harness (or an
+older releasectl) may leave them out, and the gate then compares only `engine` and `device`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from releasectl.contracts._types import MAX_COUNT, Artifact, Bool, Count, Name, NonNegative, Text
+
+Version = Annotated[str, Field(max_length=256)]
+
+
+class Engine(Artifact):
+    name: Name
+    version: Version | None = None
+
+
+class RuntimeFacts(Artifact):
+    """The versions and device that decide outputs, as the replaying platform reported them."""
+
+    engine: Name
+    engine_version: Version
+    device: Text
+    device_class: Literal["cpu", "cuda", "remote"]
+    torch: Version | None = None
+    transformers: Version | None = None
+    vllm: Version | None = None
+    cuda: Version | None = None
+    cpu_isa: Version | None = None
+    gpu_name: Text | None = None
+    driver: Version | None = None
+    python: Version | None = None
+
+
+class DriftEntry(Artifact):
+    """A pin the replay accepted not matching (`--allow-engine-drift` / `--allow-device-drift`)."""
+
+    pinned: Text | None = None
+
+
+class Drift(Artifact):
+    engine: DriftEntry | None = None
+    device: DriftEntry | None = None
+
+
+class RunRecord(Artifact):
+    """run.json. `gpus` ≥ 1 and a finite, non-negative `gpu_hourly_usd`: the cost rule divides by
+    neither, but a zero or negative cost would pass any cost ceiling."""
+
+    release: Name
+    manifest_digest: Text
+    suite_digest: Text
+    engine: Engine
+    device: Text
+    cases: Count
+    generation_seconds: NonNegative
+    gpus: Annotated[int, Field(ge=1, le=1_000_000)]
+    gpu_hourly_usd: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+    output_digest: Text | None = None
+    runtime: RuntimeFacts | None = None
+    drift: Drift | None = None
+    seed: Annotated[int, Field(ge=-MAX_COUNT, le=MAX_COUNT)] | None = None
+    allow_device_drift: Bool | None = None
+    allow_engine_drift: Bool | None = None
+
+    def runtime_identity(self) -> dict[str, str | None]:
+        """What must match between two runs for their outputs to be comparable (issue 10 §3)."""
+        out: dict[str, str | None] = {
+            "engine.name": self.engine.name,
+            "engine.version": self.engine.version,
+            "device": self.device,
+        }
+        if self.runtime is not None:
+            for key in (
+                "engine",
+                "engine_version",
+                "device",
+                "device_class",
+                "torch",
+                "transformers",
+                "vllm",
+                "cuda",
+                "cpu_isa",
+                "gpu_name",
+                "driver",
+            ):
+                out[f"runtime.{key}"] = getattr(self.runtime, key)
+        return out
+
+    def dump(self) -> str:
+        """run.json's text."""
+        return (
+            json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=2, ensure_ascii=False) + "\n"
+        )
+
+    def write(self, path: Path) -> None:
+        """Write run.json atomically."""
+        from releasectl.fsutil import atomic_write_text
+
+        atomic_write_text(path, self.dump())
+
+
+RUN_EXPECTED = "run.json as in SPEC §5.1 (`releasectl schema --artifact run`)"
+
+
+def run_record(data: Any, *, file: str, raw: bytes | None = None) -> RunRecord:
+    """Validate parsed run.json; BadInput (exit 2) names the file and each field."""
+    from pydantic import ValidationError
+
+    from releasectl.contracts._types import locate, problems_of
+    from releasectl.errors import BadInput
+
+    if not isinstance(data, dict):
+        from releasectl.contracts._types import describe
+        from releasectl.errors import Problem
+
+        raise BadInput(
+            f"{file} is not a valid run record",
+            [Problem("wrong type", file=file, line=1, expected="a JSON object", found=describe(data))],
+        )
+    try:
+        return RunRecord.model_validate(data)
+    except ValidationError as e:
+        raise BadInput(
+            f"{file} is not a valid run record",
+            locate(problems_of(e, file=file), file, raw),
+            hint="see SPEC §5.1 for the run.json fields the gate needs (`releasectl schema --artifact run`)",
+        ) from None
