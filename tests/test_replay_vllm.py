@@ -164,3 +164,25 @@ def test_the_lora_release_differs_from_its_base(repo, full_run, tmp_path):
     differing = [c for c in lora if lora[c] != plain[c]]
     assert differing, "the adapter changed no output"
     print(f"LoRA changed {len(differing)} of {len(lora)} outputs: {', '.join(differing)}")
+
+
+def test_a_gate_between_runs_of_two_engines_is_refused_unless_allowed(cli, repo, full_run, tmp_path):
+    # The same release replayed on transformers: real runs from both engines, gated against each other.
+    loaded = load_manifest(repo / "releases" / "v1.3.yaml")
+    hf_run = run_replay(loaded, tmp_path / "hf", engine="hf", limit=1)
+    same = sum(a == b for a, b in zip(outputs(full_run.run_dir), outputs(hf_run.run_dir), strict=True))
+    print(f"hf vs vllm greedy float32 outputs identical on {same} of {len(outputs(hf_run.run_dir))} cases")
+    args = ["gate", "releases/v1.3.yaml", "--run", str(full_run.run_dir), "--baseline-run", str(hf_run.run_dir)]
+    refused = cli(*args, "--stage", "staging", "--out", str(tmp_path / "g0.json"), cwd=repo)
+    assert refused.code == 2, refused.output
+    assert "vllm" in refused.stderr and "hf" in refused.stderr
+    assert str(full_run.run_dir) in refused.stderr and str(hf_run.run_dir) in refused.stderr
+    assert "--allow-mismatched-runtime" in refused.stderr
+    allowed = cli(
+        *args, "--stage", "staging", "--allow-mismatched-runtime", "--out", str(tmp_path / "g.json"), cwd=repo
+    )
+    assert allowed.code in (0, 1), allowed.output
+    mismatch = json.loads((tmp_path / "g.json").read_text())["provenance"]["runtime_mismatch"]
+    assert {"field": "engine.name", "candidate": "vllm", "baseline": "hf"} in mismatch
+    report = cli("report", str(tmp_path / "g.json"), cwd=repo)
+    assert report.code == 0 and "runtime mismatch" in report.stdout.lower()
