@@ -40,26 +40,55 @@ def write_run(
     manifest_digest: str = "sha256:" + "0" * 64,
     suite_digest: str = "f" * 32 + ".dir",
     generation_seconds: float | None = None,
-    gpu_hourly_usd: float = 1.99,
-    gpus: int = 1,
+    gpu_hourly_usd: Any = 1.99,
+    gpus: Any = 1,
+    engine: dict[str, Any] | None = None,
+    device: str = "cpu",
+    runtime: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> Path:
+    """A run directory; `runtime` (run.json's block, issue 10) is written only when given, as a run
+    made by another harness would leave it out. `extra` keys go into run.json as they are."""
     path.mkdir(parents=True, exist_ok=True)
     tokens = sum(r["completion_tokens"] for r in rows)
     run = {
         "release": release,
         "manifest_digest": manifest_digest,
         "suite_digest": suite_digest,
-        "engine": {"name": "hf", "version": "test"},
-        "device": "cpu",
+        "engine": engine or {"name": "hf", "version": "test"},
+        "device": device,
         "seed": 1234,
         "output_digest": "sha256:" + "1" * 64,
         "cases": len(rows),
         "generation_seconds": generation_seconds if generation_seconds is not None else tokens / 30.0,
         "gpus": gpus,
         "gpu_hourly_usd": gpu_hourly_usd,
+        **({"runtime": runtime} if runtime is not None else {}),
+        **extra,
     }
     (path / "run.json").write_text(json.dumps(run), encoding="utf-8")
     with (path / "results.jsonl").open("w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
     return path
+
+
+def runtime_block(
+    engine: str = "hf", version: str = "5.19.0", device: str = "cpu", **facts: Any
+) -> dict[str, Any]:
+    """run.json's `runtime` as the replay writes it."""
+    return {
+        "engine": engine,
+        "engine_version": version,
+        "device": device,
+        "device_class": "cpu" if device == "cpu" else "cuda",
+        "torch": "2.13.0+cpu",
+        "transformers": version if engine == "hf" else None,
+        "vllm": version if engine == "vllm" else None,
+        "cuda": None,
+        "cpu_isa": "AVX2",
+        "gpu_name": None if device == "cpu" else device,
+        "driver": None,
+        "python": "3.11.9",
+        **facts,
+    }

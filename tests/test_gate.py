@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from runfactory import case_row, write_run
+from runfactory import case_row, runtime_block, write_run
 from scipy.stats import binomtest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -327,9 +328,18 @@ _GOOD = case_row("s-3", "s", {"v": (True, "correctness")})
         (json.dumps({**_GOOD, "passed": "false"}), 'passed: Input should be a valid boolean (found "false")'),
         (json.dumps({**_GOOD, "passed": "yes"}), "passed: Input should be a valid boolean"),
         (json.dumps({**_GOOD, "passed": 1}), "passed: Input should be a valid boolean (found 1)"),
-        (json.dumps({**_GOOD, "latency_ms": True}), "latency_ms: Input should be a valid number (found true)"),
-        (json.dumps({**_GOOD, "completion_tokens": 1e308}), "completion_tokens: Input should be a valid integer"),
-        (json.dumps({**_GOOD, "prompt_tokens": -1}), "prompt_tokens: Input should be greater than or equal to 0"),
+        (
+            json.dumps({**_GOOD, "latency_ms": True}),
+            "latency_ms: Input should be a valid number (found true)",
+        ),
+        (
+            json.dumps({**_GOOD, "completion_tokens": 1e308}),
+            "completion_tokens: Input should be a valid integer",
+        ),
+        (
+            json.dumps({**_GOOD, "prompt_tokens": -1}),
+            "prompt_tokens: Input should be greater than or equal to 0",
+        ),
         (json.dumps({**_GOOD, "passed": False}), "passed is false but every verifier passed"),
         (
             json.dumps({**_GOOD, "verifiers": {"v": {"passed": False, "kind": "rule", "detail": ""}}}),
@@ -337,7 +347,10 @@ _GOOD = case_row("s-3", "s", {"v": (True, "correctness")})
         ),
         (json.dumps({k: v for k, v in _GOOD.items() if k != "latency_ms"}), "latency_ms: Field required"),
         (json.dumps({k: v for k, v in _GOOD.items() if k != "output"}), "output: Field required"),
-        (json.dumps({k: v for k, v in _GOOD.items() if k != "prompt_tokens"}), "prompt_tokens: Field required"),
+        (
+            json.dumps({k: v for k, v in _GOOD.items() if k != "prompt_tokens"}),
+            "prompt_tokens: Field required",
+        ),
         (json.dumps({**_GOOD, "verifiers": {"v": {"passed": True, "kind": "vibes"}}}), "verifiers.v.kind"),
         (json.dumps({**_GOOD, "verifiers": {"v": {"passed": "true", "kind": "rule"}}}), "verifiers.v.passed"),
         (json.dumps({**_GOOD, "case_id": "x" * 300}), "case_id: String should have at most 256 characters"),
@@ -353,5 +366,242 @@ def test_a_bad_result_line_is_named_by_file_and_line(cli, tmp_path, bad_line, fo
     rules.write_text("success@1.point >= 0.5\n")
     result = cli("gate", "--run", str(run), "--rules", str(rules), "--out", str(tmp_path / "g.json"))
     assert result.code == 2, result.output
-    assert f"{results}:3: {found}" in result.stderr or (f"{results}:3" in result.stderr and found in result.stderr), result.stderr
+    assert f"{results}:3: {found}" in result.stderr or (
+        f"{results}:3" in result.stderr and found in result.stderr
+    ), result.stderr
     assert "Traceback" not in result.output
+
+
+# --- issue 11 §3: a rule that cannot be evaluated, an empty policy, non-finite thresholds -------------
+
+
+def _small_pair(tmp_path: Path, **cand_run: Any) -> tuple[Path, Path]:
+    cand = [
+        case_row(f"c-{i}", "division_hard", {"math_correct": (i % 4 != 0, "correctness")}) for i in range(30)
+    ]
+    base = [
+        case_row(f"c-{i}", "division_hard", {"math_correct": (i % 3 != 0, "correctness")}) for i in range(30)
+    ]
+    base_run = {k[5:]: v for k, v in cand_run.items() if k.startswith("base_")}
+    cand_only = {k: v for k, v in cand_run.items() if not k.startswith("base_")}
+    return write_run(tmp_path / "cand", "v1.3", cand, **cand_only), write_run(
+        tmp_path / "base", "v1.2", base, **base_run
+    )
+
+
+@pytest.mark.parametrize(
+    ("rule", "col", "message", "nearest"),
+    [
+        ("latecny_p95_ms.point <= 900", 1, "unknown metric 'latecny_p95_ms'", "latency_p95_ms"),
+        ("delta.success@1{dvision_hard}.point >= 0", 1, "unknown slice 'dvision_hard'", "division_hard"),
+        (
+            "no_regressions_on: ['dvision_hard']",
+            1,
+            "no_regressions_on: unknown slice 'dvision_hard'",
+            "division_hard",
+        ),
+        (
+            "pass_rate(division_hard, 'math_corect').point >= 0.5",
+            1,
+            "unknown verifier 'math_corect'",
+            "math_correct",
+        ),
+        ("success@1(divison_hard).lower_ci >= 0.5", 1, "unknown slice 'divison_hard'", "division_hard"),
+        ("canary.abandon_rat.value <= 0.1", 1, "unknown metric 'abandon_rat'", "abandon_rate"),
+    ],
+)
+def test_a_rule_naming_an_unknown_name_is_exit_2_with_the_nearest(cli, tmp_path, rule, col, message, nearest):
+    cand, base = _small_pair(tmp_path)
+    rules = tmp_path / "p.rules"
+    rules.write_text("# policy\naggregate.success@1.point >= 0.1\n" + rule + "\n")
+    result = cli("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules))
+    assert result.code == 2, result.output
+    assert f"{rules}:3:{col}: {message}" in result.stderr and f"'{nearest}'" in result.stderr, result.stderr
+    assert not (cand / "gate.json").exists()
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "   # indented\n# two\n"])
+def test_an_empty_policy_is_exit_2(cli, tmp_path, text):
+    cand, base = _small_pair(tmp_path)
+    rules = tmp_path / "empty.rules"
+    rules.write_text(text)
+    result = cli("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules))
+    assert result.code == 2 and f"{rules} has no rules" in result.stderr, result.output
+
+
+@pytest.mark.parametrize(
+    ("rule", "col", "message"),
+    [
+        ("latency_p95_ms.point <= 1e999", 25, "1e999 is not a finite number"),
+        ("success@1.point >= nan", 20, "nan is not a finite number"),
+        ("latency_p95_ms.point <= inf", 25, "inf is not a finite number"),
+        ("latency_p95_ms.point <= -1e400", 26, "1e400 is not a finite number"),
+    ],
+)
+def test_non_finite_thresholds_are_refused_at_line_and_column(cli, tmp_path, rule, col, message):
+    cand, base = _small_pair(tmp_path)
+    rules = tmp_path / "p.rules"
+    rules.write_text("aggregate.success@1.point >= 0.1\n" + rule + "\n")
+    result = cli("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules))
+    assert result.code == 2, result.output
+    assert f"{rules}:2:{col}: {message}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("run_fields", "field", "found"),
+    [
+        ({"gpus": 0}, "gpus", "0"),
+        ({"gpus": -2}, "gpus", "-2"),
+        ({"gpus": True}, "gpus", "true"),
+        ({"gpus": 1.5}, "gpus", "1.5"),
+        ({"gpu_hourly_usd": -1.99}, "gpu_hourly_usd", "-1.99"),
+        ({"gpu_hourly_usd": "1.99"}, "gpu_hourly_usd", '"1.99"'),
+        ({"gpu_hourly_usd": 1e300}, "gpu_hourly_usd", "1e+300"),
+        ({"generation_seconds": -3.0}, "generation_seconds", "-3.0"),
+        ({"cases": False}, "cases", "false"),
+        ({"engine": "hf"}, "engine", '"hf"'),
+    ],
+)
+def test_a_run_json_that_would_fake_the_cost_rule_is_exit_2(cli, tmp_path, run_fields, field, found):
+    cand, base = _small_pair(tmp_path, **run_fields)
+    rules = tmp_path / "p.rules"
+    rules.write_text("cost_per_1k_tokens_usd.point <= 0.02\n")
+    result = cli("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules))
+    assert result.code == 2, result.output
+    assert f"{cand / 'run.json'}:1: {field}:" in result.stderr and f"found {found}" in result.stderr, (
+        result.stderr
+    )
+
+
+def test_run_json_with_nan_is_exit_2(cli, tmp_path):
+    cand, base = _small_pair(tmp_path)
+    (cand / "run.json").write_text((cand / "run.json").read_text().replace('"gpus": 1', '"gpus": NaN'))
+    rules = tmp_path / "p.rules"
+    rules.write_text("success@1.point >= 0.1\n")
+    result = cli("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules))
+    assert result.code == 2 and str(cand / "run.json") in result.stderr, result.output
+
+
+# --- issue 10 §3: like with like ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cand_run", "base_run", "field", "cand_value", "base_value"),
+    [
+        ({"engine": {"name": "vllm", "version": "0.32.0"}}, {}, "engine.name", "vllm", "hf"),
+        (
+            {"engine": {"name": "hf", "version": "5.23.0"}},
+            {"engine": {"name": "hf", "version": "5.19.0"}},
+            "engine.version",
+            "5.23.0",
+            "5.19.0",
+        ),
+        (
+            {"device": "NVIDIA H100 80GB HBM3"},
+            {"device": "NVIDIA A10G"},
+            "device",
+            "NVIDIA H100 80GB HBM3",
+            "NVIDIA A10G",
+        ),
+        (
+            {"runtime": runtime_block(torch="2.13.0+cpu")},
+            {"runtime": runtime_block(torch="2.12.1+cpu")},
+            "runtime.torch",
+            "2.13.0+cpu",
+            "2.12.1+cpu",
+        ),
+        (
+            {"runtime": runtime_block(cpu_isa="AVX512")},
+            {"runtime": runtime_block(cpu_isa="AVX2")},
+            "runtime.cpu_isa",
+            "AVX512",
+            "AVX2",
+        ),
+    ],
+)
+def test_runs_on_different_runtimes_are_not_paired(
+    cli, tmp_path, cand_run, base_run, field, cand_value, base_value
+):
+    cand, base = _small_pair(tmp_path, **cand_run, **{f"base_{k}": v for k, v in base_run.items()})
+    rules = tmp_path / "p.rules"
+    rules.write_text("success@1.point >= 0.1\n")
+    args = ("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules))
+    refused = cli(*args)
+    assert refused.code == 2, refused.output
+    err = " ".join(refused.stderr.split())
+    assert str(cand / "run.json") in err and str(base / "run.json") in err, err
+    assert f"{field}: candidate '{cand_value}', baseline '{base_value}'" in err, err
+    assert "--allow-mismatched-runtime" in err
+    allowed = cli(*args, "--allow-mismatched-runtime", "--out", str(tmp_path / "g.json"), "--format", "json")
+    assert allowed.code == 0, allowed.output
+    recorded = json.loads((tmp_path / "g.json").read_text())["provenance"]["runtime_mismatch"]
+    assert {"field": field, "candidate": cand_value, "baseline": base_value} in recorded
+    report = cli("report", str(tmp_path / "g.json"))
+    assert report.code == 0
+    head = report.stdout.split("### Rules")[0]  # near the verdict, above the rule table
+    assert "Runtime mismatch" in head and f"candidate **{cand_value.replace('_', chr(92) + '_')}**" in head, (
+        head
+    )
+
+
+def test_a_run_from_another_harness_without_runtime_is_compared_on_engine_and_device(cli, tmp_path):
+    cand, base = _small_pair(tmp_path, runtime=runtime_block())  # the baseline has no runtime block
+    rules = tmp_path / "p.rules"
+    rules.write_text("success@1.point >= 0.1\n")
+    result = cli(
+        "gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules), "--format", "json"
+    )
+    assert result.code == 0, result.output
+    assert json.loads(result.stdout)["provenance"]["runtime_mismatch"] is None
+
+
+def test_different_suites_name_both_files_and_digests(cli, tmp_path):
+    cand, base = _small_pair(tmp_path, suite_digest="a" * 32 + ".dir", base_suite_digest="b" * 32 + ".dir")
+    rules = tmp_path / "p.rules"
+    rules.write_text("success@1.point >= 0.1\n")
+    result = cli("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules))
+    err = " ".join(result.stderr.split())
+    assert result.code == 2
+    assert f"{cand / 'run.json'} has suite_digest {'a' * 32}.dir" in err, err
+    assert f"{base / 'run.json'} has suite_digest {'b' * 32}.dir" in err, err
+
+
+# --- issue 15: gate --junit ---------------------------------------------------------------------------
+
+
+def test_junit_has_one_testcase_per_rule(cli, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    cand, base = _small_pair(tmp_path)
+    rules = tmp_path / "p.rules"
+    rules.write_text(
+        "aggregate.success@1.point >= 0.5\n"  # pass (0.73)
+        "latency_p95_ms.point <= 100\n"  # fail (500)
+        "success@1{division_hard}.lower_ci >= 0.72\n"  # interval straddles: inconclusive
+        "delta.success@1{division_hard}.p_value < 0.05  # <&> in a comment\n"
+    )
+    junit = tmp_path / "out" / "junit.xml"
+    result = cli(
+        "gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules), "--junit", str(junit)
+    )
+    assert result.code == 1, result.output
+    root = ET.parse(junit).getroot()
+    assert root.tag == "testsuites"
+    (suite,) = root.findall("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == rules.read_text().splitlines()  # "<&>" survives escaping
+    outcomes = [
+        "fail" if c.find("failure") is not None else "skip" if c.find("skipped") is not None else "pass"
+        for c in cases
+    ]
+    assert outcomes == ["pass", "fail", "skip", "fail"]
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors")) == (
+        "4",
+        "2",
+        "1",
+        "0",
+    )
+    assert "500 <= 100 is false" in cases[1].find("failure").get("message")
+    # The common JUnit schema's element order: properties first, then testcases.
+    assert [child.tag for child in suite][0] == "properties"
+    assert all(set(c.attrib) <= {"name", "classname", "time", "assertions", "status"} for c in cases)

@@ -93,3 +93,28 @@ def remember(manifest: Path, artifacts: list[Path]) -> None:
         atomic_write_text(_cache_file(), json.dumps(dict(list(cache.items())[-_MAX_ENTRIES:])))
     except OSError:
         pass  # a read-only home must not break a rollback
+
+
+# --- gate.json, re-checked before a promotion ------------------------------------------------
+
+
+def verified_gate(path: Path) -> tuple[dict[str, object], str]:
+    """gate.json re-validated against `GateRecord`, with every pass/fail rule re-derived from its
+    observed value, comparator and threshold, and the verdict re-derived from the rules.
+
+    Returns (document, sha256 of its bytes). A record that disagrees with itself, or whose `rules`
+    are missing or mistyped, is `BadInput` (exit 2) naming the file, line and field: it never
+    promotes. This catches inconsistency, not a consistent forgery; docs/trust.md says what does.
+    """
+    from releasectl.contracts.gate import GateRecord
+    from releasectl.errors import BadInput
+
+    try:
+        record, digest = GateRecord.read(path)
+    except BadInput as e:
+        raise BadInput(
+            f"refusing to promote on {path}: {e.message}",
+            e.problems,
+            hint="a gate.json is only trusted when it is consistent; regenerate it with `releasectl gate` (docs/trust.md)",
+        ) from None
+    return record.model_dump(mode="json"), digest

@@ -31,20 +31,48 @@ def _load_release(ref: str) -> LoadedManifest:
     return load_manifest(release_path(_root(), ref))
 
 
+ARTIFACTS = {
+    "manifest": ("releasectl.manifest.models", "Manifest", "releasectl release manifest"),
+    "run": ("releasectl.contracts.run", "RunRecord", "releasectl run.json"),
+    "results": ("releasectl.contracts.results", "ResultRow", "releasectl results.jsonl row"),
+    "gate": ("releasectl.contracts.gate", "GateRecord", "releasectl gate.json"),
+    "canary": ("releasectl.contracts.canary", "CanaryRecord", "releasectl canary.json"),
+    "history": ("releasectl.contracts.history", "SCHEMA_MODEL", "releasectl history.jsonl event"),
+    "channels": ("releasectl.contracts.channels", "SCHEMA_MODEL", "releasectl channels.yaml"),
+}
+
+
 @click.command()
+@click.option(
+    "--artifact",
+    type=click.Choice(list(ARTIFACTS)),
+    default="manifest",
+    show_default=True,
+    help="Which file's schema: the manifest, or a stage artifact (run.json, a results row, gate.json, ...).",
+)
 @format_option()
-def schema(fmt: str) -> int:
-    """Print the manifest's JSON Schema (for editor completion and review).
+def schema(artifact: str, fmt: str) -> int:
+    """Print the JSON Schema of the manifest or of a stage artifact (for editors and other harnesses).
 
     \b
     Point your editor at it, e.g. for VS Code's YAML extension:
       releasectl schema > .vscode/release.schema.json
+      releasectl schema --artifact results > results.schema.json
     """
-    from releasectl.manifest.models import Manifest
+    import importlib
 
-    doc = Manifest.model_json_schema()
+    from releasectl.errors import EnvironmentFailure
+
+    module_name, attr, title = ARTIFACTS[artifact]
+    try:
+        model = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError):
+        raise EnvironmentFailure(
+            f"this releasectl has no schema for '{artifact}' yet ({module_name}.{attr} is missing)"
+        ) from None
+    doc = model.model_json_schema()
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    doc["title"] = "releasectl release manifest"
+    doc["title"] = title
     click.echo(json.dumps(doc, indent=2))
     return 0
 

@@ -325,6 +325,7 @@ def _context(gate: dict[str, Any]) -> dict[str, Any]:
         "pins": pins[:MAX_PINS],
         "pins_total": len(pins),
         "confidence_pct": _percent(_side(gate.get("policy")).get("confidence_level")),
+        "runtime_mismatch": [m for m in provenance.get("runtime_mismatch") or [] if isinstance(m, dict)],
         "only_in_candidate": len(unmatched.get("only_in_candidate") or []),
         "only_in_baseline": len(unmatched.get("only_in_baseline") or []),
         "version": __version__,
