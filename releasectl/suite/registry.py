@@ -85,8 +85,26 @@ def _version_key(v: str) -> tuple[int, ...]:
 
 
 def _load_families() -> None:
-    # Importing the family modules fills the registry.
-    from releasectl.suite.verifiers import answer, code, language, structured, text  # noqa: F401
+    """Import every family module under `releasectl.suite.verifiers`; each one registers itself.
+
+    The families are discovered, not listed: the registry depends on no family, so a family
+    importing the registry's decorator is no import cycle, and a new family module needs no edit here.
+    """
+    global _families_loaded
+    if _families_loaded:
+        return
+    import importlib
+    import pkgutil
+
+    from releasectl.suite import verifiers
+
+    for module in pkgutil.iter_modules(verifiers.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{verifiers.__name__}.{module.name}")
+    _families_loaded = True
+
+
+_families_loaded = False
 
 
 def get(name: str, version: str) -> Registered:
