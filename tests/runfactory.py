@@ -92,3 +92,53 @@ def runtime_block(
         "python": "3.11.9",
         **facts,
     }
+
+
+def gate_document(
+    release: str,
+    *,
+    stage: str = "staging",
+    manifest_digest: str = "sha256:" + "0" * 64,
+    outcomes: tuple[str, ...] = ("pass",),
+) -> dict[str, Any]:
+    """A consistent gate.json (GateRecord) whose rules have `outcomes`; its verdict follows from them."""
+    rules = []
+    for i, outcome in enumerate(outcomes, start=1):
+        observed = {"pass": 0.9, "fail": 0.5, "inconclusive": None}[outcome]
+        rules.append(
+            {
+                "rule": f"aggregate.success@1.point >= 0.8  # rule {i}",
+                "line": i,
+                "metric": "aggregate.success@1.point",
+                "observed": observed,
+                "comparator": ">=",
+                "threshold": 0.8,
+                "threshold_expr": "0.8",
+                "outcome": outcome,
+                "detail": "crafted",
+                "n": 100,
+                "source": "policy.rules",
+            }
+        )
+    verdict = (
+        "block" if "fail" in outcomes else "hold" if "inconclusive" in outcomes or not outcomes else "promote"
+    )
+    return {
+        "schema_version": 1,
+        "release": release,
+        "baseline_release": None,
+        "stage": stage,
+        "verdict": verdict,
+        "verdict_reason": "crafted",
+        "manifest_digest": manifest_digest,
+        "baseline_manifest_digest": None,
+        "suite_digest": "f" * 32 + ".dir",
+        "policy": {"source": "policy.rules"},
+        "rules": rules,
+        "slices": [],
+        "aggregate": {},
+        "unmatched_cases": {"only_in_candidate": [], "only_in_baseline": []},
+        "failing_examples": [],
+        "provenance": {},
+        "created_at": "2026-12-01T00:00:00Z",
+    }

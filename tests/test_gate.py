@@ -340,10 +340,10 @@ _GOOD = case_row("s-3", "s", {"v": (True, "correctness")})
             json.dumps({**_GOOD, "prompt_tokens": -1}),
             "prompt_tokens: Input should be greater than or equal to 0",
         ),
-        (json.dumps({**_GOOD, "passed": False}), "passed is false but every verifier passed"),
+        (json.dumps({**_GOOD, "passed": False}), "passed: passed is false but every verifier passed"),
         (
             json.dumps({**_GOOD, "verifiers": {"v": {"passed": False, "kind": "rule", "detail": ""}}}),
-            "passed is true but a verifier failed",
+            "passed: passed is true but verifier 'v' failed",
         ),
         (json.dumps({k: v for k, v in _GOOD.items() if k != "latency_ms"}), "latency_ms: Field required"),
         (json.dumps({k: v for k, v in _GOOD.items() if k != "output"}), "output: Field required"),

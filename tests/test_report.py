@@ -229,7 +229,7 @@ def test_out_file_and_json_summary(tmp_path: Path, cli) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "is not valid JSON"),
+        ("{not json", "gate.json:1:2: invalid JSON"),
         ("[]", "not a gate result"),
         (json.dumps({**sample_gate(), "verdict": "maybe"}), "verdict"),
         (json.dumps({**sample_gate(), "slices": {"a": 1}}), "slices"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -83,7 +84,7 @@ def problems_of(
     """Each pydantic error as a Problem located at file:line with its field path."""
     out = []
     for err in error.errors(include_url=False)[:limit]:
-        found = "nothing" if err["type"] == "missing" else describe(err.get("input"))
+        found = "nothing" if err["type"] == "missing" else describe(err.get("input")) if err["loc"] else None
         msg = str(err["msg"])
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
@@ -96,38 +97,18 @@ def problems_of(
 
 
 def read_json_file(path: Path, *, what: str, missing_hint: str | None = None) -> tuple[Any, bytes]:
-    """(parsed JSON, raw bytes) of a stage file; BadInput (exit 2) naming the file and line:col.
-
-    Reads through `releasectl.safeio` when present (regular files only, size and nesting capped)."""
+    """(parsed JSON, raw bytes) of a stage file through `releasectl.safeio` (regular files only,
+    size, nesting and integer digits capped, finite numbers); BadInput (exit 2) names file:line:col."""
+    from releasectl import safeio
     from releasectl.errors import BadInput
 
     try:
-        from releasectl import safeio  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        safeio = None
-    if safeio is not None:
         raw = safeio.read_bytes(path, what=what)
-        return safeio.loads_json(raw, source=str(path)), raw
-    if not path.exists():
-        raise BadInput(f"{path}: no such file", hint=missing_hint)
-    if not path.is_file():
-        raise BadInput(f"{path}: not a regular file ({what})")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read {what}: {e.strerror or e}") from None
-    try:
-        return json.loads(raw, parse_constant=_no_constant), raw
-    except json.JSONDecodeError as e:
-        raise BadInput(
-            f"{path} is not valid JSON", [Problem(e.msg, file=str(path), line=e.lineno, col=e.colno)]
-        ) from None
-    except (ValueError, RecursionError) as e:
-        raise BadInput(f"{path} is not valid JSON: {e}") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+    except BadInput as e:
+        if missing_hint and not e.hint and not os.path.lexists(path):
+            e.hint = missing_hint
+        raise
+    return safeio.loads_json(raw, source=str(path)), raw
 
 
 def locate(problems: list[Problem], file: str, raw: bytes | None) -> list[Problem]:

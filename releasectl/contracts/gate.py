@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from releasectl.contracts._types import MAX_TEXT, Artifact, Count, Finite, Name, Text
 
@@ -55,19 +55,27 @@ class RuleResult(Artifact):
     upper_ci: Finite | None = None
     source: Text | None = None
 
-    @model_validator(mode="after")
-    def _outcome_follows_from_values(self) -> RuleResult:
-        if self.outcome == "inconclusive":
-            return self  # too little data: an interval can straddle the threshold
-        if self.observed is None or self.threshold is None:
-            raise ValueError(f"outcome '{self.outcome}' without an observed value and a threshold")
-        holds = COMPARATORS[self.comparator](self.observed, self.threshold)
-        if holds != (self.outcome == "pass"):
+    @field_validator("outcome")
+    @classmethod
+    def _outcome_follows_from_values(cls, outcome: str, info: ValidationInfo) -> str:
+        if outcome == "inconclusive":
+            return outcome  # too little data: an interval can straddle the threshold
+        if not {"observed", "threshold", "comparator"} <= set(info.data):
+            return outcome  # one of them is invalid and reported on its own
+        observed, threshold, comparator = (
+            info.data["observed"],
+            info.data["threshold"],
+            info.data["comparator"],
+        )
+        if observed is None or threshold is None:
+            raise ValueError(f"outcome '{outcome}' without an observed value and a threshold")
+        holds = COMPARATORS[comparator](observed, threshold)
+        if holds != (outcome == "pass"):
             raise ValueError(
-                f"outcome '{self.outcome}' contradicts {self.observed:g} {self.comparator} {self.threshold:g}"
+                f"outcome '{outcome}' contradicts observed {observed:g} {comparator} threshold {threshold:g}"
                 f" (which is {str(holds).lower()})"
             )
-        return self
+        return outcome
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -107,13 +115,13 @@ class GateRecord(Artifact):
     release: Name
     baseline_release: Name | None
     stage: Name | None
-    verdict: Verdict
-    verdict_reason: Annotated[str, Field(max_length=MAX_TEXT)]
     manifest_digest: Text
     baseline_manifest_digest: Text | None
     suite_digest: Text
     policy: dict[str, Any]
     rules: Annotated[list[RuleResult], Field(min_length=1, max_length=MAX_RULES)]
+    verdict: Verdict  # after `rules`: it is checked against them
+    verdict_reason: Annotated[str, Field(max_length=MAX_TEXT)]
     slices: list[dict[str, Any]]
     aggregate: dict[str, Any]
     unmatched_cases: dict[str, list[Text]]
@@ -123,18 +131,20 @@ class GateRecord(Artifact):
     run_url: Text | None = None
     created_at: Text
 
-    @model_validator(mode="after")
-    def _verdict_follows_from_rules(self) -> GateRecord:
-        derived, _ = verdict_of(self.rules)
-        if derived != self.verdict:
-            counts = {
-                o: sum(1 for r in self.rules if r.outcome == o) for o in ("pass", "fail", "inconclusive")
-            }
+    @field_validator("verdict")
+    @classmethod
+    def _verdict_follows_from_rules(cls, verdict: str, info: ValidationInfo) -> str:
+        rules = info.data.get("rules")
+        if rules is None:
+            return verdict  # missing or invalid rules are reported on their own
+        derived, _ = verdict_of(rules)
+        if derived != verdict:
+            counts = {o: sum(1 for r in rules if r.outcome == o) for o in ("pass", "fail", "inconclusive")}
             raise ValueError(
-                f"verdict '{self.verdict}' disagrees with its rules ({counts['pass']} pass, {counts['fail']} fail,"
+                f"verdict '{verdict}' disagrees with its rules ({counts['pass']} pass, {counts['fail']} fail,"
                 f" {counts['inconclusive']} inconclusive give '{derived}')"
             )
-        return self
+        return verdict
 
     @property
     def exit_code(self) -> int:

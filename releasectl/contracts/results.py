@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from releasectl.contracts._types import MAX_OUTPUT, MAX_TEXT, Artifact, Bool, Count, Millis, Name
 
@@ -31,8 +31,8 @@ class ResultRow(Artifact):
 
     case_id: Name
     slice: Name
-    passed: Bool
     verifiers: Annotated[dict[Name, VerifierVerdict], Field(max_length=MAX_VERIFIERS)]
+    passed: Bool  # after `verifiers`: it must equal "every verifier passed"
     output: Annotated[str, Field(max_length=MAX_OUTPUT)]
     prompt_tokens: Count
     completion_tokens: Count
@@ -40,15 +40,21 @@ class ResultRow(Artifact):
     steps: Count | None = None
     ttft_ms: Millis | None = None
 
-    @model_validator(mode="after")
-    def _passed_is_every_verifier(self) -> ResultRow:
-        every = all(v.passed for v in self.verifiers.values())
-        if self.passed != every:
+    @field_validator("passed")
+    @classmethod
+    def _passed_is_every_verifier(cls, passed: bool, info: ValidationInfo) -> bool:
+        verifiers = info.data.get("verifiers")
+        if verifiers is None:
+            return passed  # invalid verifiers are reported on their own
+        every = all(v.passed for v in verifiers.values())
+        if passed != every:
+            failed = [n for n, v in verifiers.items() if not v.passed]
             raise ValueError(
-                f"passed is {str(self.passed).lower()} but {'every verifier passed' if every else 'a verifier failed'}"
-                " (passed must equal: every verifier passed)"
+                f"passed is {str(passed).lower()} but "
+                + ("every verifier passed" if every else f"verifier {failed[0]!r} failed")
+                + " (passed must equal: every verifier passed)"
             )
-        return self
+        return passed
 
     def dump_line(self) -> bytes:
         """The row as one results.jsonl line (newline included)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,18 +157,6 @@ def _read_run_json(run_file: Path) -> dict[str, Any]:
     return data  # type: ignore[no-any-return]
 
 
-def _line_source(results_file: Path) -> Iterator[tuple[int, bytes]]:
-    try:
-        from releasectl import safeio  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        safeio = None
-    if safeio is not None:
-        yield from safeio.iter_lines(results_file, what="results")
-        return
-    with results_file.open("rb") as f:
-        yield from enumerate(f, start=1)
-
-
 def load_run(path: Path) -> RunData:
     """Read run.json + results.jsonl; BadInput (exit 2) names the file, line and field of bad content."""
     import orjson
@@ -197,7 +184,9 @@ def load_run(path: Path) -> RunData:
     failing: list[dict[str, Any]] = []
     failing_total = 0
     nan = float("nan")
-    for lineno, raw in _line_source(results_file):
+    from releasectl import safeio
+
+    for lineno, raw in safeio.iter_lines(results_file, what="results"):
         if raw.isspace() or not raw:
             continue
         try:
