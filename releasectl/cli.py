@@ -54,7 +54,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "releasectl.commands.production:feedback",
         "Run the feedback-to-data flywheel on inference logs.",
     ),
+    "deploy": (
+        "releasectl.commands.deploy:deploy",
+        "Render what serves a channel's release (vllm serve, Kubernetes).",
+    ),
     "demo": ("releasectl.commands.demo:demo", "Run the release-PR flow end to end on the embedded model."),
+    "import": ("releasectl.commands.imports:import_group", "Import lm-eval, inspect or promptfoo results as a run the gate can pair."),
 }
 
 
