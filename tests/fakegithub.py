@@ -7,8 +7,13 @@ Link pagination and retries are exercised over a socket. It plays:
     POST  /repos/{o}/{r}/issues/{n}/comments
     PATCH /repos/{o}/{r}/issues/comments/{id}
     POST  /repos/{o}/{r}/statuses/{sha}
+    GET   /repos/{o}/{r}/commits/{sha}/check-runs      (check_name filter, paginated)
+    POST  /repos/{o}/{r}/check-runs                    (≤ 50 annotations, 65,535-char summary)
+    PATCH /repos/{o}/{r}/check-runs/{id}               (annotations are appended, as GitHub does)
+    GET   /repos/{o}/{r}/check-runs/{id}/annotations   (paginated)
 
-Faults are queued per endpoint (`list`, `create`, `update`, `status`) and each answers one request.
+Faults are queued per endpoint (`list`, `create`, `update`, `status`, `checks-list`,
+`check-create`, `check-update`, `check-annotations`) and each answers one request.
 """
 
 from __future__ import annotations
@@ -34,7 +39,15 @@ TOKEN = "test-token"
 #   "timeout"        sleep <delay> s before handling (the client times out first), not applied
 #   "timeout-after"  apply the request, then sleep <delay> s before answering
 #   "404", "401", "403"  a plain error
+#   "drip"           answer correctly, but one byte every <delay> s (headers and body)
+#   "html"           answer 200 with an HTML page (a proxy or a wrong GITHUB_API_URL)
+#   "wrong-json"     answer 200 with JSON of the wrong shape (a string)
+#   "loop-link"      answer a list page whose Link rel="next" points back at the same page
 KINDS = {
+    "drip",
+    "html",
+    "wrong-json",
+    "loop-link",
     "500",
     "502-after",
     "429",
@@ -66,6 +79,8 @@ class FakeGitHub:
     per_page_max: int = 100
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    check_creates_applied: int = 0
     faults: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
     log: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, endpoint)
     headers_seen: list[dict[str, str]] = field(default_factory=list)
@@ -149,6 +164,10 @@ class FakeGitHub:
             ("create", "POST", r"issues/(?P<pr>\d+)/comments"),
             ("update", "PATCH", r"issues/comments/(?P<id>\d+)"),
             ("status", "POST", r"statuses/(?P<sha>[0-9a-f]+)"),
+            ("checks-list", "GET", r"commits/(?P<sha>[0-9a-f]+)/check-runs"),
+            ("check-create", "POST", r"check-runs"),
+            ("check-update", "PATCH", r"check-runs/(?P<id>\d+)"),
+            ("check-annotations", "GET", r"check-runs/(?P<id>\d+)/annotations"),
         ):
             match = re.fullmatch(pattern, rest)
             if match and m == method:
@@ -193,6 +212,21 @@ class FakeGitHub:
             if fault.kind == "timeout":
                 time.sleep(fault.delay)
                 return self._send(h, 504, {"message": "too late"})
+            if fault.kind == "html":
+                page = b"<!DOCTYPE html><html><body>Sign in to the corporate proxy</body></html>"
+                return self._send_raw(h, 200, page, "text/html; charset=utf-8")
+            if fault.kind == "wrong-json":
+                return self._send(h, 200, "this is a string, not an object or a list")
+        if fault is not None and fault.kind == "loop-link":
+            status, data, _ = self._apply(
+                endpoint, route[1], raw, parts.query, f"http://{h.headers['Host']}{prefix}"
+            )
+            here = (
+                f"http://{h.headers['Host']}{parts.path}?{parts.query}"
+                if parts.query
+                else f"http://{h.headers['Host']}{parts.path}"
+            )
+            return self._send(h, status, data, {"Link": f'<{here}>; rel="next"'})
         status, data, headers = self._apply(
             endpoint, route[1], raw, parts.query, f"http://{h.headers['Host']}{prefix}"
         )
@@ -200,6 +234,8 @@ class FakeGitHub:
             return self._send(h, 502, {"message": "Bad Gateway"})
         if fault is not None and fault.kind == "timeout-after":
             time.sleep(fault.delay)
+        if fault is not None and fault.kind == "drip":
+            return self._drip(h, status, data, headers, fault.delay)
         return self._send(h, status, data, headers)
 
     def _apply(
@@ -220,7 +256,7 @@ class FakeGitHub:
                     links.append(f'<{base}&page={page + 1}>; rel="next"')
                     links.append(f'<{base}&page={last}>; rel="last"')
                 return 200, chunk, {"Link": ", ".join(links)} if links else {}
-            body = json.loads(raw or b"{}")
+            body = json.loads(raw or b"{}") if endpoint not in ("checks-list", "check-annotations") else {}
             if endpoint == "create":
                 self.creates_applied += 1
                 return 201, self._create(int(params["pr"]), body["body"]), {}
@@ -231,6 +267,14 @@ class FakeGitHub:
                             c["body"] = body["body"]
                             return 200, c, {}
                 return 404, {"message": "Not Found"}, {}
+            if endpoint.startswith("check"):
+                return self._checks(
+                    endpoint,
+                    params,
+                    body if endpoint != "checks-list" and endpoint != "check-annotations" else {},
+                    query,
+                    root,
+                )
             if endpoint == "status":
                 if (
                     body.get("state") not in ("success", "failure", "pending", "error")
@@ -240,6 +284,128 @@ class FakeGitHub:
                 self.statuses[params["sha"]].append(body)
                 return 201, {"id": len(self.statuses), **body}, {}
         return 404, {"message": "Not Found"}, {}
+
+    def _page(self, items: list[Any], query: str, base: str) -> tuple[list[Any], dict[str, str]]:
+        q = parse_qs(query)
+        per_page = min(self.per_page_max, int(q.get("per_page", ["30"])[0]))
+        page = int(q.get("page", ["1"])[0])
+        last = max(1, -(-len(items) // per_page))
+        sep = "&" if "?" in base else "?"
+        links = []
+        if page < last:
+            links.append(f'<{base}{sep}per_page={per_page}&page={page + 1}>; rel="next"')
+        return items[(page - 1) * per_page : page * per_page], {"Link": ", ".join(links)} if links else {}
+
+    def _checks(
+        self, endpoint: str, params: dict[str, str], body: dict[str, Any], query: str, root: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """The check-run endpoints, validated as GitHub does (called with the lock held)."""
+        if endpoint == "checks-list":
+            name = parse_qs(query).get("check_name", [None])[0]
+            runs = [
+                {k: v for k, v in r.items() if k != "annotations"}
+                for r in self.check_runs.values()
+                if r["head_sha"] == params["sha"] and (name is None or r["name"] == name)
+            ]
+            base = f"{root}/repos/{self.repo}/commits/{params['sha']}/check-runs" + (
+                f"?check_name={name}" if name else ""
+            )
+            chunk, headers = self._page(runs, query, base)
+            return 200, {"total_count": len(runs), "check_runs": chunk}, headers
+        if endpoint == "check-annotations":
+            run = self.check_runs.get(int(params["id"]))
+            if run is None:
+                return 404, {"message": "Not Found"}, {}
+            base = f"{root}/repos/{self.repo}/check-runs/{run['id']}/annotations"
+            chunk, headers = self._page(run["annotations"], query, base)
+            return 200, chunk, headers
+        problem = self._check_problem(body, creating=endpoint == "check-create")
+        if problem:
+            return 422, {"message": "Validation Failed", "errors": [problem]}, {}
+        output = body.get("output") or {}
+        if endpoint == "check-create":
+            self.check_creates_applied += 1
+            self._next_id += 1
+            run = {
+                "id": self._next_id,
+                "head_sha": body["head_sha"],
+                "annotations": [],
+                "html_url": f"https://github.example/{self.repo}/runs/{self._next_id}",
+            }
+            self.check_runs[run["id"]] = run
+        else:
+            found = self.check_runs.get(int(params["id"]))
+            if found is None:
+                return 404, {"message": "Not Found"}, {}
+            run = found
+        for key in ("name", "external_id", "status", "conclusion", "details_url"):
+            if key in body:
+                run[key] = body[key]
+        if output:
+            run["output"] = {k: output.get(k) for k in ("title", "summary", "text")}
+            run["annotations"].extend(output.get("annotations") or [])
+        return (
+            (201 if endpoint == "check-create" else 200),
+            {k: v for k, v in run.items() if k != "annotations"},
+            {},
+        )
+
+    @staticmethod
+    def _check_problem(body: dict[str, Any], creating: bool) -> str | None:
+        if creating and (not body.get("name") or not body.get("head_sha")):
+            return "name and head_sha are required"
+        if body.get("conclusion") not in (
+            None,
+            "success",
+            "failure",
+            "neutral",
+            "cancelled",
+            "skipped",
+            "timed_out",
+            "action_required",
+        ):
+            return f"conclusion {body.get('conclusion')!r}"
+        output = body.get("output") or {}
+        for key in ("summary", "text"):
+            if len(str(output.get(key) or "").encode("utf-16-le")) // 2 > 65535:
+                return f"output.{key} is longer than 65535 characters"
+        if output and not output.get("title"):
+            return "output.title is required"
+        annotations = output.get("annotations") or []
+        if len(annotations) > 50:
+            return "at most 50 annotations per request"
+        for a in annotations:
+            if a.get("annotation_level") not in ("notice", "warning", "failure"):
+                return "annotation_level"
+            if not a.get("path") or not isinstance(a.get("start_line"), int) or not a.get("message"):
+                return "annotation path, start_line and message are required"
+        return None
+
+    @staticmethod
+    def _drip(
+        h: BaseHTTPRequestHandler, status: int, data: Any, headers: dict[str, str], delay: float
+    ) -> None:
+        payload = json.dumps(data).encode()
+        head = f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        try:
+            for byte in head.encode() + payload:
+                h.wfile.write(bytes([byte]))
+                h.wfile.flush()
+                time.sleep(delay)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+
+    @staticmethod
+    def _send_raw(h: BaseHTTPRequestHandler, status: int, payload: bytes, content_type: str) -> None:
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", content_type)
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            h.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     @staticmethod
     def _send(

@@ -1,6 +1,6 @@
 """`releasectl github comment|status` against a real HTTP server on 127.0.0.1 that injects faults.
 
-Waits between retries go through `releasectl.github.retry.sleep_seconds`, which these tests
+Waits between retries go through `releasectl.retry.sleep_seconds`, which these tests
 replace with a recorder, so Retry-After is checked without sleeping; request timeouts are real.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from fakegithub import TOKEN, FakeGitHub, Fault
 from test_report_samples import sample_gate
 
-from releasectl.github import retry
+from releasectl import retry
 from releasectl.report.marker import marker
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

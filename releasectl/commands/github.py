@@ -1,9 +1,8 @@
-"""`releasectl github comment|status`: the sticky PR comment and the commit status."""
+"""`releasectl github comment|status|check`: the sticky PR comment, the commit status, the check run."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
@@ -23,7 +22,7 @@ def _connection_options(f):  # type: ignore[no-untyped-def]
         type=click.FloatRange(min=0.1),
         default=30.0,
         show_default=True,
-        help="Seconds per request.",
+        help="Seconds per request, the whole request: connect, headers and body.",
     )(f)
     f = click.option(
         "--retries",
@@ -39,7 +38,7 @@ def _connection_options(f):  # type: ignore[no-untyped-def]
 
 def _client(repo: str | None, retries: int, timeout: float):  # type: ignore[no-untyped-def]
     from releasectl.github.client import GitHubClient, GitHubSettings
-    from releasectl.github.retry import RetryPolicy
+    from releasectl.retry import RetryPolicy
 
     return GitHubClient(
         GitHubSettings.from_env(repo), retry=RetryPolicy(attempts=retries + 1), timeout=timeout
@@ -48,13 +47,15 @@ def _client(repo: str | None, retries: int, timeout: float):  # type: ignore[no-
 
 @click.group(epilog=_ENV_HELP)
 def github() -> None:
-    """Post the gate report as one sticky PR comment and set the commit status.
+    """Post the gate report as one sticky PR comment, a commit status or a check run.
 
     \b
     In the release-gate workflow:
       releasectl report gate.json --out report.md
       releasectl github comment --pr 42 --body report.md --release v1.3
       releasectl github status --sha $HEAD_SHA --gate gate.json --target-url $RUN_URL
+      releasectl github check --sha $HEAD_SHA --gate gate.json --report report.md \
+        --manifest releases/v1.3.yaml
     """
 
 
@@ -209,17 +210,91 @@ def status(
     return 0
 
 
+@github.command(epilog=_ENV_HELP)
+@click.option("--sha", required=True, help="The commit to check: the PR's head SHA (40 hex).")
+@click.option(
+    "--gate",
+    "gate_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="gate.json: promote→success, block→failure, hold→neutral.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Markdown summary (`releasectl report --out`), cut to GitHub's 65,535 characters. "
+    "Default: the rule table.",
+)
+@click.option(
+    "--manifest",
+    "manifests",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also annotate this manifest's validation errors on its lines (repeatable).",
+)
+@click.option("--name", default=None, help="Check run name. Default: 'releasectl gate <release>'.")
+@click.option(
+    "--details-url",
+    default=None,
+    help="Link for 'Details'. Default: this Actions run, when run in one.",
+)
+@_connection_options
+@format_option()
+def check(
+    sha: str,
+    gate_path: Path,
+    report_path: Path | None,
+    manifests: tuple[Path, ...],
+    name: str | None,
+    details_url: str | None,
+    repo: str | None,
+    retries: int,
+    timeout: float,
+    fmt: str,
+) -> int:
+    """Create or update the one check run for this release on SHA, from gate.json.
+
+    Failing rules are annotated on the policy file's lines and validation errors on the
+    manifest's, 50 per request. The check run is found by its external id (release), so re-runs
+    update it; a create that failed with a 5xx or a timeout is never repeated blindly, and
+    annotations already on the check run are not sent again. Needs `checks: write`.
+    """
+    from releasectl.github.checks import check_from_gate, manifest_problems, upsert_check_run
+    from releasectl.report.gate_file import load_gate
+
+    gate = load_gate(gate_path)
+    summary = _read_body(report_path) if report_path is not None else None
+    run = check_from_gate(
+        gate,
+        sha.strip().lower(),
+        name=name,
+        summary=summary,
+        details_url=details_url or _run_url(),
+        problems=manifest_problems(list(manifests)),
+    )
+    with _client(repo, retries, timeout) as client:
+        result = upsert_check_run(client, run)
+        where = client.settings.repo
+    if fmt == "json":
+        emit_json({"repo": where, "sha": run.sha, **result.to_dict()})
+    else:
+        console().print(
+            f"{result.action} check run {result.name!r} ({result.conclusion}) on {where}@{run.sha[:12]}: "
+            f"{result.annotations_sent} of {result.annotations_total} annotations sent; {result.url or ''}",
+            markup=False,
+        )
+    return 0
+
+
 def _read_body(path: Path) -> str:
-    if str(path) == "-":
-        return sys.stdin.read()
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(
-            f"{path}: no such file", hint="write it with `releasectl report gate.json --out FILE`"
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"{path}: cannot read: {e}") from None
+    """A Markdown body through the one safe reader (regular file or `-` for stdin, strict UTF-8)."""
+    from releasectl.safeio import read_text
+
+    return read_text(
+        path, what="Markdown body (write it with `releasectl report gate.json --out FILE`)", allow_stdin=True
+    )
 
 
 def _with_marker(body: str, release: str | None, path: Path) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,6 +22,8 @@ from releasectl.github.retry import RetriesExhausted, Retryable, RetryPolicy, cl
 T = TypeVar("T")
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
+# A list endpoint gives at most 100 items a page; 1,000 pages is far beyond any real PR.
+MAX_PAGES = 1000
 REPO_RE = re.compile(r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+")
 
 
@@ -99,21 +102,81 @@ class GitHubClient:
         return f"/repos/{self.settings.repo}/{suffix.lstrip('/')}"
 
     def send_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One attempt: the response on success, `Retryable` on a transient failure, else an error."""
-        try:
-            response = self.http.request(method, url, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-            raise Retryable(f"cannot connect to {self.settings.api_url}: {e}") from None
-        except httpx.TimeoutException:
-            raise Retryable(f"timed out after {self.timeout:g} s") from None
-        except httpx.TransportError as e:
-            raise Retryable(f"connection failed: {e}") from None
+        """One attempt: the response on success, `Retryable` on a transient failure, else an error.
+
+        `timeout` bounds the whole request, body included: httpx's own timeout bounds each
+        read, so a server that drips a byte at a time would otherwise hold the command forever.
+        The request runs in a daemon thread that is abandoned (and its connection closed) at
+        the deadline.
+        """
+        outcome: dict[str, Any] = {}
+
+        def work(http: httpx.Client) -> None:
+            try:
+                response = http.request(method, url, **kwargs)
+                response.read()
+                outcome["response"] = response
+            except BaseException as e:  # handed to the caller's thread below
+                outcome["error"] = e
+
+        http = self.http
+        worker = threading.Thread(target=work, args=(http,), name="releasectl-github-request", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            # Abandon this connection pool; the next attempt opens a fresh one.
+            self._http = None
+            threading.Thread(target=http.close, daemon=True).start()
+            raise Retryable(f"{method} {self._where(url)} did not finish within {self.timeout:g} s")
+        error = outcome.get("error")
+        if error is not None:
+            if isinstance(error, httpx.TimeoutException):
+                raise Retryable(f"{method} {self._where(url)} timed out after {self.timeout:g} s") from None
+            if isinstance(error, httpx.ConnectError):
+                raise Retryable(f"cannot connect to {self.settings.api_url}: {error}") from None
+            if isinstance(error, httpx.TransportError):
+                raise Retryable(f"connection to {self.settings.api_url} failed: {error}") from None
+            raise error
+        response = outcome["response"]
         transient = classify(response)
         if transient is not None:
             raise transient
         if response.is_success:
             return response
         raise self._error(method, url, response)
+
+    def _where(self, url: str) -> str:
+        """The absolute URL of `url`, for messages."""
+        return url if url.startswith(("http://", "https://")) else f"{self.settings.api_url}{url}"
+
+    def json(self, response: httpx.Response, expect: type) -> Any:
+        """The response's JSON, which must be a `expect` (dict or list); anything else is exit 3.
+
+        An HTML error page from a proxy, a captive portal or a wrong GITHUB_API_URL must say so,
+        not surface as a JSONDecodeError.
+        """
+        content_type = response.headers.get("content-type", "no content type")
+        data: Any = None
+        parsed = False
+        if "json" in content_type.lower():
+            try:
+                data = response.json()
+                parsed = True
+            except ValueError:
+                parsed = False
+        if parsed and isinstance(data, expect):
+            return data
+        head = response.content[:80]
+        found = (
+            f"a JSON {type(data).__name__} where a {expect.__name__} belongs"
+            if parsed
+            else f"{content_type}, first bytes {head!r}"
+        )
+        raise EnvironmentFailure(
+            f"the GitHub API at {response.request.url} answered something that is not its JSON ({found})",
+            hint=f"check GITHUB_API_URL ({self.settings.api_url}): it must be the REST API root "
+            "(https://api.github.com, or https://HOST/api/v3 on GitHub Enterprise Server), not a web page or proxy",
+        )
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """`send_once` with retries, for requests that are safe to repeat (GET, PATCH, statuses)."""
@@ -132,29 +195,52 @@ class GitHubClient:
 
     def paginate(self, url: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
         """Every item of a list endpoint, following `Link: rel="next"` (100 per page)."""
+        for page in self.paginate_pages(url, params, list):
+            yield from page
+
+    def paginate_pages(
+        self, url: str, params: dict[str, Any] | None = None, expect: type = dict
+    ) -> Iterator[Any]:
+        """Each page's JSON (a `expect`), following `Link: rel="next"` (100 per page).
+
+        A next link back to a page already read, or more than MAX_PAGES pages, is exit 3: a
+        broken proxy or server must not keep the command paginating forever.
+        """
         next_url: str | None = url
         query: dict[str, Any] | None = {"per_page": 100, **(params or {})}
+        visited: set[str] = set()
         while next_url:
             response = self.request("GET", next_url, params=query)
-            items = response.json()
-            if not isinstance(items, list):
-                raise EnvironmentFailure(
-                    f"GitHub API GET {next_url}: expected a list, got {type(items).__name__}"
-                )
-            yield from items
+            page_url = _canonical(response.request.url)
+            visited.add(page_url)
+            yield self.json(response, expect)
             next_url = response.links.get("next", {}).get("url")
             query = None  # the next link carries its own query
-            if next_url and not next_url.startswith(self.settings.api_url + "/"):
+            if not next_url:
+                break
+            if not next_url.startswith(self.settings.api_url + "/"):
                 # Never send the token to another host, whatever a Link header says.
                 raise EnvironmentFailure(
                     f"GitHub API pagination pointed outside {self.settings.api_url}: {next_url}"
                 )
+            if _canonical(httpx.URL(next_url)) in visited:
+                raise EnvironmentFailure(
+                    f'the GitHub API at {page_url} links (rel="next") back to a page already read: {next_url}',
+                    hint="the server or a proxy in front of it rewrites pagination links; "
+                    "releasectl stopped instead of paginating forever",
+                )
+            if len(visited) >= MAX_PAGES:
+                raise EnvironmentFailure(
+                    f"the GitHub API at {url} still had a next page after {MAX_PAGES} pages (last {page_url})",
+                    hint="no pull request has that many comments; check GITHUB_API_URL and any proxy",
+                )
 
     def _error(self, method: str, url: str, response: httpx.Response) -> Exception:
         try:
-            detail = response.json().get("message", "")
-        except (ValueError, AttributeError):
-            detail = response.text[:200]
+            body = response.json()
+            detail = str(body.get("message", "")) if isinstance(body, dict) else ""
+        except ValueError:
+            detail = repr(response.content[:120])
         what = f"GitHub API {method} {url}: {response.status_code} {detail}".rstrip()
         status = response.status_code
         if status == 401:
@@ -173,3 +259,10 @@ class GitHubClient:
         if status == 422:
             return BadInput(what, hint="GitHub rejected the request's content")
         return EnvironmentFailure(what)
+
+
+def _canonical(url: httpx.URL) -> str:
+    """`url` with its query parameters sorted, so the same page compares equal however it is spelled
+    (`page=1` is the first page, as no `page` is)."""
+    query = "&".join(sorted(f"{k}={v}" for k, v in url.params.multi_items() if (k, v) != ("page", "1")))
+    return str(url.copy_with(query=query.encode() or None, fragment=None))

@@ -78,13 +78,13 @@ def upsert_sticky_comment(
             response = client.request(
                 "PATCH", client.repo_path(f"issues/comments/{newest['id']}"), json={"body": body}
             )
-            data = response.json()
+            data = client.json(response, dict)
             return StickyResult(
                 "updated", int(data["id"]), data.get("html_url"), marker, duplicates, attempts
             )
         # Not retried inside: a failed create may have been applied, so the retry lists again first.
         response = client.send_once("POST", client.repo_path(f"issues/{pr}/comments"), json={"body": body})
-        data = response.json()
+        data = client.json(response, dict)
         return StickyResult("created", int(data["id"]), data.get("html_url"), marker, [], attempts)
 
     return client.retrying(f"sticky comment on PR #{pr}", attempt)

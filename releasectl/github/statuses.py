@@ -79,5 +79,5 @@ def set_status(client: GitHubClient, update: StatusUpdate) -> dict[str, Any]:
     """POST the status. Repeating it is harmless (the newest status per context wins), so it retries."""
     check_status(update)
     response = client.request("POST", client.repo_path(f"statuses/{update.sha}"), json=update.payload())
-    data: dict[str, Any] = response.json()
+    data: dict[str, Any] = client.json(response, dict)
     return data
