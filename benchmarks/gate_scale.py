@@ -3,6 +3,10 @@
 Writes a candidate and a baseline run directory (SPEC §5.1) in a temp dir, then times the real
 command in a subprocess and reads its peak RSS. Target: under 5 s and under 1 GiB.
 
+The floor, measured in the same run: DuckDB's own `read_json` of both results files, joined on
+case_id, with per-slice counts, success, format-pass and McNemar discordant counts and the latency
+p95 — the aggregates the gate needs, without strict validation. Target: the gate within 2× of it.
+
     python benchmarks/gate_scale.py [--cases 1000000] [--slices 20]
 """
 
@@ -64,6 +68,30 @@ def write_run(path: Path, release: str, n: int, slices: int, p: float, rng: np.r
     (path / "run.json").write_text(json.dumps(run))
 
 
+def duckdb_floor(cand: Path, base: Path) -> tuple[float, int]:
+    """Seconds for DuckDB to read both runs, pair them and count per slice; and the slice rows."""
+    import duckdb
+
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    columns = "{case_id: 'VARCHAR', slice: 'VARCHAR', passed: 'BOOLEAN', verifiers: 'JSON', latency_ms: 'DOUBLE', completion_tokens: 'BIGINT'}"
+    for name, path in (("c", cand), ("b", base)):
+        con.execute(
+            f"CREATE TEMP TABLE {name} AS SELECT case_id, slice, passed, latency_ms, completion_tokens,"
+            " json_extract(verifiers, '$.tag.passed')::BOOLEAN AS fmt"
+            f" FROM read_json('{path / 'results.jsonl'}', format='newline_delimited', columns={columns})"
+        )
+    rows = con.execute(
+        "SELECT c.slice, count(*), sum(c.passed::INT), sum(b.passed::INT), sum(c.fmt::INT),"
+        " sum((b.passed AND NOT c.passed)::INT) AS disc_b, sum((c.passed AND NOT b.passed)::INT) AS disc_c,"
+        " quantile_cont(c.latency_ms, 0.95), sum(c.completion_tokens)"
+        " FROM c JOIN b USING (case_id) GROUP BY c.slice ORDER BY c.slice"
+    ).fetchall()
+    con.close()
+    return time.perf_counter() - t0, len(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, default=1_000_000)
@@ -109,6 +137,7 @@ def main() -> None:
         )
         wall = time.perf_counter() - t0
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        floor, floor_rows = duckdb_floor(work / "cand", work / "base")
         verdict = (
             json.loads((work / "gate.json").read_text())["verdict"]
             if (work / "gate.json").exists()
@@ -118,6 +147,8 @@ def main() -> None:
             f"releasectl gate over {args.cases:,} cases × 2 runs, {args.slices} slices, {2 * args.slices + 3} rules"
         )
         print(f"wall time  {wall:6.2f} s   (target < 5 s)")
+        print(f"DuckDB floor {floor:6.2f} s (read_json both runs, join, {floor_rows} slices' counts)")
+        print(f"ratio      {wall / floor:6.2f} × the floor (target ≤ 2×)")
         print(f"peak RSS   {peak_mib:6.0f} MiB (target < 1024 MiB)")
         print(f"verdict    {verdict}")
     finally:

@@ -69,63 +69,59 @@ def load_runs(candidate: Path, baseline: Path | None) -> tuple[RunData, RunData 
         return cand, future.result()
 
 
-_ROW_KEYS = (
-    "case_id",
-    "slice",
-    "passed",
-    "verifiers",
-    "output",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_ms",
+_ROW_KEY_SET = frozenset(
+    (
+        "case_id",
+        "slice",
+        "passed",
+        "verifiers",
+        "output",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_ms",
+    )
 )
 
 
 def row_ok(row: Any) -> bool:
     """The fast path's check of one parsed results.jsonl row: exactly `ResultRow`'s contract
     (tests/test_contracts.py proves `row_ok(r) == ResultRow accepts r`), without building a model."""
-    if type(row) is not dict:
+    if type(row) is not dict or not row.keys() >= _ROW_KEY_SET:
         return False
-    for key in _ROW_KEYS:
-        if key not in row:
-            return False
-    cid, sl, verifiers = row["case_id"], row["slice"], row["verifiers"]
+    cid, sl, ok, verifiers, out = row["case_id"], row["slice"], row["passed"], row["verifiers"], row["output"]
     if (
         type(cid) is not str
-        or not 0 < len(cid) <= MAX_NAME
         or type(sl) is not str
+        or type(ok) is not bool
+        or type(verifiers) is not dict
+        or type(out) is not str
+        or not 0 < len(cid) <= MAX_NAME
         or not 0 < len(sl) <= MAX_NAME
+        or len(verifiers) > MAX_VERIFIERS
+        or len(out) > MAX_OUTPUT
     ):
-        return False
-    ok = row["passed"]
-    if type(ok) is not bool or type(verifiers) is not dict or len(verifiers) > MAX_VERIFIERS:
         return False
     every = True
     for name, v in verifiers.items():
-        if type(name) is not str or not 0 < len(name) <= MAX_NAME or type(v) is not dict:
+        if type(name) is not str or type(v) is not dict or not 0 < len(name) <= MAX_NAME:
             return False
-        vp, kind = v.get("passed"), v.get("kind")
+        vp, kind, detail = v.get("passed"), v.get("kind"), v.get("detail", "")
         if type(vp) is not bool or type(kind) is not str or kind not in _KINDS:
             return False
-        detail = v.get("detail", "")
         if type(detail) is not str or len(detail) > MAX_TEXT:
             return False
-        every = every and vp
+        if not vp:
+            every = False
     if ok is not every:
         return False
-    out = row["output"]
-    if type(out) is not str or len(out) > MAX_OUTPUT:
+    pt, ct, ms = row["prompt_tokens"], row["completion_tokens"], row["latency_ms"]
+    if type(pt) is not int or type(ct) is not int or not (0 <= pt <= MAX_COUNT and 0 <= ct <= MAX_COUNT):
         return False
-    for key in ("prompt_tokens", "completion_tokens"):
-        t = row[key]
-        if type(t) is not int or not 0 <= t <= MAX_COUNT:
-            return False
-    for key in ("latency_ms", "ttft_ms"):
-        if key == "ttft_ms" and row.get(key) is None:
-            continue
-        ms = row[key]
-        if (type(ms) is not float and type(ms) is not int) or not 0 <= ms <= MAX_MS:
-            return False  # NaN fails the comparison too
+    if (type(ms) is not float and type(ms) is not int) or not 0 <= ms <= MAX_MS:
+        return False  # NaN fails the comparison too
+    ttft = row.get("ttft_ms")
+    if ttft is not None and ((type(ttft) is not float and type(ttft) is not int) or not 0 <= ttft <= MAX_MS):
+        return False
     st = row.get("steps")
     return st is None or (type(st) is int and 0 <= st <= MAX_COUNT)
 
