@@ -7,22 +7,34 @@ from pathlib import Path
 from typing import Any
 
 from releasectl.errors import BadInput
-from releasectl.fsutil import atomic_write_text
-from releasectl.replay.writer import RESULTS, RUN_JSON, RunSummary, output_digest, read_results, slice_summary
+from releasectl.replay.writer import (
+    RESULTS,
+    RUN_JSON,
+    RunSummary,
+    output_digest,
+    read_results,
+    slice_summary,
+    write_rows,
+    write_run,
+)
 
-_SAME = ("release", "manifest_digest", "suite_digest", "engine", "limit", "batch_size", "seed", "device")
+_SAME = ("release", "manifest_digest", "suite_digest", "engine", "runtime", "limit", "batch_size", "seed", "device")
 
 
 def merge_runs(shard_dirs: list[Path], out_dir: Path) -> RunSummary:
     runs: list[dict[str, Any]] = []
+    from releasectl.contracts.run import run_record
+
     for d in shard_dirs:
         try:
-            runs.append(json.loads((d / RUN_JSON).read_text(encoding="utf-8")))
+            data = json.loads((d / RUN_JSON).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise BadInput(
                 f"{d}: no complete run ({RUN_JSON} missing or unreadable)",
                 hint="finish or --resume that shard first",
             ) from None
+        run_record(data, file=str(d / RUN_JSON))
+        runs.append(data)
     first = runs[0]
     for d, run in zip(shard_dirs[1:], runs[1:], strict=True):
         for key in _SAME:
@@ -56,7 +68,7 @@ def merge_runs(shard_dirs: list[Path], out_dir: Path) -> RunSummary:
             rows.append(row)
     rows.sort(key=lambda r: r["case_id"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / RESULTS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_rows(out_dir / RESULTS, rows)
     merged = {
         **first,
         "shard": None,
@@ -67,5 +79,4 @@ def merge_runs(shard_dirs: list[Path], out_dir: Path) -> RunSummary:
         "started_at": min(r["started_at"] for r in runs),
         "finished_at": max(r["finished_at"] for r in runs),
     }
-    atomic_write_text(out_dir / RUN_JSON, json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
-    return RunSummary(out_dir, merged, slice_summary(rows))
+    return RunSummary(out_dir, write_run(out_dir / RUN_JSON, merged), slice_summary(rows))

@@ -44,24 +44,46 @@ def output_digest(rows: list[dict[str, Any]]) -> str:
 
 
 def read_results(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
-    """Rows of a results.jsonl this writer wrote; a torn last line (a writer killed mid-line) is
-    dropped, and with `repair` cut from the file so appends continue cleanly."""
+    """Rows of a results.jsonl this writer wrote, each checked against the results contract.
+
+    A torn last line (a writer killed mid-line) is dropped, and with `repair` cut from the file so
+    appends continue cleanly; any other bad line is bad input, named by file and line."""
     if not path.exists():
         return []
     data = path.read_bytes()
-    rows, good_end = [], 0
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
+    lines = data.splitlines(keepends=True)
+    rows: list[dict[str, Any]] = []
+    good_end = 0
+    for number, line in enumerate(lines, start=1):
+        last = number == len(lines)
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except ValueError:
-            break
+            if last:
+                break  # torn: the writer was killed mid-line
+            raise BadInput(f"{path}:{number}: not a JSON object (the run directory is damaged)") from None
+        if not line.endswith(b"\n"):
+            break  # torn at a point where the fragment happens to parse
+        rows.append(_checked_row(row, path, number))
         good_end += len(line)
     if repair and good_end != len(data):
         with path.open("r+b") as f:
             f.truncate(good_end)
     return rows
+
+
+def _checked_row(row: Any, path: Path, line: int) -> dict[str, Any]:
+    from pydantic import ValidationError
+
+    from releasectl.contracts._types import problems_of
+    from releasectl.contracts.results import ResultRow
+
+    try:
+        return ResultRow.model_validate(row).model_dump(mode="json", exclude_unset=True)
+    except ValidationError as e:
+        raise BadInput(
+            f"{path}:{line}: not a valid results row", problems_of(e, file=str(path), line=line)
+        ) from None
 
 
 def slice_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -75,10 +97,27 @@ def slice_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
+def dump_rows(rows: list[dict[str, Any]]) -> bytes:
+    """results.jsonl lines, each written through the results contract (ResultRow)."""
+    from releasectl.contracts.results import ResultRow
+
+    return b"".join(ResultRow.model_validate(r).dump_line() for r in rows)
+
+
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """results.jsonl in case-id order, atomically."""
-    rows = sorted(rows, key=lambda r: r["case_id"])
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    from releasectl.fsutil import atomic_write_bytes
+
+    atomic_write_bytes(path, dump_rows(sorted(rows, key=lambda r: r["case_id"])))
+
+
+def write_run(path: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """run.json through the run contract (RunRecord), atomically; returns what was written."""
+    from releasectl.contracts.run import RunRecord
+
+    record = RunRecord.model_validate(run)
+    record.write(path)
+    return record.model_dump(mode="json", exclude_unset=True)
 
 
 class RunDirectory:
@@ -89,7 +128,7 @@ class RunDirectory:
         self.state = state
         self.generation_seconds = 0.0
         self.rows: list[dict[str, Any]] = []
-        self._sink: IO[str] | None = None
+        self._sink: IO[bytes] | None = None
 
     @property
     def done(self) -> set[str]:
@@ -125,12 +164,12 @@ class RunDirectory:
             results.unlink(missing_ok=True)
             (self.path / RUN_JSON).unlink(missing_ok=True)
             atomic_write_text(state_file, json.dumps(self.state, indent=2))
-        self._sink = results.open("a", encoding="utf-8")
+        self._sink = results.open("ab")
 
     def append(self, rows: list[dict[str, Any]], seconds: float) -> None:
         """Append a batch's rows durably, then record the time spent (for resumed runs' totals)."""
         assert self._sink is not None, "start() first"
-        self._sink.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        self._sink.write(dump_rows(rows))
         self._sink.flush()
         os.fsync(self._sink.fileno())
         self.rows.extend(rows)
@@ -149,6 +188,7 @@ class RunDirectory:
         """Sort results.jsonl, then write run.json: the run is complete only once run.json exists."""
         self.close()
         write_rows(self.path / RESULTS, self.rows)
-        run = {**run, "output_digest": output_digest(self.rows), "cases": len(self.rows)}
-        atomic_write_text(self.path / RUN_JSON, json.dumps(run, indent=2, ensure_ascii=False) + "\n")
+        run = write_run(
+            self.path / RUN_JSON, {**run, "output_digest": output_digest(self.rows), "cases": len(self.rows)}
+        )
         return RunSummary(self.path, run, slice_summary(self.rows))
