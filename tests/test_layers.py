@@ -46,7 +46,9 @@ def import_graph() -> dict[str, set[str]]:
                     mod = ".".join(base + ([node.module] if node.module else []))
                 else:
                     mod = node.module or ""
-                candidates = [mod, *(f"{mod}.{a.name}" for a in node.names)]
+                # `from pkg import sub` depends on the module pkg.sub; `from pkg import name`, on pkg.
+                subs = [f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in files]
+                candidates = subs if len(subs) == len(node.names) else [mod, *subs]
             elif isinstance(node, ast.Import):
                 candidates = [a.name for a in node.names]
             else:

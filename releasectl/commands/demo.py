@@ -62,14 +62,14 @@ def demo(
 ) -> int:
     """Run the release-PR flow locally: validate → replay baseline and candidate → gate → report.
 
-    This is what the release-gate workflow does on a pull request, with the hf engine on CPU
+    This is what the release-gate workflow does on a pull request, each step its own
+    `releasectl` process as in the workflow, with the hf engine on CPU
     and the embedded SmolLM2-135M-Instruct instead of vLLM on a GPU runner. With the small
     default --limit, slices have fewer cases than the policy's minimum, so slice rules are
     inconclusive rather than pretending to know; rules the data already decide (a 135M model on
     CPU misses the seed's quality and latency bars) fail, and the verdict is honest about it.
     Exit 0 when every step ran, whatever the verdict; 2 or 3 when a step could not run.
     """
-    from releasectl.cli import main as run_command
     from releasectl.repo import repo_root
 
     root = repo_root()
@@ -114,7 +114,7 @@ def demo(
     for n, (title, args) in enumerate(steps, start=1):
         out.rule(f"[bold]{n}/{len(steps)} {title}[/]  [dim]releasectl {' '.join(args)}[/]")
         started = time.perf_counter()
-        code = _run_quiet(run_command, args) if quiet else run_command(args)
+        code = _run_step(args, quiet=quiet)
         timings.append({"step": title, "seconds": round(time.perf_counter() - started, 1), "exit_code": code})
         codes[args[0]] = code
         # validate and gate answer "no" with exit 1; that is a result, not a failure of the demo.
@@ -145,18 +145,21 @@ def demo(
     return 0
 
 
-def _run_quiet(run_command, args: list[str]) -> int:  # type: ignore[no-untyped-def]
-    import contextlib
-    import io
+def _run_step(args: list[str], *, quiet: bool) -> int:
+    """One step as its own `releasectl` process, as the release-gate workflow runs it."""
+    import subprocess
+    import sys
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        return int(run_command([*args, "--format", "json"]))
+    command = [sys.executable, "-m", "releasectl", *args]
+    if quiet:  # only the demo's own JSON document goes to stdout
+        return subprocess.run([*command, "--format", "json"], stdout=subprocess.DEVNULL).returncode
+    return subprocess.run(command).returncode
 
 
 def _production_release(root: Path) -> str:
-    from releasectl.commands.gate import channel_release
+    from releasectl.channels.state import read_state
 
-    return channel_release(root, "production") or "v1.2"
+    return read_state(root).channels.get("production") or "v1.2"
 
 
 def _verdict(gate_json: Path) -> dict[str, str]:
