@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "replay": ("releasectl.commands.replay:replay", "Replay the frozen suite on the release's pinned model."),
     "merge": ("releasectl.commands.replay:merge", "Merge sharded run directories into one run."),
+    "run-key": ("releasectl.replay.cache:run_key", "Print a replay's cache key, or verify a cached run against it."),
     "gate": ("releasectl.commands.gate:gate", "Evaluate promotion rules on a run against a baseline."),
     "report": ("releasectl.commands.report:report", "Render gate.json as a Markdown PR report."),
     "github": ("releasectl.commands.github:github", "Post the sticky PR comment and the commit status."),
