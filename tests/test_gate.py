@@ -605,3 +605,24 @@ def test_junit_has_one_testcase_per_rule(cli, tmp_path):
     # The common JUnit schema's element order: properties first, then testcases.
     assert [child.tag for child in suite][0] == "properties"
     assert all(set(c.attrib) <= {"name", "classname", "time", "assertions", "status"} for c in cases)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "field"),
+    [
+        ({"safety_incidents": {"value": "0", "n": 6000}}, "metrics.safety_incidents.value"),
+        ({"safety_incidents": {"value": True, "n": 6000}}, "metrics.safety_incidents.value"),
+        ({"safety_incidents": {"value": 0, "n": -1}}, "metrics.safety_incidents.n"),
+        ({"safety_incidents": [0]}, "metrics.safety_incidents"),
+        ("none", "metrics"),
+    ],
+)
+def test_mistyped_canary_data_is_exit_2_with_the_field(cli, tmp_path, metrics, field):
+    cand, base = _small_pair(tmp_path)
+    rules = tmp_path / "p.rules"
+    rules.write_text("canary.safety_incidents.value == 0\n")
+    canary = tmp_path / "canary.json"
+    canary.write_text(json.dumps({"metrics": metrics}, indent=2))
+    result = cli("gate", "--run", str(cand), "--rules", str(rules), "--canary", str(canary))
+    assert result.code == 2, result.output
+    assert f"{canary}:" in result.stderr and f": {field}:" in result.stderr, result.stderr
