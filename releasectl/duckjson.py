@@ -49,7 +49,9 @@ def byte_check(path: Path) -> str | None:
     """Why DuckDB's line splitting could differ from Python's (None when it cannot): a carriage
     return outside CRLF, a unit separator (the CSV delimiter above) or a NUL."""
     previous_cr = False
-    with path.open("rb") as f:
+    from releasectl import safeio
+
+    with safeio.open_binary(path, what="log file") as f:
         while chunk := f.read(16 << 20):
             if b"\x1f" in chunk:
                 return "the file contains a unit separator (0x1F)"

@@ -15,7 +15,7 @@ here, so the failure classes are closed once:
 - text is strict UTF-8 (no lone surrogates, no NUL), located by line and column;
 - JSON is orjson with a nesting bound (200), an integer-digit bound (100) and finite numbers only.
 
-Every failure is `BadInput` (exit 2) naming the file. `"-"` means standard input where a caller
+Every failure is `BadInput` (exit 2) naming the file (as `name=` says, else the path as given). `"-"` means standard input where a caller
 declares it accepts a stream (`allow_stdin=True`).
 """
 
@@ -67,8 +67,8 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _os_error(path: PathLike, e: OSError, what: str) -> BadInput:
-    name = _name(path)
+def _os_error(path: PathLike, e: OSError, what: str, name: str | None = None) -> BadInput:
+    name = name or _name(path)
     code = e.errno
     if code == errno.ENOENT:
         return BadInput(f"{name}: {what} not found", [Problem(f"{what} not found", file=name)])
@@ -85,60 +85,61 @@ def _os_error(path: PathLike, e: OSError, what: str) -> BadInput:
     return BadInput(f"{name}: cannot read {what}: {reason}", [Problem(reason, file=name)])
 
 
-def _check_name(path: PathLike, what: str) -> None:
+def _check_name(path: PathLike, what: str, name: str | None = None) -> None:
     text = os.fspath(path)
     if "\x00" in text:
-        raise BadInput(f"{_name(path)}: cannot read {what}: the name holds a NUL character")
+        raise BadInput(f"{name or _name(path)}: cannot read {what}: the name holds a NUL character")
     try:
         name_max = os.pathconf(os.path.dirname(text) or ".", "PC_NAME_MAX")
     except (OSError, ValueError):
         name_max = 255
     if len(text) > 4096 or any(len(os.fsencode(p)) > name_max for p in text.split(os.sep)):
-        raise _os_error(path, OSError(errno.ENAMETOOLONG, "File name too long"), what)
+        raise _os_error(path, OSError(errno.ENAMETOOLONG, "File name too long"), what, name)
 
 
-def _stat(path: PathLike, what: str) -> os.stat_result:
-    _check_name(path, what)
+def _stat(path: PathLike, what: str, name: str | None = None) -> os.stat_result:
+    name = name or _name(path)
+    _check_name(path, what, name)
     try:
         st = os.stat(path)  # follows symlinks; the OS reports loops as ELOOP
     except OSError as e:
-        raise _os_error(path, e, what) from None
+        raise _os_error(path, e, what, name) from None
     except ValueError as e:  # e.g. embedded NUL
-        raise BadInput(f"{_name(path)}: cannot read {what}: {e}") from None
+        raise BadInput(f"{name}: cannot read {what}: {e}") from None
     if not stat.S_ISREG(st.st_mode):
         raise BadInput(
-            f"{_name(path)}: cannot read {what}: it is {_kind(st.st_mode)}, not a regular file",
-            [Problem(f"{_kind(st.st_mode)}, not a regular file", file=_name(path))],
+            f"{name}: cannot read {what}: it is {_kind(st.st_mode)}, not a regular file",
+            [Problem(f"{_kind(st.st_mode)}, not a regular file", file=name)],
         )
     return st
 
 
-def regular_file(path: PathLike, *, what: str = "file") -> Path:
-    """`path` resolved (symlinks followed, loops refused) when it names a regular file."""
-    _stat(path, what)
+def regular_file(path: PathLike, *, what: str = "file", name: str | None = None) -> Path:
+    """`path` resolved (symlinks followed, loops refused) when it names a regular file.
+    `name` is how messages name it (default: the path as given)."""
+    _stat(path, what, name)
     try:
         return Path(os.path.realpath(path))
     except (OSError, RuntimeError) as e:
-        raise BadInput(f"{_name(path)}: cannot read {what}: {e}") from None
+        raise BadInput(f"{name or _name(path)}: cannot read {what}: {e}") from None
 
 
-def open_fd(path: PathLike, *, what: str = "file") -> tuple[int, os.stat_result]:
+def open_fd(path: PathLike, *, what: str = "file", name: str | None = None) -> tuple[int, os.stat_result]:
     """A read-only descriptor on the regular file `path`, and its `fstat`. Checked before the
     open (so a FIFO is never opened for read), opened non-blocking, and checked again on the
     descriptor (so a swap between check and open is caught)."""
-    _stat(path, what)
+    name = name or _name(path)
+    _stat(path, what, name)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     flags |= getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
     except OSError as e:
-        raise _os_error(path, e, what) from None
+        raise _os_error(path, e, what, name) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise BadInput(
-                f"{_name(path)}: cannot read {what}: it is {_kind(st.st_mode)}, not a regular file"
-            )
+            raise BadInput(f"{name}: cannot read {what}: it is {_kind(st.st_mode)}, not a regular file")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
     except BaseException:
@@ -147,9 +148,9 @@ def open_fd(path: PathLike, *, what: str = "file") -> tuple[int, os.stat_result]
     return fd, st
 
 
-def open_binary(path: PathLike, *, what: str = "file") -> IO[bytes]:
+def open_binary(path: PathLike, *, what: str = "file", name: str | None = None) -> IO[bytes]:
     """A buffered binary reader on the regular file `path` (not decompressed; see `open_stream`)."""
-    fd, _ = open_fd(path, what=what)
+    fd, _ = open_fd(path, what=what, name=name)
     return os.fdopen(fd, "rb")
 
 
@@ -200,6 +201,7 @@ def read_bytes(
     what: str = "file",
     gunzip: bool = True,
     allow_stdin: bool = False,
+    name: str | None = None,
 ) -> bytes:
     """The bytes of the regular file `path` (gzip decompressed and verified when it starts with
     the gzip magic and `gunzip`), refusing more than `max_bytes` before and while reading."""
@@ -209,8 +211,8 @@ def read_bytes(
         if len(data) > max_bytes:
             raise _too_large(source, f"more than {max_bytes:,}", max_bytes, what)
     else:
-        source = _name(path)
-        fd, st = open_fd(path, what=what)
+        source = name or _name(path)
+        fd, st = open_fd(path, what=what, name=source)
         with os.fdopen(fd, "rb", buffering=0) as f:
             if st.st_size > max_bytes:
                 raise _too_large(source, st.st_size, max_bytes, what)
@@ -224,7 +226,7 @@ def read_bytes(
                     chunks.append(chunk)
                     got += len(chunk)
             except OSError as e:
-                raise _os_error(path, e, what) from None
+                raise _os_error(path, e, what, source) from None
             if got > max_bytes:
                 raise _too_large(source, f"more than {max_bytes:,}", max_bytes, what)
             data = b"".join(chunks)
@@ -248,16 +250,24 @@ def decode_text(data: bytes, *, source: str, line: int | None = None) -> str:
         ln, col = _line_col(data, e.start)
         ln += (line or 1) - 1
         raise BadInput(
-            f"{source}:{ln}:{col}: not valid UTF-8 ({e.reason}, byte 0x{data[e.start]:02x})",
-            [Problem(f"not valid UTF-8: {e.reason}", file=source, line=ln, col=col)],
+            f"{source}:{ln}:{col}: not UTF-8 ({e.reason}, byte 0x{data[e.start]:02x})",
+            [
+                Problem(
+                    f"not UTF-8: {e.reason}",
+                    file=source,
+                    line=ln,
+                    col=col,
+                    found=f"byte 0x{data[e.start]:02x}",
+                )
+            ],
         ) from None
     nul = text.find("\x00")
     if nul >= 0:
         ln, col = _line_col(data, data.find(b"\x00"))
         ln += (line or 1) - 1
         raise BadInput(
-            f"{source}:{ln}:{col}: NUL character in text",
-            [Problem("NUL character in text", file=source, line=ln, col=col)],
+            f"{source}:{ln}:{col}: binary content (NUL character) in text",
+            [Problem("binary content (NUL character)", file=source, line=ln, col=col)],
         )
     return text.removeprefix("\ufeff")
 
@@ -268,10 +278,11 @@ def read_text(
     max_bytes: int = DEFAULT_MAX_BYTES,
     what: str = "file",
     allow_stdin: bool = False,
+    name: str | None = None,
 ) -> str:
     """The strict UTF-8 text of `path` (see `read_bytes`, `decode_text`)."""
-    data = read_bytes(path, max_bytes=max_bytes, what=what, allow_stdin=allow_stdin)
-    source = "<stdin>" if allow_stdin and os.fspath(path) == STDIN else _name(path)
+    data = read_bytes(path, max_bytes=max_bytes, what=what, allow_stdin=allow_stdin, name=name)
+    source = "<stdin>" if allow_stdin and os.fspath(path) == STDIN else name or _name(path)
     return decode_text(data, source=source)
 
 
@@ -362,11 +373,12 @@ def read_json(
     what: str = "file",
     allow_stdin: bool = False,
     max_depth: int = MAX_DEPTH,
+    name: str | None = None,
 ) -> Any:
     """The JSON document in `path` (see `read_bytes` and `loads_json`); UTF-8 checked first, so
     a bad byte is located by line and column."""
-    data = read_bytes(path, max_bytes=max_bytes, what=what, allow_stdin=allow_stdin)
-    source = "<stdin>" if allow_stdin and os.fspath(path) == STDIN else _name(path)
+    data = read_bytes(path, max_bytes=max_bytes, what=what, allow_stdin=allow_stdin, name=name)
+    source = "<stdin>" if allow_stdin and os.fspath(path) == STDIN else name or _name(path)
     decode_text(data, source=source)
     return loads_json(data, source=source, max_depth=max_depth)
 
@@ -421,15 +433,17 @@ class _GzipStream(io.RawIOBase):
         super().close()
 
 
-def open_stream(path: PathLike, *, what: str = "file", allow_stdin: bool = False) -> IO[bytes]:
+def open_stream(
+    path: PathLike, *, what: str = "file", allow_stdin: bool = False, name: str | None = None
+) -> IO[bytes]:
     """A buffered binary reader on `path`, gzip decompressed when it starts with the gzip magic;
     a damaged or torn gzip stream raises `BadInput` naming the file when the reader reaches it."""
     if allow_stdin and os.fspath(path) == STDIN:
         raw: IO[bytes] = sys.stdin.buffer
         source = "<stdin>"
     else:
-        raw = open_binary(path, what=what)
-        source = _name(path)
+        source = name or _name(path)
+        raw = open_binary(path, what=what, name=source)
     head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
     if head == GZIP_MAGIC:
         return io.BufferedReader(_GzipStream(raw, source), buffer_size=_CHUNK)
@@ -437,14 +451,14 @@ def open_stream(path: PathLike, *, what: str = "file", allow_stdin: bool = False
 
 
 @contextlib.contextmanager
-def reading(path: PathLike, *, what: str = "file") -> Iterator[None]:
+def reading(path: PathLike, *, what: str = "file", name: str | None = None) -> Iterator[None]:
     """Turn OS and decompression errors raised while reading `path` into `BadInput`."""
     try:
         yield
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise _bad_gzip(_name(path), str(e) or "truncated stream") from None
+        raise _bad_gzip(name or _name(path), str(e) or "truncated stream") from None
     except OSError as e:
-        raise _os_error(path, e, what) from None
+        raise _os_error(path, e, what, name) from None
 
 
 def iter_lines(
@@ -454,16 +468,17 @@ def iter_lines(
     max_line_bytes: int = MAX_LINE_BYTES,
     torn: str = "keep",
     allow_stdin: bool = False,
+    name: str | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """(1-based line number, line bytes with its terminator) for each line of `path`, plain or
     gzip. A last line without a newline is torn: `torn="keep"` yields it as it is (the caller can
     see the missing b"\\n"), `torn="error"` raises `BadInput` with its line number. A line over
     `max_line_bytes` raises `BadInput`."""
-    source = "<stdin>" if allow_stdin and os.fspath(path) == STDIN else _name(path)
-    f = open_stream(path, what=what, allow_stdin=allow_stdin)
+    source = "<stdin>" if allow_stdin and os.fspath(path) == STDIN else name or _name(path)
+    f = open_stream(path, what=what, allow_stdin=allow_stdin, name=source)
     number = 0
     try:
-        with reading(path, what=what):
+        with reading(path, what=what, name=source):
             while True:
                 line = f.readline(max_line_bytes + 1)
                 if not line:

@@ -191,12 +191,30 @@ def test_bad_input_exits_2_without_traceback(cli, example_repo, tmp_path, args, 
     assert r.code == 2 and message in r.output and "Traceback" not in r.output
 
 
-def test_all_malformed_log_is_reported_not_fatal(cli, tmp_path):
+@pytest.mark.parametrize(
+    "content",
+    [
+        "nope\n{bad\n\n[]\n",
+        '{"response_time_ms": "fast"}\n{"timeout": "yes"}\n',
+        '{"timestamp": "9999-12-31T23:59:59Z"}\n',
+        "",
+        "\n\n  \n",
+    ],
+)
+def test_a_log_without_one_record_is_no_data_not_an_all_clear(cli, tmp_path, content):
+    log = tmp_path / "junk.jsonl"
+    log.write_text(content)
+    for fmt in ("text", "json"):
+        r = cli("monitor", "--logs", str(log), "--format", fmt, cwd=tmp_path)
+        assert r.code == 2, r.output
+        assert str(log) in r.output and "no data" in r.output
+
+
+def test_all_malformed_log_names_the_first_bad_lines(cli, tmp_path):
     log = tmp_path / "junk.jsonl"
     log.write_text("nope\n{bad\n\n[]\n")
-    doc = cli("monitor", "--logs", str(log), "--format", "json", cwd=tmp_path).json()
-    assert doc["requests"] == 0 and doc["malformed"]["count"] == 3
-    assert [m["line"] for m in doc["malformed"]["lines"]] == [1, 2, 4]
+    r = cli("monitor", "--logs", str(log), cwd=tmp_path)
+    assert r.code == 2 and "line 1: invalid JSON" in r.output and "line 4: expected a JSON object" in r.output
 
 
 def test_sketch_relative_error_bound():

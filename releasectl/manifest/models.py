@@ -92,7 +92,11 @@ ReleaseName = Annotated[str, AfterValidator(_release_name), Field(description="v
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+    # strict: YAML's `true` is not a number and "5" is not 5; numbers must be finite (`.inf`,
+    # `.nan` and 1e309 are refused with file:line by the loader and again here).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=False, strict=True, allow_inf_nan=False
+    )
 
 
 class Artifact(Strict):

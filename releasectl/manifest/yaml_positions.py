@@ -7,18 +7,42 @@ map from each field path to its `(line, col)` (1-based) for error messages.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from releasectl import safeio
 from releasectl.errors import BadInput, Problem
 
 # Bounds that stop "billion laughs" style alias expansion long before it costs anything.
 MAX_ALIASES = 100
 MAX_NODES = 100_000
 MAX_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = safeio.MAX_DEPTH  # nested mappings/sequences; deeper is refused before recursion
+MAX_INT_DIGITS = safeio.MAX_INT_DIGITS
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+class _DepthLoader(yaml.SafeLoader):
+    """PyYAML's composer recurses once per nesting level; stop at MAX_DEPTH with the position
+    instead of a RecursionError."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
 
 FieldPath = tuple[str | int, ...]
 
@@ -135,57 +159,41 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self.constructor.construct_object(node)
+        if node.tag == _INT_TAG:
+            digits = sum(ch.isdigit() for ch in str(node.value))
+            if digits > MAX_INT_DIGITS:
+                raise self.fail(
+                    node,
+                    path,
+                    "integer too long",
+                    expected=f"at most {MAX_INT_DIGITS} digits",
+                    found=f"{digits:,} digits",
+                )
+        value = self.constructor.construct_object(node)
+        if node.tag == _FLOAT_TAG and not math.isfinite(value):
+            raise self.fail(
+                node, path, "not a finite number", expected="a finite number", found=str(node.value)[:40]
+            )
+        return value
 
 
 def read_text_strict(path: Path, display: str) -> str:
-    """Read a UTF-8 text file, rejecting empty, binary and non-UTF-8 content with exit 2."""
+    """Read a UTF-8 text file through `safeio` (regular files only, size capped, strict UTF-8,
+    no NUL), every failure exit 2 naming `display`."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(
-            f"{display}: no such file", hint="check the path; releases live in releases/vX.Y.yaml"
-        ) from None
-    except IsADirectoryError:
-        raise BadInput(f"{display}: is a directory, expected a YAML file") from None
-    except OSError as e:
-        raise BadInput(f"{display}: cannot read: {e.strerror}") from None
-    if len(raw) > MAX_BYTES:
-        raise BadInput(f"{display}: file is {len(raw)} bytes; manifests are limited to {MAX_BYTES}")
-    if b"\x00" in raw:
-        offset = raw.index(b"\x00")
-        line = raw.count(b"\n", 0, offset) + 1
-        raise BadInput(
-            f"{display} is not a valid manifest",
-            [
-                Problem(
-                    "binary content (NUL byte)",
-                    file=display,
-                    line=line,
-                    expected="UTF-8 YAML text",
-                    found="a NUL byte",
-                )
-            ],
-        )
+        raw = safeio.read_bytes(path, max_bytes=MAX_BYTES, what="file", gunzip=False, name=display)
+    except BadInput as e:
+        if "not found" in e.message:
+            raise BadInput(
+                f"{display}: no such file",
+                e.problems,
+                hint="check the path; releases live in releases/vX.Y.yaml",
+            ) from None
+        raise
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise BadInput(
-            f"{display} is not a valid manifest",
-            [
-                Problem(
-                    "not UTF-8",
-                    file=display,
-                    line=line,
-                    col=col,
-                    expected="UTF-8 text",
-                    found=f"byte 0x{raw[e.start]:02x}",
-                )
-            ],
-        ) from None
-    return text.removeprefix("\ufeff")
+        return safeio.decode_text(raw, source=display)
+    except BadInput as e:
+        raise BadInput(f"{display} is not a valid manifest: {e.message}", e.problems) from None
 
 
 def load_yaml_with_positions(
@@ -204,7 +212,7 @@ def load_yaml_with_positions(
             ],
         )
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_DepthLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)

@@ -28,14 +28,17 @@ streaming path keeps the first seen.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from releasectl import safeio
 from releasectl.duckjson import LINES, byte_check, connect, lenient
 from releasectl.production.logs import BOOL_FIELDS, NUMERIC_FIELDS, parse_line
+from releasectl.production.logs import STRING_FIELDS as CHECKED_STRINGS
 from releasectl.production.sketch import QuantileSketch
 from releasectl.production.stats import (
     COUNT_FIELDS,
@@ -84,7 +87,10 @@ def _sql(window_seconds: float, log_gamma: float) -> str:
     ]
     checks += [
         f"({v('error')} IS NULL OR {v('error')} = 'null' OR {v('error')} = 'false' OR {lead('error')} = '\"')",
-        f"({v('topic')} IS NULL OR {v('topic')} = 'null' OR {lead('topic')} = '\"')",
+        *(
+            f"({v(n)} IS NULL OR {v(n)} = 'null' OR {lead(n)} = '\"')"
+            for n in (*CHECKED_STRINGS, "timestamp")
+        ),
     ]
     numbers = ", ".join(f"TRY_CAST({v(n)} AS DOUBLE) AS {n}" for n in NUMERIC_FIELDS)
     # The window of a timestamp that matches TS_RE. DuckDB's TIMESTAMPTZ needs the ICU extension,
@@ -136,6 +142,9 @@ WITH src AS (
   SELECT *,
     pre_odd
       OR (ts IS NOT NULL AND NOT regexp_full_match(ts, '{TS_RE}'))
+      -- near the ends of the range (before 1970 UTC, after 9998) the Python path decides
+      OR (ts IS NOT NULL AND (left(ts, 4) <= '1970' OR left(ts, 4) >= '9998'
+          OR try_cast(replace(left(ts, 19), 'T', ' ') AS TIMESTAMP) IS NULL))
       OR (json_expected AND out_lead IS NOT NULL AND out_lead <> '"')
       OR (json_expected AND out IS NOT NULL AND {lenient("out", numbers=True, top=True)}) AS odd
   FROM wanted
@@ -234,7 +243,7 @@ def _candidates(path: Path, lines: list[str], window: timedelta) -> LogStats | N
     part = LogStats(str(path), window=window)
     good: list[dict[str, Any]] = []
     number = 0
-    with path.open("rb") as f:
+    with safeio.open_binary(path, what="log file") as f:
         for number, raw in enumerate(f, start=1):  # noqa: B007 - number is read after the loop
             key = raw[:-1] if raw.endswith(b"\n") else raw
             if key.endswith(b"\r"):
@@ -259,9 +268,10 @@ def _windows(groups: list[dict[str, Any]], *, odd: bool) -> list[dict[str, Any]]
 
 def _estimate_rows(path: Path) -> int:
     """Lines in `path`, from the mean length of those in its first megabyte."""
-    with path.open("rb") as f:
+    with safeio.open_binary(path, what="log file") as f:
         head = f.read(1 << 20)
-    return max(1, path.stat().st_size * max(1, head.count(b"\n")) // max(1, len(head)))
+        size = os.fstat(f.fileno()).st_size
+    return max(1, size * max(1, head.count(b"\n")) // max(1, len(head)))
 
 
 def _params(path: Path, rows: int, exact_limit: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from releasectl.production.hygiene import (
     quality_problem,
 )
 from releasectl.production.interventions import route
-from releasectl.production.logs import Malformed, read_records
+from releasectl.production.logs import FEEDBACK_FIELDS, Malformed, read_records, require_records
 from releasectl.production.mining import MiningSettings, failure_reasons, is_strong_success
 from releasectl.production.pairs import preference_pairs
 from releasectl.production.pii import scrub
@@ -50,18 +50,10 @@ def load_params(path: Path | None) -> FeedbackParams:
         path = Path("params.yaml")
         if not path.is_file():
             return FeedbackParams()
-    import yaml
+    from releasectl.manifest.yaml_positions import load_yaml_with_positions
 
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise BadInput(f"{path}: params file not found") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise BadInput(
-            f"{path}: not valid YAML",
-            [Problem(str(getattr(e, "problem", e)), file=str(path), line=mark.line + 1 if mark else None)],
-        ) from None
+    # The one YAML reader: regular file, size cap, strict UTF-8, depth and number bounds, file:line.
+    data = load_yaml_with_positions(path, str(path), require_mapping=False).data or {}
     section = data.get("feedback") if isinstance(data, dict) else None
     try:
         return FeedbackParams.model_validate(section or {})
@@ -100,7 +92,8 @@ def _filter(
 
 def run_feedback(logs: Path, out: Path, params: FeedbackParams) -> dict[str, Any]:
     malformed = Malformed()
-    records = list(read_records(logs, malformed))
+    records = list(read_records(logs, malformed, FEEDBACK_FIELDS))
+    require_records(logs, len(records), malformed)
     failures: list[dict[str, Any]] = []
     successes: list[dict[str, Any]] = []
     for rec in records:

@@ -1,9 +1,11 @@
 """Streaming reader for inference logs (JSON lines, plain or gzip): one record at a time,
-malformed lines counted with their line numbers and never fatal."""
+malformed lines counted with their line numbers and never fatal. The file itself is opened
+through `releasectl.safeio` (regular files only; a damaged gzip stream is `BadInput`), and a log
+of which no line is a record is "no data", never an all-clear (`require_records`)."""
 
 from __future__ import annotations
 
-import gzip
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,8 @@ from typing import IO, Any
 
 import orjson
 
-from releasectl.errors import BadInput
+from releasectl import safeio
+from releasectl.errors import BadInput, Problem
 
 MAX_LISTED = 20  # malformed lines listed by number; the rest are counted
 
@@ -26,6 +29,17 @@ NUMERIC_FIELDS = (
     "cost_usd",
 )
 BOOL_FIELDS = ("timeout", "abandoned", "safety_incident")
+# String fields monitor reads: a number or an object there is malformed, not silently coerced.
+STRING_FIELDS = ("expected_format", "output", "topic", "prompt")
+# Fields only `feedback` reads, checked by its reader on top of the ones above.
+FEEDBACK_FIELDS = (*STRING_FIELDS, "request_id", "release", "locale", "user_segment")
+# Strict ISO 8601, as the DuckDB reader reads it (releasectl/production/fastscan.py TS_RE); the
+# instant must lie between 1970 and the end of 9998 so every window start is a real date.
+TS_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?",
+    re.ASCII,
+)
 
 
 @dataclass
@@ -54,23 +68,37 @@ class Malformed:
 
 
 def open_log(path: Path) -> IO[bytes]:
-    """Open a log file for binary line reading, gunzipping when the file starts with gzip magic."""
+    """Open a log file for binary line reading, gunzipping (and verifying) when the file starts
+    with gzip magic. Not a regular file, missing, or damaged gzip: `BadInput` naming it."""
+    return safeio.open_stream(path, what="log file")
+
+
+def timestamp_problem(ts: Any) -> str | None:
+    """Why a record's `timestamp` value is not a usable time (None when it is, or is absent)."""
+    if ts is None:
+        return None
+    if not isinstance(ts, str):
+        return f"timestamp: expected an ISO 8601 string, found {ts!r:.40}"
+    if not TS_RE.fullmatch(ts):
+        return f"timestamp: expected ISO 8601 like 2026-11-20T13:05:00Z, found {ts!r:.40}"
+    from datetime import UTC, datetime
+
     try:
-        raw = path.open("rb")
-    except FileNotFoundError:
-        raise BadInput(
-            f"{path}: log file not found", hint="pass an existing JSON-lines file with --logs"
-        ) from None
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read log file ({e.strerror})") from None
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    raw.seek(0)
-    return raw
+        t = datetime.fromisoformat(ts)
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)
+        seconds = t.timestamp()
+    except (ValueError, OverflowError, OSError):
+        return f"timestamp: not a real date and time, found {ts!r:.40}"
+    if not 0 <= seconds < _YEAR_9999:
+        return f"timestamp: outside 1970-01-01 .. 9998-12-31, found {ts!r:.40}"
+    return None
 
 
-def _problem(rec: Any) -> str | None:
+_YEAR_9999 = 253370764800.0  # 9999-01-01T00:00:00Z as a POSIX time
+
+
+def _problem(rec: Any, strings: tuple[str, ...] = STRING_FIELDS) -> str | None:
     if not isinstance(rec, dict):
         return f"expected a JSON object, found {type(rec).__name__}"
     for name in NUMERIC_FIELDS:
@@ -81,17 +109,27 @@ def _problem(rec: Any) -> str | None:
         v = rec.get(name)
         if v is not None and not isinstance(v, bool):
             return f"{name}: expected true/false, found {v!r:.40}"
-    return None
+    for name in strings:
+        v = rec.get(name)
+        if v is not None and not isinstance(v, str):
+            return f"{name}: expected a string, found {v!r:.40}"
+    if strings is FEEDBACK_FIELDS:
+        flags = rec.get("rule_violations")
+        if flags is not None and not (isinstance(flags, list) and all(isinstance(f, str) for f in flags)):
+            return f"rule_violations: expected a list of strings, found {flags!r:.40}"
+    return timestamp_problem(rec.get("timestamp"))
 
 
-def parse_line(line: bytes, number: int, malformed: Malformed) -> dict[str, Any] | None:
+def parse_line(
+    line: bytes, number: int, malformed: Malformed, strings: tuple[str, ...] = STRING_FIELDS
+) -> dict[str, Any] | None:
     """The record on one non-blank line, or None after counting it in `malformed` with why."""
     try:
         rec = orjson.loads(line)
     except orjson.JSONDecodeError as e:
         malformed.add(number, f"invalid JSON: {str(e).split(':')[0]}")
         return None
-    reason = _problem(rec)
+    reason = _problem(rec, strings)
     if reason:
         malformed.add(number, reason)
         return None
@@ -100,6 +138,7 @@ def parse_line(line: bytes, number: int, malformed: Malformed) -> dict[str, Any]
 
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _BOOL_TYPES = frozenset({bool, type(None)})
+_STRING_TYPES = frozenset({str, type(None)})
 
 
 def _batch_ok(recs: list[Any]) -> bool:
@@ -110,7 +149,15 @@ def _batch_ok(recs: list[Any]) -> bool:
     for name in NUMERIC_FIELDS:
         if not set(map(type, [r.get(name) for r in recs])) <= _NUMBER_TYPES:
             return False
-    return all(set(map(type, [r.get(name) for r in recs])) <= _BOOL_TYPES for name in BOOL_FIELDS)
+    if not all(set(map(type, [r.get(name) for r in recs])) <= _BOOL_TYPES for name in BOOL_FIELDS):
+        return False
+    if not all(
+        set(map(type, [r.get(name) for r in recs])) <= _STRING_TYPES for name in (*STRING_FIELDS, "timestamp")
+    ):
+        return False
+    stamps = {r.get("timestamp") for r in recs}
+    stamps.discard(None)
+    return not any(map(timestamp_problem, stamps))
 
 
 def read_batches(
@@ -122,20 +169,17 @@ def read_batches(
     line numbers then count from `start`."""
     loads = orjson.loads
     number = 0
-    with open_log(path) as f:
+    with open_log(path) as f, safeio.reading(path, what="log file"):
         pos, end = span if span else (0, None)
-        f.seek(pos)
+        if pos:
+            f.seek(pos)
         while True:
             if end is not None and pos >= end:
                 return
-            try:
-                # readlines stops once the lines read exceed the hint, so a hint one short of the
-                # bytes left ends exactly at `end` (a line start); a hint of 0 would mean "all".
-                left = batch_bytes if end is None else min(batch_bytes, end - pos)
-                lines = f.readlines(left - 1) if left > 1 else [f.readline()]
-            except (OSError, EOFError) as e:
-                malformed.add(number + 1, f"unreadable: {e}")
-                return
+            # readlines stops once the lines read exceed the hint, so a hint one short of the
+            # bytes left ends exactly at `end` (a line start); a hint of 0 would mean "all".
+            left = batch_bytes if end is None else min(batch_bytes, end - pos)
+            lines = f.readlines(left - 1) if left > 1 else [f.readline()]
             if not lines:
                 return
             pos += sum(map(len, lines))
@@ -160,13 +204,29 @@ def read_batches(
                 yield good
 
 
-def read_records(path: Path, malformed: Malformed) -> Iterator[dict[str, Any]]:
-    """Yield each well-formed record of `path`; count the rest in `malformed`."""
-    with open_log(path) as f:
-        try:
-            for number, line in enumerate(f, start=1):
-                if line.strip() and (rec := parse_line(line, number, malformed)) is not None:
-                    yield rec
-        except (OSError, EOFError) as e:
-            # A truncated gzip stream: keep what was read, report where it broke.
-            malformed.add(number + 1 if "number" in locals() else 1, f"unreadable: {e}")
+def read_records(
+    path: Path, malformed: Malformed, strings: tuple[str, ...] = STRING_FIELDS
+) -> Iterator[dict[str, Any]]:
+    """Yield each well-formed record of `path`; count the rest in `malformed`. A damaged gzip
+    stream is `BadInput` naming the file (what was read before it is not an answer)."""
+    for number, line in safeio.iter_lines(path, what="log file", max_line_bytes=1 << 62):
+        malformed.lines_read = number
+        if line.strip() and (rec := parse_line(line, number, malformed, strings)) is not None:
+            yield rec
+
+
+def require_records(path: Path | str, records: int, malformed: Malformed) -> None:
+    """ "No data" is never an all-clear: `BadInput` (exit 2) when not one line of `path` is a
+    log record, naming the file and the first malformed lines."""
+    if records:
+        return
+    if malformed.lines_read == 0 or not malformed.count:
+        why = "it is empty" if malformed.lines_read == 0 else "it has only blank lines"
+    else:
+        first = "; ".join(f"line {m['line']}: {m['reason']}" for m in malformed.listed[:3])
+        why = f"none of its {malformed.count:,} non-blank lines is a valid record ({first})"
+    raise BadInput(
+        f"{path}: no data: no log record could be read, {why}",
+        [Problem(f"no log record could be read: {why}", file=str(path))],
+        hint="a log nothing can be read from is not an all-clear; see docs/logs.md (record schema)",
+    )

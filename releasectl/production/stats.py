@@ -3,7 +3,6 @@ and per-window sums that drift and reward-collapse detection need."""
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from releasectl.production.logs import Malformed, read_batches
+from releasectl import safeio
+from releasectl.production.logs import Malformed, read_batches, require_records
 from releasectl.production.sketch import QuantileSketch
 
 NO_ERROR = (None, "", "none", "None", "null", False)
@@ -283,7 +283,7 @@ def _line_spans(path: Path, parts: int) -> list[tuple[int, int]]:
     """`parts` byte ranges of a plain file, each starting at a line start."""
     size = path.stat().st_size
     cuts = [0]
-    with path.open("rb") as f:
+    with safeio.open_binary(path, what="log file") as f:
         for k in range(1, parts):
             f.seek(size * k // parts)
             f.readline()  # move to the next line start
@@ -308,8 +308,6 @@ def scan(
     per core and merges the parts (gzip streams are read sequentially)."""
     import os
 
-    from releasectl.production.logs import open_log
-
     engine = engine or os.environ.get("RELEASECTL_LOG_READER") or "auto"
     if engine not in ("auto", "python", "duckdb"):
         from releasectl.errors import BadInput
@@ -318,9 +316,9 @@ def scan(
             f"RELEASECTL_LOG_READER: expected auto, python or duckdb, found '{engine}'",
             hint="unset it to let releasectl choose",
         )
-    with open_log(path) as probe:
-        gzipped = not isinstance(probe, io.BufferedReader)
-    size = path.stat().st_size
+    with safeio.open_binary(path, what="log file") as probe:
+        gzipped = probe.read(2) == safeio.GZIP_MAGIC
+        size = os.fstat(probe.fileno()).st_size
     workers = workers or min(os.cpu_count() or 1, 8)
     note = None
     if not gzipped and (engine == "duckdb" or (engine == "auto" and size >= FAST_MIN_BYTES)):
@@ -330,6 +328,7 @@ def scan(
         if fast is not None:
             if progress is not None:
                 progress(fast.requests)
+            require_records(path, fast.requests, fast.malformed)
             return fast
     if gzipped or workers < 2 or size < PARALLEL_MIN_BYTES:
         stats = LogStats(str(path), window=window)
@@ -338,6 +337,7 @@ def scan(
             if progress is not None:
                 progress(stats.requests)
         stats.reader_note = note
+        require_records(path, stats.requests, stats.malformed)
         return stats
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -351,4 +351,5 @@ def scan(
     stats.reader_note = note
     if progress is not None:
         progress(stats.requests)
+    require_records(path, stats.requests, stats.malformed)
     return stats
