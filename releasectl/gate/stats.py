@@ -1,28 +1,44 @@
-"""Statistics for the gate, from scipy.stats: Wilson intervals, exact McNemar, multiplicity."""
+"""Statistics for the gate: Wilson intervals, exact McNemar, multiplicity.
+
+The closed forms below equal scipy.stats' `binomtest(...).proportion_ci(method="wilson")` and
+`binomtest(k, n, 0.5).pvalue` (tests/test_gate.py checks them against scipy); they avoid
+importing scipy.stats (over a second on a busy machine) on every gate.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from functools import lru_cache
+from statistics import NormalDist
+
+
+@lru_cache(maxsize=16)
+def _z(confidence: float) -> float:
+    return NormalDist().inv_cdf(1 - (1 - confidence) / 2)
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Two-sided Wilson score interval for k successes in n trials."""
     if n == 0:
         return (0.0, 1.0)
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(ci.low), float(ci.high)
+    z = _z(confidence)
+    z2 = z * z
+    centre = (k + z2 / 2) / (n + z2)
+    half = z / (n + z2) * math.sqrt(k * (n - k) / n + z2 / 4)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def mcnemar_exact(b: int, c: int) -> float:
     """Exact McNemar p-value on the discordant pairs: b = baseline pass & candidate fail,
-    c = baseline fail & candidate pass. No discordant pairs means no evidence of a difference."""
+    c = baseline fail & candidate pass. No discordant pairs means no evidence of a difference.
+
+    The two-sided exact binomial test at p = 0.5 is symmetric: 2 × P(X ≤ min(b, c)), capped at 1."""
     if b + c == 0:
         return 1.0
-    from scipy.stats import binomtest
+    from scipy.special import bdtr
 
-    return float(binomtest(min(b, c), b + c, 0.5).pvalue)
+    return float(min(1.0, 2.0 * bdtr(min(b, c), b + c, 0.5)))
 
 
 def adjust(p_values: Sequence[float], method: str) -> list[float]:
