@@ -94,10 +94,50 @@ def test_release_gate_least_privilege() -> None:
         assert set(job["permissions"].values()) <= {"read", "write", "none"}
         if writes:
             writers[name] = writes
-    # Only the publishing job writes, and only comments and statuses.
-    assert list(writers) == ["publish"]
-    assert writers["publish"] <= {"pull-requests", "issues", "statuses"}
+    # The publishing job writes comments, statuses and check runs; the gate job may only attest
+    # (an OIDC token and an attestation), and neither GPU job writes anything.
+    assert sorted(writers) == ["gate", "publish"]
+    assert writers["publish"] <= {"pull-requests", "issues", "statuses", "checks"}
     assert "statuses" in writers["publish"] and writers["publish"] & {"pull-requests", "issues"}
+    assert "checks" in writers["publish"]
+    assert writers["gate"] == {"id-token", "attestations"}
+
+
+def test_replay_fans_out_over_shards_and_the_baseline_is_reused() -> None:
+    jobs = load("release-gate.yml")["jobs"]
+    text = {name: yaml.safe_dump(job) for name, job in jobs.items()}
+    assert jobs["replay"]["strategy"]["matrix"] == "${{ fromJSON(needs.validate.outputs.legs) }}"
+    assert '--shard "$SHARD"' in text["replay"]
+    assert "releasectl merge" in text["gate"] and "pattern: shard-" in text["gate"]
+    assert "releasectl github matrix" in text["validate"] and "REPLAY_SHARDS" in text["validate"]
+    baseline = jobs["baseline"]
+    assert baseline["runs-on"] == ["self-hosted", "gpu"] and FORK_GUARD in baseline["if"]
+    uses = [str(s.get("uses", "")) for s in baseline["steps"]]
+    assert any(u.startswith("actions/cache/restore@") for u in uses)
+    assert any(u.startswith("actions/cache/save@") for u in uses)
+    assert "releasectl run-key" in text["baseline"] and "--verify" in text["baseline"]
+    assert "baseline" in jobs["gate"]["needs"]
+
+
+def test_gate_is_attested_and_promote_verifies_it() -> None:
+    gate = load("release-gate.yml")["jobs"]["gate"]
+    assert any(str(s.get("uses", "")).startswith("actions/attest-build-provenance@") for s in gate["steps"])
+    promote = load("promote.yml")["jobs"]["promote"]
+    runs = [s.get("run", "") for s in promote["steps"]]
+    verify = next(i for i, r in enumerate(runs) if "gh attestation verify" in r)
+    promote_step = next(i for i, r in enumerate(runs) if "releasectl promote" in r)
+    assert verify < promote_step
+    assert "--signer-workflow" in runs[verify]
+    assert promote["permissions"].get("attestations") == "read"
+    assert "id-token" not in promote["permissions"]
+
+
+@pytest.mark.parametrize("path", all_workflows(), ids=lambda p: p.name)
+def test_no_inline_python_in_workflow_steps(path: Path) -> None:
+    for job in load(path.name)["jobs"].values():
+        for step in job.get("steps", []):
+            run = step.get("run", "")
+            assert "python -c" not in run and "python - <<" not in run and "import releasectl" not in run, run
 
 
 def test_release_gate_jobs_do_what_the_issue_says() -> None:
@@ -122,13 +162,15 @@ def test_release_gate_jobs_do_what_the_issue_says() -> None:
     assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
 
 
-@pytest.mark.parametrize("name", ["release-gate.yml", "tests.yml"])
+@pytest.mark.parametrize("name", ["release-gate.yml", "tests.yml", "promote.yml", "rollback.yml", "monitor.yml"])
 def test_actions_are_pinned_to_commit_shas(name: str) -> None:
     wf = load(name)
     uses = [s["uses"] for job in wf["jobs"].values() for s in job.get("steps", []) if "uses" in s]
     assert uses
     assert all(PINNED.match(u) for u in uses), [u for u in uses if not PINNED.match(u)]
     for job in wf["jobs"].values():
+        if (job.get("permissions") or {}).get("contents") == "write":
+            continue  # a job that pushes (promote, rollback) keeps the checkout's credentials
         for step in job.get("steps", []):
             if str(step.get("uses", "")).startswith("actions/checkout@"):
                 assert step.get("with", {}).get("persist-credentials") is False

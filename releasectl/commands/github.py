@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -285,6 +286,41 @@ def check(
             f"{result.annotations_sent} of {result.annotations_total} annotations sent; {result.url or ''}",
             markup=False,
         )
+    return 0
+
+
+@github.command()
+@click.option("--base-sha", required=True, help="The PR's base commit (github.event.pull_request.base.sha).")
+@click.option("--head", default="HEAD", show_default=True, help="The PR's head commit.")
+@click.option("--channel", default="staging", show_default=True, help="Channel the releases are gated for.")
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1, max=64),
+    default=1,
+    show_default=True,
+    help="Replay each candidate over this many runners (`replay --shard i/N`, joined by `merge`).",
+)
+@format_option()
+def matrix(base_sha: str, head: str, channel: str, shards: int, fmt: str) -> int:
+    """Print the release-gate plan: changed manifests, their baselines and the replay legs.
+
+    \b
+    Text output is `name=value` lines for $GITHUB_OUTPUT:
+      releases=["v1.3"]   manifests=releases/v1.3.yaml   baselines={"v1.3": "v1.2"}
+      legs={"include": [{"release": "v1.3", "shard": "0/2", "index": "0"}, ...]}   shards=2
+    """
+    from releasectl.github.plan import plan
+    from releasectl.repo import repo_root
+
+    result = plan(repo_root(), base_sha, head, channel, shards)
+    outputs = result.outputs()
+    if fmt == "json":
+        emit_json(
+            {k: json.loads(v) if k in ("releases", "baselines", "legs") else v for k, v in outputs.items()}
+        )
+    else:
+        for key, value in outputs.items():
+            click.echo(f"{key}={value}")
     return 0
 
 
