@@ -170,3 +170,41 @@ def test_chunk_size_override_is_validated(loaded, tmp_path, monkeypatch):
     engine = FakeEngine(batch_size=None)
     run_replay(loaded, tmp_path / "r2", limit=1, engine_instance=engine)
     assert [len(c) for c in engine.calls] == [2, 2, 2, 1]
+
+
+def test_a_bad_out_directory_is_refused_before_the_engine_loads(cli, example_repo, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "below"):
+        result = cli("replay", "releases/v1.3.yaml", "--limit", "1", "--out", str(out), cwd=example_repo)
+        assert result.code == 2, result.output
+        assert f"cannot write the run directory {out}" in result.stderr
+
+
+def test_a_damaged_resume_directory_is_named_by_file_and_line(loaded, tmp_path):
+    out = tmp_path / "r"
+    run_replay(loaded, out, limit=1, engine_instance=FakeEngine())
+    (out / "run.json").unlink()
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    (out / "results.jsonl").write_text(lines[0] + "{not json\n" + "".join(lines[1:]))
+    with pytest.raises(BadInput, match=r"results\.jsonl:2: not a JSON object"):
+        run_replay(loaded, out, limit=1, resume=True, engine_instance=FakeEngine())
+    forged = json.loads(lines[0]) | {"passed": "yes"}  # a string where a bool belongs
+    (out / "results.jsonl").write_text(json.dumps(forged) + "\n")
+    with pytest.raises(BadInput, match=r"results\.jsonl:1: not a valid results row"):
+        run_replay(loaded, out, limit=1, resume=True, engine_instance=FakeEngine())
+    (out / ".state.json").write_text("[1, 2")
+    with pytest.raises(BadInput, match="unreadable resume state"):
+        run_replay(loaded, out, limit=1, resume=True, engine_instance=FakeEngine())
+
+
+def test_merge_refuses_shards_of_another_runtime_and_damaged_shards(loaded, tmp_path):
+    run_replay(loaded, tmp_path / "s0", limit=1, shard=Shard(0, 2), engine_instance=FakeEngine())
+    other = FakeEngine(version="5.18.0")
+    run_replay(
+        loaded, tmp_path / "s1", limit=1, shard=Shard(1, 2), engine_instance=other, allow_engine_drift=True
+    )
+    with pytest.raises(BadInput, match="is a different run: engine"):
+        merge_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "m")
+    (tmp_path / "s1" / "run.json").write_text(json.dumps({"release": "v1.3", "gpus": 0}))
+    with pytest.raises(BadInput, match="not a valid run record"):
+        merge_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "m")

@@ -160,9 +160,10 @@ def probe_runtime(
 
         return probe_vllm(device)
     if engine == "openai":
+        chosen = endpoint_for(loaded, endpoint)
         from releasectl.replay.engines.openai import probe_runtime as probe_openai
 
-        return probe_openai(loaded, endpoint_for(loaded, endpoint))
+        return probe_openai(loaded, chosen)
     raise BadInput(
         f"unknown engine '{engine}'",
         hint="use --engine hf (transformers), vllm (vLLM, CPU build or GPU) or openai (a served endpoint)",
@@ -374,6 +375,7 @@ def run_replay(
         allow_engine_drift=allow_engine_drift,
         allow_device_drift=allow_device_drift,
     )
+    RunDirectory(out_dir, {}).prepare()  # a bad --out fails now, not after the model loads
     eng = engine_instance or make_engine(
         loaded, engine_name, inputs, runtime, device=device, endpoint=endpoint, on_status=on_status
     )

@@ -134,9 +134,22 @@ class RunDirectory:
     def done(self) -> set[str]:
         return {r["case_id"] for r in self.rows}
 
+    def prepare(self) -> None:
+        """Make sure the directory can be written, before any slow work (the model load) starts."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise BadInput(
+                f"cannot write the run directory {self.path}: {e.strerror or e}",
+                hint="choose a writable directory with --out",
+            ) from None
+
     def start(self, *, resume: bool) -> None:
         """Prepare the directory: keep what a resumable run of the same plan wrote, else start over."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.prepare()
         results = self.path / RESULTS
         state_file = self.path / STATE
         if resume and state_file.exists():
