@@ -191,7 +191,7 @@ def iter_json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:
     for number, raw in safeio.iter_lines(path, what=what):
         if raw.strip():
             safeio.decode_text(raw, source=source, line=number)
-            yield number, safeio.loads_json(raw, source=source, line=number)
+            yield number, safeio.loads_json(raw.rstrip(b"\r\n"), source=source, line=number)
 
 
 def sha256_of(path: Path) -> str:

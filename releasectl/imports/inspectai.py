@@ -49,6 +49,11 @@ def _with_inspect(path: Path) -> dict[str, Any] | None:
     try:
         log = read_eval_log(str(path))
     except Exception as e:  # inspect raises many kinds for a damaged log; all are bad input
+        errors = getattr(e, "errors", None)
+        if callable(errors):  # pydantic: say where, as a JSON path
+            first = errors()[0]
+            at = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.get("loc", ()))
+            raise bad(f"inspect_ai refuses the log: {first.get('msg')}", f"{path}:{at}", hint="supported: " + SUPPORTED) from None
         raise BadInput(f"{path}: inspect_ai cannot read this log: {type(e).__name__}: {str(e)[:300]}", hint="supported: " + SUPPORTED) from None
     data: dict[str, Any] = log.model_dump(mode="json", exclude_none=True)
     data.pop("location", None)
@@ -109,9 +114,27 @@ def _direct(path: Path) -> dict[str, Any]:
 
 
 def load_log(path: Path, *, use_inspect: bool = True) -> dict[str, Any]:
-    """The log as plain JSON data: inspect's own reader where installed, else read directly."""
+    """The log as plain JSON data: inspect's own reader where installed, else read directly.
+    The header is always checked directly first, so an unsupported version or an unfinished
+    eval is named as such rather than as whatever inspect's models make of it."""
+    direct = _direct(path)
+    _check_header(direct, path)
     data = _with_inspect(path) if use_inspect else None
-    return data if data is not None else _direct(path)
+    return data if data is not None else direct
+
+
+def _check_header(log: dict[str, Any], path: Path) -> None:
+    root = f"{path}:$"
+    version = log.get("version")
+    if version not in LOG_VERSIONS or isinstance(version, bool):
+        raise bad(f"unsupported inspect log version {version!r}", f"{root}.version", expected=SUPPORTED, found=version)
+    status = log.get("status")
+    if status != "success":
+        raise bad(
+            f"the eval's status is {status!r}, not 'success'; a partial eval is not a release's evidence",
+            f"{root}.status",
+            hint="finish it (inspect eval-retry LOG) and import the finished log",
+        )
 
 
 def _seconds(stats: dict[str, Any]) -> float | None:
@@ -156,15 +179,6 @@ def read(path: Path, choices: Choices, *, use_inspect: bool = True) -> ImportedR
     log = load_log(path, use_inspect=use_inspect)
     root = f"{path}:$"
     version = log.get("version")
-    if version not in LOG_VERSIONS or isinstance(version, bool):
-        raise bad(f"unsupported inspect log version {version!r}", f"{root}.version", expected=SUPPORTED, found=version)
-    status = log.get("status")
-    if status != "success":
-        raise bad(
-            f"the eval's status is {status!r}, not 'success'; a partial eval is not a release's evidence",
-            f"{root}.status",
-            hint="finish it (inspect eval-retry LOG) and import the finished log",
-        )
     ev = need(log, "eval", dict, root)
     task = need(ev, "task", str, f"{root}.eval")
     samples = log.get("samples")
