@@ -2,6 +2,12 @@
 
 Commands build plain data, then call `emit_json` or print with `console()`. Rich is imported
 lazily so `releasectl --help` and JSON output stay fast.
+
+Text that came from a user or a file (a file name, a field value, a log's topic, a message that
+quotes either) is data, never markup: the console never expands emoji shortcodes (`file:100:17`
+stays as it is), and every such string goes through `esc` (markup escaped) or `text` (a Rich
+`Text`, for table cells), or is printed with `say`, whose template is ours and whose fields are
+escaped. `plain` prints a whole string as data.
 """
 
 from __future__ import annotations
@@ -83,8 +89,35 @@ def console(stderr: bool = False) -> Console:
         # Rich assumes 80 columns when output is not a terminal (CI logs, pipes); tables read
         # better at 120 unless COLUMNS says otherwise.
         width = None if stream.isatty() or os.environ.get("COLUMNS") else 120
-        _consoles[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+        # emoji=False: ":100:" in "file:100:17" is a location, not a shortcode.
+        _consoles[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=True, width=width, emoji=False)
     return _consoles[stderr]
+
+
+def esc(value: Any) -> str:
+    """`value` as text safe to embed in console markup: brackets escaped, so `[red]x[/red]`
+    prints literally."""
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+def text(value: Any, style: str = "") -> Any:
+    """A Rich `Text` of `value` (no markup interpreted), for table cells and columns."""
+    from rich.text import Text
+
+    return Text(str(value), style=style)
+
+
+def say(template: str, *values: Any, stderr: bool = False, **named: Any) -> None:
+    """Print `template` (our markup, e.g. "[bold]{}[/]: {}") with each `{}` field filled by an
+    escaped value, so data never restyles the output."""
+    console(stderr).print(template.format(*map(esc, values), **{k: esc(v) for k, v in named.items()}))
+
+
+def plain(line: Any, *, stderr: bool = False) -> None:
+    """Print `line` as data: no markup, no emoji, no highlighting."""
+    console(stderr).print(str(line), markup=False, highlight=False)
 
 
 def progress(description: str, total: int | None, *, disable: bool = False) -> Any:

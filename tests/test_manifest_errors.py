@@ -245,3 +245,92 @@ def test_schema_prints_the_json_schema(cli):
         schema["properties"]
     )
     assert "sampling" in schema["required"]
+
+
+# --- strict numbers, special files and extreme values (issue 11) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ("gpus_allocated: 2", "gpus_allocated: true", "infrastructure.gpus_allocated", ["integer"]),
+        ("gpus_allocated: 2", "gpus_allocated: yes", "infrastructure.gpus_allocated", ["integer"]),
+        ("gpus_allocated: 2", 'gpus_allocated: "2"', "infrastructure.gpus_allocated", ["integer"]),
+        ("gpu_hourly_usd: 0.8", "gpu_hourly_usd: false", "infrastructure.gpu_hourly_usd", ["number"]),
+        ("gpu_hourly_usd: 0.8", "gpu_hourly_usd: .inf", "infrastructure.gpu_hourly_usd", ["finite"]),
+        ("gpu_hourly_usd: 0.8", "gpu_hourly_usd: .nan", "infrastructure.gpu_hourly_usd", ["finite"]),
+        ("gpu_hourly_usd: 0.8", "gpu_hourly_usd: -.Inf", "infrastructure.gpu_hourly_usd", ["finite"]),
+        ("gpu_hourly_usd: 0.8", "gpu_hourly_usd: 1.0e+309", "infrastructure.gpu_hourly_usd", ["finite"]),
+        ("gpu_hourly_usd: 0.8", "gpu_hourly_usd: 1e309", "infrastructure.gpu_hourly_usd", ["number"]),
+        ("max_tokens: 64", "max_tokens: " + "9" * 5000, "sampling.max_tokens", ["integer too long"]),
+        ("seed: 1234", "seed: 1234.0", "sampling.seed", ["integer"]),
+        ("temperature: 0.0", "temperature: true", "sampling.temperature", ["number"]),
+    ],
+)
+def test_bools_strings_and_non_finite_values_are_not_numbers(cli, tmp_path, old, new, field, words):
+    assert old in BASE
+    text = BASE.replace(old, new)
+    expect_error(cli, tmp_path, text, line=line_of(text, new), field=field, words=words)
+
+
+@pytest.mark.parametrize("depth", [201, 5000])
+def test_deep_nesting_is_refused_with_its_line(cli, tmp_path, depth):
+    for text in (
+        BASE + "deep: " + "[" * depth + "]" * depth + "\n",
+        BASE + "deep: " + "{a: " * depth + "1" + "}" * depth + "\n",
+    ):
+        p = expect_error(cli, tmp_path, text, line=None, field=None, words=["nesting deeper than"])
+        assert p["line"] == line_of(text, "deep:")
+
+
+def test_special_files_are_refused_without_hanging(cli, tmp_path):
+    import threading
+
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    fifo = releases / "v1.3.yaml"
+    os.mkfifo(fifo)
+    box: dict[str, object] = {}
+    t = threading.Thread(
+        target=lambda: box.setdefault("r", cli("validate", str(fifo), cwd=tmp_path)), daemon=True
+    )
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "validate hung on a FIFO"
+    r = box["r"]
+    assert r.code == 2 and "FIFO" in r.output and "v1.3.yaml" in r.output  # type: ignore[attr-defined]
+    fifo.unlink()
+    fifo.symlink_to("/dev/zero")
+    r = cli("validate", str(fifo), cwd=tmp_path)
+    assert r.code == 2 and "device" in r.output and "v1.3.yaml" in r.output
+    fifo.unlink()
+    (releases / "loop.yaml").symlink_to(releases / "v1.3.yaml")
+    fifo.symlink_to(releases / "loop.yaml")
+    r = cli("validate", str(fifo), cwd=tmp_path)
+    assert r.code == 2 and "loop" in r.output and "v1.3.yaml" in r.output
+    long = releases / ("v" * 100_000 + ".yaml")
+    r = cli("validate", str(long), cwd=tmp_path)
+    assert r.code == 2 and "too long" in r.output and "Traceback" not in r.output
+
+
+def test_an_error_on_line_100_keeps_its_location_in_text_output(cli, tmp_path):
+    filler = "".join(f"# comment {i}\n" for i in range(100 - 1 - BASE.count("\n")))
+    text = BASE + filler + "bogus_key: 1\n"
+    assert line_of(text, "bogus_key: 1") == 100
+    path = write_manifest(tmp_path, text)
+    r = cli("validate", str(path), cwd=tmp_path)
+    assert r.code == 2
+    assert "v1.3.yaml:100:" in r.output and "💯" not in r.output
+
+
+def test_markup_in_a_file_name_is_kept_in_the_problem(cli, tmp_path):
+    name = "[red]x[/red]"
+    path = tmp_path / "releases" / f"{name}.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(BASE.replace("max_tokens: 64", 'max_tokens: "[bold]:100:[/bold]"'))
+    r = cli("validate", str(path), "--format", "json", cwd=tmp_path)
+    assert r.code == 2
+    p = r.json()["problems"][0]
+    assert p["file"] == f"releases/{name}.yaml" and p["found"] == "'[bold]:100:[/bold]'"
+    r = cli("validate", str(path), cwd=tmp_path)
+    assert f"releases/{name}.yaml:" in r.output and "[bold]:100:[/bold]" in r.output  # plain text

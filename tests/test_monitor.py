@@ -248,3 +248,173 @@ def test_parallel_scan_equals_sequential(monkeypatch):
         k: (w.requests, w.satisfaction_n) for k, w in one.windows.items()
     }
     assert sorted(three.sample_lengths) == sorted(one.sample_lengths)  # all 1,496 records fit the reservoir
+
+
+# --- a damaged log is never an all-clear; special files; markup (issue 11) ------------------------
+
+
+def _damaged_gzips(tmp_path: Path, plain: Path) -> list[Path]:
+    raw = gzip.compress(plain.read_bytes(), mtime=0)
+    cases = {
+        "torn.jsonl.gz": raw[: len(raw) // 2],
+        "crc.jsonl.gz": raw[:-8] + bytes([raw[-8] ^ 0xFF]) + raw[-7:],
+        "size.jsonl.gz": raw[:-4] + b"\x00\x00\x00\x00",
+        "no-trailer.jsonl.gz": raw[:-8],
+        "flipped.jsonl.gz": raw[:60] + bytes([raw[60] ^ 0x5A]) + raw[61:],
+        "head-only.jsonl": raw[:10],  # the name does not say gzip; the magic does
+    }
+    out = []
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        out.append(tmp_path / name)
+    return out
+
+
+@pytest.mark.parametrize("reader", ["python", "duckdb"])
+def test_a_damaged_gzip_log_is_exit_2_naming_it(cli, tmp_path, reader):
+    plain = write_log(tmp_path / "a.jsonl", 3000, response_time_ms=99_999)  # intact: alerts fire
+    for log in _damaged_gzips(tmp_path, plain):
+        for fmt in ("text", "json"):
+            r = cli(
+                "monitor",
+                "--logs",
+                str(log),
+                "--format",
+                fmt,
+                cwd=tmp_path,
+                env={"RELEASECTL_LOG_READER": reader},
+            )
+            assert r.code == 2, (log.name, r.output)
+            assert str(log) in r.output and "gzip" in r.output and "internal error" not in r.output
+        r = cli("monitor", "--logs", str(plain), "--baseline-logs", str(log), cwd=tmp_path)
+        assert r.code == 2 and str(log) in r.output
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59-05:00",
+        "9998-12-31T23:59:59-23:59",
+        "0000-01-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "1970-01-01T00:30:00+01:00",
+        "-001-01-01T00:00:00Z",
+        "99999-01-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-11-20T25:00:00Z",
+        "2026-11-20",
+        "2026-11-20T13:05:00.1234567Z",
+        1732107900,
+        1e308,
+        True,
+        ["2026-11-20T13:05:00Z"],
+        {"t": 1},
+    ],
+)
+def test_bad_timestamps_are_malformed_lines_not_internal_errors(cli, tmp_path, stamp):
+    log = write_log(
+        tmp_path / "ts.jsonl", 50, timestamp=lambda i: stamp if i in (7, 30) else "2026-11-20T10:00:00Z"
+    )
+    for reader in ("python", "duckdb"):
+        doc = cli(
+            "monitor",
+            "--logs",
+            str(log),
+            "--format",
+            "json",
+            cwd=tmp_path,
+            env={"RELEASECTL_LOG_READER": reader},
+        ).json()
+        assert doc["requests"] == 48, (reader, doc)
+        assert [m["line"] for m in doc["malformed"]["lines"]] == [8, 31]
+        assert all("timestamp" in m["reason"] for m in doc["malformed"]["lines"])
+
+
+def test_extreme_timestamps_at_the_edges_still_read(cli, tmp_path):
+    log = write_log(
+        tmp_path / "edge.jsonl",
+        40,
+        timestamp=lambda i: ["1970-01-01T00:00:00Z", "9998-12-31T23:59:59Z"][i % 2],
+    )
+    for reader in ("python", "duckdb"):
+        doc = cli(
+            "monitor",
+            "--logs",
+            str(log),
+            "--window",
+            "1d",
+            "--format",
+            "json",
+            cwd=tmp_path,
+            env={"RELEASECTL_LOG_READER": reader},
+        ).json()
+        assert doc["requests"] == 40 and doc["malformed"]["count"] == 0, doc["malformed"]
+
+
+def test_special_log_files_are_refused_without_hanging(cli, tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "logs.jsonl"
+    os.mkfifo(fifo)
+    box: dict[str, Any] = {}
+    t = threading.Thread(
+        target=lambda: box.setdefault("r", cli("monitor", "--logs", str(fifo), cwd=tmp_path)), daemon=True
+    )
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "monitor hung on a FIFO"
+    assert box["r"].code == 2 and "FIFO" in box["r"].output and str(fifo) in box["r"].output
+    for path in ("/dev/zero", str(tmp_path)):
+        r = cli("monitor", "--logs", path, cwd=tmp_path)
+        assert r.code == 2 and path in r.output and "Traceback" not in r.output
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+    r = cli("monitor", "--logs", str(loop), cwd=tmp_path)
+    assert r.code == 2 and "loop" in r.output
+    good = write_log(tmp_path / "good.jsonl", 50)
+    r = cli("monitor", "--logs", str(good), "--baseline-logs", "/dev/zero", cwd=tmp_path)
+    assert r.code == 2 and "/dev/zero" in r.output
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"response_time_ms": 1e400}',
+        '{"tokens_generated": ' + "9" * 5000 + "}",
+        "[" * 5000 + "]" * 5000,
+        '{"topic": "\\ud800"}',
+        '{"x": NaN}',
+    ],
+)
+def test_extreme_values_are_malformed_lines(cli, tmp_path, value):
+    log = write_log(tmp_path / "x.jsonl", 30)
+    lines = log.read_text().splitlines()
+    lines[4] = value
+    log.write_text("\n".join(lines) + "\n")
+    for reader in ("python", "duckdb"):
+        doc = cli(
+            "monitor",
+            "--logs",
+            str(log),
+            "--format",
+            "json",
+            cwd=tmp_path,
+            env={"RELEASECTL_LOG_READER": reader},
+        ).json()
+        assert doc["requests"] == 29 and [m["line"] for m in doc["malformed"]["lines"]] == [5], doc[
+            "malformed"
+        ]
+
+
+def test_markup_and_emoji_in_user_text_print_literally(cli, tmp_path):
+    log = write_log(tmp_path / "[bold red]x:100:.jsonl", 30)
+    lines = log.read_text().splitlines()
+    lines[2] = "{bad :100: [bold]json"
+    log.write_text("\n".join(lines) + "\n")
+    r = cli("monitor", "--logs", str(log), cwd=tmp_path)
+    assert r.code == 0, r.output
+    assert "[bold red]x:100:.jsonl" in r.stdout and "💯" not in r.stdout
+    assert "3 (invalid JSON" in r.stdout

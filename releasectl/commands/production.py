@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from releasectl.console import console, emit_json, format_option
+from releasectl.console import console, emit_json, esc, format_option, say, text
 
 LogPath = click.Path(path_type=Path, dir_okay=False)
 
@@ -47,24 +47,31 @@ def _panels(result: dict[str, Any]) -> None:
         for name, m in result["metrics"][family].items():
             if not isinstance(m, dict):
                 continue
-            text = _fmt(m["value"], _unit(name))
+            value = _fmt(m["value"], _unit(name))
             if name in ("malformed_json_rate", "format_compliance") and m.get("n"):
-                text += f" (of {m['n']:,})"
-            t.add_row(name, text)
+                value += f" (of {m['n']:,})"
+            t.add_row(name, value)
         if family == "cost":
-            t.add_row("source", str(result["metrics"]["cost"]["source"]))
+            t.add_row("source", text(result["metrics"]["cost"]["source"]))
         panels.append(Panel(t, title=family, title_align="left", expand=False))
     out = console()
     span = f" over {result['span_hours']:.1f} h" if result.get("span_hours") else ""
-    out.print(
-        f"[bold]{result['requests']:,}[/] requests{span} from {result['logs']} · release {result['release'] or '–'} ({result['release_source']}) · latency {result['latency_estimate']} · read by {result['reader']['engine']}"
+    say(
+        "[bold]{}[/] requests{} from {} · release {} ({}) · latency {} · read by {}",
+        f"{result['requests']:,}",
+        span,
+        result["logs"],
+        result["release"] or "–",
+        result["release_source"],
+        result["latency_estimate"],
+        result["reader"]["engine"],
     )
     out.print(Columns(panels))
     mal = result["malformed"]
     if mal["count"]:
         listed = ", ".join(f"{m['line']} ({m['reason']})" for m in mal["lines"][:5])
         more = f" … first {len(mal['lines'])} in --format json" if mal["count"] > 5 else ""
-        out.print(f"[yellow]⚠ {mal['count']} malformed line(s) skipped:[/] {listed}{more}")
+        say("[yellow]⚠ {} malformed line(s) skipped:[/] {}{}", mal["count"], listed, more)
 
 
 def _alerts_section(result: dict[str, Any]) -> None:
@@ -76,40 +83,44 @@ def _alerts_section(result: dict[str, Any]) -> None:
                 a["outcome"]
             ]
             trig = " [red](rollback trigger)[/]" if a["rollback"] and a["fired"] else ""
-            out.print(f"  {mark} {a['name']} \\[{a['family']}] {a['rule']} — {a['detail']}{trig}")
+            out.print(
+                f"  {mark} {esc(a['name'])} \\[{esc(a['family'])}] {esc(a['rule'])} — {esc(a['detail'])}{trig}"
+            )
     else:
         out.print("[dim]alerts: none evaluated (no release manifest; pass --release vX.Y)[/]")
     if result["drift"]:
-        out.print("[bold]drift[/] (vs " + str(result["baseline_logs"]) + ")")
+        say("[bold]drift[/] (vs {})", result["baseline_logs"])
         for d in result["drift"]:
             mark = "[red]✗ drift[/]" if d["fired"] else "[green]✓[/]"
             stat = "–" if d["statistic"] is None else f"{d['statistic']:.4g}"
             extra = f", p={d['p_value']:.2g}" if "p_value" in d else ""
             extra += f", {d['level']}" if "level" in d else ""
             extra += f", new topics: {', '.join(d['new_topics'])}" if d.get("new_topics") else ""
-            out.print(f"  {mark} {d['name']} = {stat}{extra} (threshold {d['threshold']})")
+            out.print(f"  {mark} {esc(d['name'])} = {stat}{esc(extra)} (threshold {esc(d['threshold'])})")
     rc = result["reward_collapse"]
     if rc.get("skipped"):
-        out.print(f"[dim]reward collapse: skipped ({rc['threshold']})[/]")
+        say("[dim]reward collapse: skipped ({})[/]", rc["threshold"])
     else:
         mark = "[red]✗ reward collapse[/]" if rc["fired"] else "[green]✓ no reward collapse[/]"
         parts = [f"satisfaction τ={rc['satisfaction']['tau']:+.2f} (p={rc['satisfaction']['p_value']:.2g})"]
         parts += [f"{k} τ={v['tau']:+.2f} (p={v['p_value']:.2g})" for k, v in rc["proxies"].items()]
-        out.print(f"{mark} over {rc['windows']} windows of {rc['window']}: " + ", ".join(parts))
+        out.print(f"{mark} over {rc['windows']} windows of {esc(rc['window'])}: " + esc(", ".join(parts)))
     rb = result["rollback"]
     if rb:
         if rb["status"] == "rolled back":
-            out.print(
-                f"[red]rolled back[/] {rb['channel']}: {rb['from']} → {rb['to']} (revision {rb['revision']})"
+            say(
+                "[red]rolled back[/] {}: {} → {} (revision {})",
+                rb["channel"],
+                rb["from"],
+                rb["to"],
+                rb["revision"],
             )
         elif rb["status"] == "refused":
-            out.print(
-                f"[red]rollback refused:[/] {rb['message']}" + (f"; {rb['hint']}" if rb.get("hint") else "")
-            )
+            say("[red]rollback refused:[/] {}{}", rb["message"], f"; {rb['hint']}" if rb.get("hint") else "")
         else:
-            out.print(f"[yellow]rollback triggers fired:[/] {', '.join(rb['triggers'])}; {rb['hint']}")
+            say("[yellow]rollback triggers fired:[/] {}; {}", ", ".join(rb["triggers"]), rb["hint"])
     if result["fired"]:
-        out.print(f"[red]{len(result['fired'])} alert(s) fired:[/] {', '.join(result['fired'])}")
+        say("[red]{} alert(s) fired:[/] {}", len(result["fired"]), ", ".join(result["fired"]))
 
 
 @click.command()
@@ -208,27 +219,34 @@ def feedback(logs: Path, out: Path, params_path: Path | None, fmt: str) -> int:
     from rich.table import Table
 
     o = console()
-    o.print(
-        f"{summary['records']:,} records · {summary['mined']['failures']} failures, {summary['mined']['strong_successes']} strong successes mined · {summary['malformed']['count']} malformed lines"
+    say(
+        "{} records · {} failures, {} strong successes mined · {} malformed lines",
+        f"{summary['records']:,}",
+        summary["mined"]["failures"],
+        summary["mined"]["strong_successes"],
+        summary["malformed"]["count"],
     )
     for h in summary["hygiene"]:
         extra = {k: v for k, v in h.items() if k not in ("step", "removed")}
-        o.print(f"  {h['step']}: removed {h['removed']}" + (f" ({extra})" if extra else ""))
-    o.print("  PII scrubbed: " + (", ".join(f"{k} {v}" for k, v in summary["pii"].items()) or "none"))
+        say("  {}: removed {}{}", h["step"], h["removed"], f" ({extra})" if extra else "")
+    say("  PII scrubbed: {}", ", ".join(f"{k} {v}" for k, v in summary["pii"].items()) or "none")
     t = Table(title="failure modes → interventions", title_justify="left")
     for col in ("cluster", "size", "top terms", "intervention", "why"):
         t.add_column(col)
     for c in summary["clusters"]:
         t.add_row(
-            str(c["id"]),
-            str(c["size"]),
-            ", ".join(c["top_terms"][:4]),
-            f"{c['intervention']} ({c['time_to_fix']})",
-            c["reason"],
+            text(c["id"]),
+            text(c["size"]),
+            text(", ".join(c["top_terms"][:4])),
+            text(f"{c['intervention']} ({c['time_to_fix']})"),
+            text(c["reason"]),
         )
     o.print(t)
-    o.print(
-        f"wrote {out}/: sft_pairs.jsonl ({summary['outputs']['sft_pairs']}), preference_pairs.jsonl ({summary['outputs']['preference_pairs']}), failures.jsonl, summary.json, summary.md"
+    say(
+        "wrote {}/: sft_pairs.jsonl ({}), preference_pairs.jsonl ({}), failures.jsonl, summary.json, summary.md",
+        out,
+        summary["outputs"]["sft_pairs"],
+        summary["outputs"]["preference_pairs"],
     )
     return 0
 
@@ -362,7 +380,10 @@ def canary(
     for r in doc["rules"]:
         obs = "–" if r.get("observed") is None else f"{r['observed']:.4g}"
         t.add_row(
-            r["rule"].split("#")[0].strip(), obs, f"[{colour[r['outcome']]}]{r['outcome']}[/]", r["detail"]
+            text(r["rule"].split("#")[0].strip()),
+            obs,
+            text(r["outcome"], style=colour[r["outcome"]]),
+            text(r["detail"]),
         )
     o = console()
     o.print(t)
@@ -371,5 +392,5 @@ def canary(
         o.print(
             f"latency rank test (Mann-Whitney, one-sided, margin {margin:.0%}): median shift {mw['value']:+.1%}, p = {mw['p_value']:.3g}"
         )
-    o.print(f"verdict: [bold]{doc['verdict']}[/] — {doc['reason']}" + (f" · wrote {out}" if out else ""))
+    say("verdict: [bold]{}[/] — {}{}", doc["verdict"], doc["reason"], f" · wrote {out}" if out else "")
     return code

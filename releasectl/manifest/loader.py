@@ -318,9 +318,25 @@ def _check_pins(loaded: LoadedManifest) -> list[Problem]:
     return problems
 
 
+def _readable(path: Path) -> None:
+    """Refuse, before anything resolves the path, what `safeio` refuses: symlink loops, names too
+    long, FIFOs, devices, directories; a missing file is "no such file"."""
+    from releasectl import safeio
+
+    try:
+        safeio.regular_file(path, what="manifest")
+    except BadInput as e:
+        if "not found" in e.message:
+            raise BadInput(
+                f"{path}: no such file", hint="check the path; releases live in releases/vX.Y.yaml"
+            ) from None
+        raise
+
+
 def load_manifest(path: str | Path, root: Path | None = None) -> LoadedManifest:
     """Parse, validate and check the pins of one manifest. Raises `BadInput` (exit 2) on any error."""
     path = Path(path)
+    _readable(path)
     root = (root or find_root(path)).resolve()
     display = display_path(path, root)
     source = load_yaml_with_positions(path, display)
