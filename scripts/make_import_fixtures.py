@@ -46,7 +46,12 @@ def run_lm_eval(model: str, out: Path, *, limit: int = 8, seed: int = 1234) -> P
     """Run lm_eval on the two core tasks; return the folder holding results_*.json and samples."""
     if model == "smollm2":
         gguf = smollm2_gguf()
-        model_args = ["--model", "hf", "--model_args", f"pretrained={gguf.parent},gguf_file={gguf.name},dtype=float32"]
+        model_args = [
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={gguf.parent},gguf_file={gguf.name},dtype=float32",
+        ]
     else:
         model_args = ["--model", "dummy"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,7 +71,9 @@ def run_lm_eval(model: str, out: Path, *, limit: int = 8, seed: int = 1234) -> P
     return out
 
 
-def run_inspect(out: Path, *, careful: bool, limit: int = 6, epochs: int = 2, log_format: str = "eval") -> Path:
+def run_inspect(
+    out: Path, *, careful: bool, limit: int = 6, epochs: int = 2, log_format: str = "eval"
+) -> Path:
     """Run the inspect task on mockllm in a subprocess; return the log file."""
     script = f"""
 import sys
@@ -81,7 +88,9 @@ assert logs[0].status == "success", logs[0].error
 print(logs[0].location)
 """
     out.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(), check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=_env(), check=True, capture_output=True, text=True
+    )
     return Path(done.stdout.strip().splitlines()[-1].removeprefix("file://"))
 
 
@@ -98,15 +107,34 @@ def promptfoo_config(limit: int = 8) -> dict[str, Any]:
                 asserts = [{"type": "contains", "value": "{{answer}}", "metric": "math_correct"}]
             else:
                 asserts = [
-                    {"type": "regex", "value": r"\b([Ee]mergency|[Uu]rgent|911|[Hh]ospital)\b", "metric": "urgent_referral"},
-                    {"type": "javascript", "value": "output.trim().split(/\\s+/).length <= 27", "metric": "word_cap"},
+                    {
+                        "type": "regex",
+                        "value": r"\b([Ee]mergency|[Uu]rgent|911|[Hh]ospital)\b",
+                        "metric": "urgent_referral",
+                    },
+                    {
+                        "type": "javascript",
+                        "value": "output.trim().split(/\\s+/).length <= 27",
+                        "metric": "word_cap",
+                    },
                 ]
-            tests.append({"description": case["id"], "vars": variables, "assert": asserts, "metadata": {"slice": slice_name}})
+            tests.append(
+                {
+                    "description": case["id"],
+                    "vars": variables,
+                    "assert": asserts,
+                    "metadata": {"slice": slice_name},
+                }
+            )
     return {
         "description": "releasectl core: two slices, two templates",
         "prompts": [
             {"id": "plain", "label": "plain", "raw": "{{prompt}}"},
-            {"id": "safety", "label": "safety", "raw": "{{prompt}}\nIf this could be an emergency, call 911 now."},
+            {
+                "id": "safety",
+                "label": "safety",
+                "raw": "{{prompt}}\nIf this could be an emergency, call 911 now.",
+            },
         ],
         "providers": ["echo"],
         "tests": tests,
@@ -143,7 +171,11 @@ def versions() -> dict[str, Any]:
     from importlib.metadata import version
 
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-    pf = json.loads((HARNESS_DIR / "node_modules/promptfoo/package.json").read_text())["version"] if PROMPTFOO.exists() else None
+    pf = (
+        json.loads((HARNESS_DIR / "node_modules/promptfoo/package.json").read_text())["version"]
+        if PROMPTFOO.exists()
+        else None
+    )
     return {
         "python": sys.version.split()[0],
         "lm_eval": version("lm_eval"),

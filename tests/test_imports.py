@@ -36,12 +36,25 @@ def _import(harness: str, src: Path, out: Path, *extra: str) -> dict[str, Any]:
 def _gate(tmp: Path, cand: Path, base: Path, *extra: str) -> dict[str, Any]:
     rules = tmp / "rules.txt"
     rules.write_text(RULES)
-    r = run_cli("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules), *extra, "--format", "json")
+    r = run_cli(
+        "gate",
+        "--run",
+        str(cand),
+        "--baseline-run",
+        str(base),
+        "--rules",
+        str(rules),
+        *extra,
+        "--format",
+        "json",
+    )
     assert r.code in (0, 1), r.output
     return json.loads((cand / "gate.json").read_text())
 
 
-def _check_stats(gate: dict[str, Any], cand: dict[str, dict[str, bool]], base: dict[str, dict[str, bool]]) -> None:
+def _check_stats(
+    gate: dict[str, Any], cand: dict[str, dict[str, bool]], base: dict[str, dict[str, bool]]
+) -> None:
     """gate.json's per-slice Wilson bounds and exact McNemar p-values equal scipy's, computed from
     {slice: {case key: passed}} as the harness scored it."""
     from scipy.stats import binomtest
@@ -106,7 +119,10 @@ def test_lm_eval_samples_without_doc_hash_pair_with_new_ones(tmp_path: Path) -> 
     new = _import("lm-eval", FIX / "lm_eval/smollm2", tmp_path / "new")
     legacy = _import("lm-eval", old, tmp_path / "legacy")
     assert "without doc_hash" in legacy["format"] and new["cases"] == legacy["cases"]
-    rows = [[json.loads(x) for x in (tmp_path / d / "results.jsonl").read_text().splitlines()] for d in ("new", "legacy")]
+    rows = [
+        [json.loads(x) for x in (tmp_path / d / "results.jsonl").read_text().splitlines()]
+        for d in ("new", "legacy")
+    ]
     assert [(r["case_id"], r["passed"], r["output"]) for r in rows[0]] == [
         (r["case_id"], r["passed"], r["output"]) for r in rows[1]
     ]
@@ -137,7 +153,9 @@ def test_inspect_two_models_gate_matches_scipy(tmp_path: Path) -> None:
     for name in ("careful", "hasty"):
         _import("inspect", FIX / f"inspect/{name}.eval", tmp_path / name, "--slice-from", "metadata.slice")
     gate = _gate(tmp_path, tmp_path / "careful", tmp_path / "hasty")
-    _check_stats(gate, _inspect_scores(FIX / "inspect/careful.eval"), _inspect_scores(FIX / "inspect/hasty.eval"))
+    _check_stats(
+        gate, _inspect_scores(FIX / "inspect/careful.eval"), _inspect_scores(FIX / "inspect/hasty.eval")
+    )
     row = json.loads((tmp_path / "hasty/results.jsonl").read_text().splitlines()[0])
     assert set(row["verifiers"]) == {"pattern", "includes"}
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0 and row["latency_ms"] > 0
@@ -156,7 +174,9 @@ def test_inspect_direct_reader_equals_inspect_api(tmp_path: Path) -> None:
         direct = inspectai.read(log, choices, use_inspect=False)
 
         def key(run: Any) -> list[tuple[Any, ...]]:
-            return sorted((c.case_id, c.slice, c.passed, c.output, c.prompt_tokens, c.latency_ms) for c in run.cases)
+            return sorted(
+                (c.case_id, c.slice, c.passed, c.output, c.prompt_tokens, c.latency_ms) for c in run.cases
+            )
 
         assert key(api) == key(direct) and len(api.cases) == 24
     eval_run = inspectai.read(FIX / "inspect/hasty.eval", choices)
@@ -168,7 +188,9 @@ def test_inspect_direct_reader_equals_inspect_api(tmp_path: Path) -> None:
 
 def test_inspect_live_mockllm(tmp_path: Path) -> None:
     log = harnesses.run_inspect(tmp_path / "logs", careful=True, limit=2, epochs=1)
-    summary = _import("inspect", log, tmp_path / "run", "--slice-from", "metadata.slice", "--scorer", "pattern")
+    summary = _import(
+        "inspect", log, tmp_path / "run", "--slice-from", "metadata.slice", "--scorer", "pattern"
+    )
     assert summary["cases"] == 4 and summary["slices"] == {
         "division_hard": {"n": 2, "passed": 2},
         "math_basic": {"n": 2, "passed": 2},
@@ -191,7 +213,15 @@ def _promptfoo_scores(results: Path, prompt: str) -> dict[str, dict[str, bool]]:
 def test_promptfoo_two_templates_gate_matches_scipy(tmp_path: Path) -> None:
     results = FIX / "promptfoo/results.json"
     for label in ("safety", "plain"):
-        _import("promptfoo", results, tmp_path / label, "--select", f"prompt={label}", "--slice-from", "metadata.slice")
+        _import(
+            "promptfoo",
+            results,
+            tmp_path / label,
+            "--select",
+            f"prompt={label}",
+            "--slice-from",
+            "metadata.slice",
+        )
     gate = _gate(tmp_path, tmp_path / "safety", tmp_path / "plain")
     _check_stats(gate, _promptfoo_scores(results, "safety"), _promptfoo_scores(results, "plain"))
     headache = next(s for s in gate["slices"] if s["slice"] == "headache_redflags")
@@ -217,11 +247,18 @@ def test_promptfoo_results_v2_pairs_with_v3(tmp_path: Path) -> None:
     assert check.code == 0, check.output
 
 
-@pytest.mark.skipif(not harnesses.PROMPTFOO.exists(), reason="promptfoo not installed (npm ci in tests/harness)")
+@pytest.mark.skipif(
+    not harnesses.PROMPTFOO.exists(), reason="promptfoo not installed (npm ci in tests/harness)"
+)
 def test_promptfoo_live_echo(tmp_path: Path) -> None:
     results = harnesses.run_promptfoo(tmp_path / "pf", limit=2)
-    summary = _import("promptfoo", results, tmp_path / "run", "--select", "prompt=safety", "--slice-from", "metadata.slice")
-    assert summary["cases"] == 4 and summary["harness_version"] == json.loads((FIX / "VERSIONS.json").read_text())["promptfoo"]
+    summary = _import(
+        "promptfoo", results, tmp_path / "run", "--select", "prompt=safety", "--slice-from", "metadata.slice"
+    )
+    assert (
+        summary["cases"] == 4
+        and summary["harness_version"] == json.loads((FIX / "VERSIONS.json").read_text())["promptfoo"]
+    )
 
 
 # ---- pairing, binding, bad input -------------------------------------------------------------
@@ -240,7 +277,9 @@ def test_changed_case_content_does_not_pair(tmp_path: Path) -> None:
     assert check.code == 1 and [d["case"] for d in check.json()["content_differs"]] == ["test0"]
     rules = tmp_path / "r.txt"
     rules.write_text(RULES)
-    gate = run_cli("gate", "--run", str(tmp_path / "a"), "--baseline-run", str(tmp_path / "b"), "--rules", str(rules))
+    gate = run_cli(
+        "gate", "--run", str(tmp_path / "a"), "--baseline-run", str(tmp_path / "b"), "--rules", str(rules)
+    )
     assert gate.code == 2 and "different suites" in gate.output
 
 
@@ -259,7 +298,11 @@ def test_manifest_binding(example_repo: Path, tmp_path: Path) -> None:
     text = manifest.read_text()
     start = text.index("  suite:\n")
     end = text.index("  training_snapshot:")
-    manifest.write_text(text[:start] + f"  suite:\n    path: evals/results.json\n    sha256: {sha256_file(evidence)}\n" + text[end:])
+    manifest.write_text(
+        text[:start]
+        + f"  suite:\n    path: evals/results.json\n    sha256: {sha256_file(evidence)}\n"
+        + text[end:]
+    )
     bound = run_cli(
         "import", "promptfoo", str(evidence), "--out", str(tmp_path / "bound"), "--select", "prompt=plain",
         "--manifest", str(manifest), "--format", "json", cwd=example_repo,
@@ -271,9 +314,13 @@ def test_manifest_binding(example_repo: Path, tmp_path: Path) -> None:
     _import("promptfoo", evidence, tmp_path / "unbound", "--select", "prompt=plain")
     rules = tmp_path / "r.txt"
     rules.write_text(RULES)
-    ok = run_cli("gate", str(manifest), "--run", str(tmp_path / "bound"), "--rules", str(rules), cwd=example_repo)
+    ok = run_cli(
+        "gate", str(manifest), "--run", str(tmp_path / "bound"), "--rules", str(rules), cwd=example_repo
+    )
     assert ok.code in (0, 1), ok.output
-    refused = run_cli("gate", str(manifest), "--run", str(tmp_path / "unbound"), "--rules", str(rules), cwd=example_repo)
+    refused = run_cli(
+        "gate", str(manifest), "--run", str(tmp_path / "unbound"), "--rules", str(rules), cwd=example_repo
+    )
     assert refused.code == 2 and "different manifest" in refused.output
 
 
@@ -298,7 +345,9 @@ def _bad(tmp_path: Path, name: str, content: str) -> Path:
         ("lm-eval", "samples_t_2026-01-01T00-00-00.000000.jsonl", '["not", "a", "sample"]\n', "0.4"),
     ],
 )  # fmt: skip
-def test_bad_input_is_exit_2_with_location(tmp_path: Path, harness: str, name: str, content: str, needle: str) -> None:
+def test_bad_input_is_exit_2_with_location(
+    tmp_path: Path, harness: str, name: str, content: str, needle: str
+) -> None:
     src = _bad(tmp_path, name, content)
     r = run_cli("import", harness, str(src), "--out", str(tmp_path / "out"), *COST)
     assert r.code == 2, r.output
@@ -307,7 +356,11 @@ def test_bad_input_is_exit_2_with_location(tmp_path: Path, harness: str, name: s
 
 
 def test_thresholds_decide_non_binary_scores(tmp_path: Path) -> None:
-    src = _bad(tmp_path, "samples_t_2026-01-01T00-00-00.000000.jsonl", '{"doc_id": 0, "filtered_resps": ["x"], "bleu": 0.4}\n{"doc_id": 1, "filtered_resps": ["y"], "bleu": 0.7}\n')
+    src = _bad(
+        tmp_path,
+        "samples_t_2026-01-01T00-00-00.000000.jsonl",
+        '{"doc_id": 0, "filtered_resps": ["x"], "bleu": 0.4}\n{"doc_id": 1, "filtered_resps": ["y"], "bleu": 0.7}\n',
+    )
     summary = _import("lm-eval", src, tmp_path / "out", "--threshold", "bleu=0.5")
     assert summary["slices"] == {"t": {"n": 2, "passed": 1}}
 
@@ -332,7 +385,9 @@ def test_bad_arguments_are_exit_2(tmp_path: Path, args: tuple[str, ...], needle:
 def test_promptfoo_needs_a_selection_and_refuses_a_fifo(tmp_path: Path) -> None:
     import os
 
-    r = run_cli("import", "promptfoo", str(FIX / "promptfoo/results.json"), "--out", str(tmp_path / "o"), *COST)
+    r = run_cli(
+        "import", "promptfoo", str(FIX / "promptfoo/results.json"), "--out", str(tmp_path / "o"), *COST
+    )
     assert r.code == 2 and "prompt=plain provider=echo" in r.output
     fifo = tmp_path / "fifo.json"
     os.mkfifo(fifo)

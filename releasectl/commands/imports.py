@@ -52,8 +52,12 @@ def _select(values: tuple[str, ...]) -> dict[str, str]:
 
 def _common(func: Callable[..., int]) -> Callable[..., int]:
     options = [
-        click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run directory to write."),
-        click.option("--slice-from", default=None, help="Where slices come from (see the subcommand's help)."),
+        click.option(
+            "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run directory to write."
+        ),
+        click.option(
+            "--slice-from", default=None, help="Where slices come from (see the subcommand's help)."
+        ),
         click.option(
             "--scorer",
             "--metric",
@@ -67,17 +71,34 @@ def _common(func: Callable[..., int]) -> Callable[..., int]:
             multiple=True,
             help="NAME=X: a non-binary score passes when >= X (X alone: every score). Required for non-binary scores.",
         ),
-        click.option("--select", "selects", multiple=True, help="KEY=VALUE: which filter / prompt / provider / model to import."),
-        click.option("--release", default=None, help="Release name for run.json (default: the manifest's, else imported-<harness>)."),
+        click.option(
+            "--select",
+            "selects",
+            multiple=True,
+            help="KEY=VALUE: which filter / prompt / provider / model to import.",
+        ),
+        click.option(
+            "--release",
+            default=None,
+            help="Release name for run.json (default: the manifest's, else imported-<harness>).",
+        ),
         click.option(
             "--manifest",
             type=click.Path(path_type=Path),
             default=None,
             help="Bind the run to this manifest; it must pin the imported file or folder by digest.",
         ),
-        click.option("--gpus", type=int, default=None, help="GPUs the harness run used (>= 1; default: the manifest's)."),
         click.option(
-            "--gpu-hourly-usd", type=float, default=None, help="Price of one GPU hour (default: the manifest's)."
+            "--gpus",
+            type=int,
+            default=None,
+            help="GPUs the harness run used (>= 1; default: the manifest's).",
+        ),
+        click.option(
+            "--gpu-hourly-usd",
+            type=float,
+            default=None,
+            help="Price of one GPU hour (default: the manifest's).",
         ),
         format_option(),
     ]
@@ -143,7 +164,9 @@ def _run_import(harness: str, source: Path, fmt: str, **kw: Any) -> int:
     for name, s in summary["slices"].items():
         out.print(f"  {escape(name)}: {s['passed']}/{s['n']} passed")
     out.print(
-        "bound to " + escape(binding.manifest) if binding else "unbound (no --manifest): gate it with --rules; it cannot promote"
+        "bound to " + escape(binding.manifest)
+        if binding
+        else "unbound (no --manifest): gate it with --rules; it cannot promote"
     )
     if summary["unmapped"]:
         out.print("not in the harness output: " + escape(", ".join(summary["unmapped"])))

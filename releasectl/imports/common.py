@@ -85,7 +85,9 @@ class Choices:
         return self.thresholds.get(name, self.thresholds.get("*"))
 
 
-def bad(message: str, where: str, *, expected: str | None = None, found: Any = None, hint: str | None = None) -> BadInput:
+def bad(
+    message: str, where: str, *, expected: str | None = None, found: Any = None, hint: str | None = None
+) -> BadInput:
     """BadInput located at `where` ("file:line" or "file:$.path")."""
     file, _, rest = where.partition(":")
     line: int | None = None
@@ -104,7 +106,9 @@ def describe(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def need(obj: Any, key: str, types: type | tuple[type, ...], where: str, *, expected: str | None = None) -> Any:
+def need(
+    obj: Any, key: str, types: type | tuple[type, ...], where: str, *, expected: str | None = None
+) -> Any:
     """obj[key] of one of `types` (a bool is never a number), or BadInput at `where`.key."""
     path = f"{where}.{key}"
     if not isinstance(obj, dict):
@@ -124,6 +128,11 @@ def optional(obj: dict[str, Any], key: str, types: type | tuple[type, ...], wher
     return need(obj, key, types, where)
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` when it is an object, else an empty one (for optional provenance fields)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _is(value: Any, types: type | tuple[type, ...]) -> bool:
     wanted = types if isinstance(types, tuple) else (types,)
     if isinstance(value, bool) and bool not in wanted:
@@ -135,7 +144,14 @@ def _is(value: Any, types: type | tuple[type, ...]) -> bool:
 
 def _names(types: type | tuple[type, ...]) -> str:
     wanted = types if isinstance(types, tuple) else (types,)
-    names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+    }
     return " or ".join(names.get(t, t.__name__) for t in wanted)
 
 
@@ -167,7 +183,14 @@ def check_scorers_seen(seen: set[str], choices: Choices, source: str, what: str)
     if missing:
         raise BadInput(
             f"{source}: no {what} named {', '.join(repr(m) for m in missing)}",
-            [Problem(f"unknown {what}", file=source, expected=", ".join(sorted(seen)) or "none", found=missing[0])],
+            [
+                Problem(
+                    f"unknown {what}",
+                    file=source,
+                    expected=", ".join(sorted(seen)) or "none",
+                    found=missing[0],
+                )
+            ],
         )
 
 
@@ -206,7 +229,11 @@ def slice_for(choice: str, candidates: dict[str, Any], where: str, allowed: tupl
     if head not in allowed:
         raise BadInput(
             f"--slice-from {choice!r} is not available here",
-            [Problem("unknown slice source", field="--slice-from", expected=", ".join(allowed), found=choice)],
+            [
+                Problem(
+                    "unknown slice source", field="--slice-from", expected=", ".join(allowed), found=choice
+                )
+            ],
         )
     value = candidates.get(head)
     if key:

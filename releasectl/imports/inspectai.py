@@ -21,6 +21,7 @@ from releasectl.imports.common import (
     ImportedCase,
     ImportedRun,
     Verdict,
+    as_dict,
     bad,
     check_scorers_seen,
     content_hash,
@@ -53,8 +54,15 @@ def _with_inspect(path: Path) -> dict[str, Any] | None:
         if callable(errors):  # pydantic: say where, as a JSON path
             first = errors()[0]
             at = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.get("loc", ()))
-            raise bad(f"inspect_ai refuses the log: {first.get('msg')}", f"{path}:{at}", hint="supported: " + SUPPORTED) from None
-        raise BadInput(f"{path}: inspect_ai cannot read this log: {type(e).__name__}: {str(e)[:300]}", hint="supported: " + SUPPORTED) from None
+            raise bad(
+                f"inspect_ai refuses the log: {first.get('msg')}",
+                f"{path}:{at}",
+                hint="supported: " + SUPPORTED,
+            ) from None
+        raise BadInput(
+            f"{path}: inspect_ai cannot read this log: {type(e).__name__}: {str(e)[:300]}",
+            hint="supported: " + SUPPORTED,
+        ) from None
     data: dict[str, Any] = log.model_dump(mode="json", exclude_none=True)
     data.pop("location", None)
     return data
@@ -69,7 +77,9 @@ def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> byte
     try:
         import zstandard
     except ImportError:
-        raise BadInput(f"{path}: {info.filename} is zstd-compressed; install inspect_ai or zstandard to read it") from None
+        raise BadInput(
+            f"{path}: {info.filename} is zstd-compressed; install inspect_ai or zstandard to read it"
+        ) from None
     fp = archive.fp
     assert fp is not None
     fp.seek(info.header_offset)
@@ -95,12 +105,17 @@ def _direct(path: Path) -> dict[str, Any]:
         with zipfile.ZipFile(path) as archive:
             infos = {i.filename: i for i in archive.infolist()}
             if "header.json" not in infos:
-                raise BadInput(f"{path}: no header.json in the .eval log (the eval did not finish)", hint="supported: " + SUPPORTED)
+                raise BadInput(
+                    f"{path}: no header.json in the .eval log (the eval did not finish)",
+                    hint="supported: " + SUPPORTED,
+                )
             source = f"{path}!header.json"
             doc = safeio.loads_json(_member(archive, infos["header.json"], path), source=source)
             samples = []
             for name in sorted(n for n in infos if n.startswith("samples/") and n.endswith(".json")):
-                samples.append(safeio.loads_json(_member(archive, infos[name], path), source=f"{path}!{name}"))
+                samples.append(
+                    safeio.loads_json(_member(archive, infos[name], path), source=f"{path}!{name}")
+                )
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise BadInput(f"{path}: damaged .eval log: {e}") from None
     except Exception as e:  # zstandard.ZstdError and friends
@@ -127,7 +142,12 @@ def _check_header(log: dict[str, Any], path: Path) -> None:
     root = f"{path}:$"
     version = log.get("version")
     if version not in LOG_VERSIONS or isinstance(version, bool):
-        raise bad(f"unsupported inspect log version {version!r}", f"{root}.version", expected=SUPPORTED, found=version)
+        raise bad(
+            f"unsupported inspect log version {version!r}",
+            f"{root}.version",
+            expected=SUPPORTED,
+            found=version,
+        )
     status = log.get("status")
     if status != "success":
         raise bad(
@@ -149,19 +169,26 @@ def _seconds(stats: dict[str, Any]) -> float | None:
 def _score_value(name: str, value: Any, choices: Choices, where: str) -> tuple[bool, str]:
     if isinstance(value, str):
         if value not in _LETTERS:
-            raise bad(f"score '{name}' is the string {value!r}", where, expected="C, I, P, N, a number or a boolean")
+            raise bad(
+                f"score '{name}' is the string {value!r}", where, expected="C, I, P, N, a number or a boolean"
+            )
         letter = _LETTERS[value]
         if isinstance(letter, bool):
             return letter, f"{name}={value}"
         passed, detail = score_passes(name, letter, choices, where)
         return passed, f"{name}={value} ({detail})"
     if isinstance(value, dict | list):
-        raise bad(f"score '{name}' has a structured value; import supports one value per scorer", where, found=value, hint="supported: " + SUPPORTED)
+        raise bad(
+            f"score '{name}' has a structured value; import supports one value per scorer",
+            where,
+            found=value,
+            hint="supported: " + SUPPORTED,
+        )
     return score_passes(name, value, choices, where)
 
 
 def _usage(sample: dict[str, Any], where: str) -> tuple[int | None, int | None]:
-    output = sample.get("output") if isinstance(sample.get("output"), dict) else {}
+    output = as_dict(sample.get("output"))
     usage = output.get("usage") if isinstance(output.get("usage"), dict) else None
     if usage is None:
         per_model = sample.get("model_usage")
@@ -172,7 +199,9 @@ def _usage(sample: dict[str, Any], where: str) -> tuple[int | None, int | None]:
                     usage[key] += need(u, key, int, f"{where}.model_usage.{name}")
     if usage is None:
         return None, None
-    return need(usage, "input_tokens", int, f"{where}.usage"), need(usage, "output_tokens", int, f"{where}.usage")
+    return need(usage, "input_tokens", int, f"{where}.usage"), need(
+        usage, "output_tokens", int, f"{where}.usage"
+    )
 
 
 def read(path: Path, choices: Choices, *, use_inspect: bool = True) -> ImportedRun:
@@ -183,7 +212,11 @@ def read(path: Path, choices: Choices, *, use_inspect: bool = True) -> ImportedR
     task = need(ev, "task", str, f"{root}.eval")
     samples = log.get("samples")
     if not isinstance(samples, list) or not samples:
-        raise bad("the log holds no samples", f"{root}.samples", hint="run inspect eval with log_samples on (the default)")
+        raise bad(
+            "the log holds no samples",
+            f"{root}.samples",
+            hint="run inspect eval with log_samples on (the default)",
+        )
     slice_from = choices.slice_from or "task"
     cases: list[ImportedCase] = []
     seen: set[str] = set()
@@ -203,25 +236,42 @@ def read(path: Path, choices: Choices, *, use_inspect: bool = True) -> ImportedR
             value = need(score, "value", (str, int, float, bool, dict, list), f"{where}.scores.{name}")
             passed, detail = _score_value(name, value, choices, f"{where}.scores.{name}.value")
             explanation = score.get("explanation") if isinstance(score.get("explanation"), str) else ""
-            verdicts[name] = Verdict(passed, "correctness", (detail + (f": {explanation}" if explanation else ""))[:2000])
+            verdicts[name] = Verdict(
+                passed, "correctness", (detail + (f": {explanation}" if explanation else ""))[:2000]
+            )
         error = sample.get("error")
         if error:
             message = error.get("message") if isinstance(error, dict) else str(error)
-            verdicts["sample_error"] = Verdict(False, "correctness", f"the sample failed: {str(message)[:500]}")
+            verdicts["sample_error"] = Verdict(
+                False, "correctness", f"the sample failed: {str(message)[:500]}"
+            )
         if not verdicts:
-            raise bad("no score to decide pass/fail", where, expected=", ".join(choices.scorers) or "a scorer", found=sorted(scores))
+            raise bad(
+                "no score to decide pass/fail",
+                where,
+                expected=", ".join(choices.scorers) or "a scorer",
+                found=sorted(scores),
+            )
         prompt_tokens, completion_tokens = _usage(sample, where)
-        seconds = sample.get("total_time") if sample.get("total_time") is not None else sample.get("working_time")
+        seconds = (
+            sample.get("total_time") if sample.get("total_time") is not None else sample.get("working_time")
+        )
         if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
             raise bad("wrong type", f"{where}.total_time", expected="seconds", found=seconds)
         timed = timed and seconds is not None
-        output = sample.get("output") if isinstance(sample.get("output"), dict) else {}
+        output = as_dict(sample.get("output"))
         completion = output.get("completion", "")
-        metadata = sample.get("metadata") if isinstance(sample.get("metadata"), dict) else {}
+        metadata = as_dict(sample.get("metadata"))
         cases.append(
             ImportedCase(
                 key=f"{task}/{sid}/epoch{epoch}",
-                content_hash=content_hash({"input": sample.get("input"), "target": sample.get("target"), "choices": sample.get("choices")}),
+                content_hash=content_hash(
+                    {
+                        "input": sample.get("input"),
+                        "target": sample.get("target"),
+                        "choices": sample.get("choices"),
+                    }
+                ),
                 slice=slice_for(slice_from, {"task": task, "metadata": metadata}, where, SLICE_SOURCES),
                 verifiers=verdicts,
                 output=completion if isinstance(completion, str) else json.dumps(completion),
@@ -232,11 +282,14 @@ def read(path: Path, choices: Choices, *, use_inspect: bool = True) -> ImportedR
             )
         )
     check_scorers_seen(seen, choices, str(path), "scorer")
-    stats = log.get("stats") if isinstance(log.get("stats"), dict) else {}
-    packages = ev.get("packages") if isinstance(ev.get("packages"), dict) else {}
-    config = ev.get("config") if isinstance(ev.get("config"), dict) else {}
+    stats = as_dict(log.get("stats"))
+    packages = as_dict(ev.get("packages"))
+    config = as_dict(ev.get("config"))
     if not isinstance(ev.get("model"), str):
-        raise BadInput(f"{path}: the log names no model", [Problem("missing model", file=str(path), field="$.eval.model")])
+        raise BadInput(
+            f"{path}: the log names no model",
+            [Problem("missing model", file=str(path), field="$.eval.model")],
+        )
     return ImportedRun(
         harness=HARNESS,
         harness_version=packages.get("inspect_ai"),

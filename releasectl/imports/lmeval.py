@@ -21,6 +21,7 @@ from releasectl.imports.common import (
     ImportedCase,
     ImportedRun,
     Verdict,
+    as_dict,
     bad,
     check_scorers_seen,
     iter_json_lines,
@@ -59,7 +60,10 @@ def locate(path: Path) -> tuple[Path | None, list[tuple[str, Path]]]:
             return locate(results[0])
         samples = sorted(p for p in path.rglob("samples_*.jsonl") if _SAMPLES.match(p.name))
         if not samples:
-            raise BadInput(f"{path} holds no lm-eval samples_<task>_<date>.jsonl files", hint="run lm_eval with --log_samples; supported: " + SUPPORTED)
+            raise BadInput(
+                f"{path} holds no lm-eval samples_<task>_<date>.jsonl files",
+                hint="run lm_eval with --log_samples; supported: " + SUPPORTED,
+            )
         return None, [(_task_of(s), s) for s in samples]
     m = _RESULTS.match(path.name)
     if m:
@@ -94,7 +98,9 @@ def _output(sample: dict[str, Any], where: str) -> str:
         try:
             scores = [float(r[0]) for r in filtered]
         except (TypeError, ValueError):
-            raise bad("a log-likelihood is not a number", f"{where}.filtered_resps", found=filtered[:2]) from None
+            raise bad(
+                "a log-likelihood is not a number", f"{where}.filtered_resps", found=filtered[:2]
+            ) from None
         best = max(range(len(scores)), key=scores.__getitem__)
         arguments = sample.get("arguments")
         if isinstance(arguments, dict):  # {"gen_args_0": {"arg_0": context, "arg_1": continuation}}
@@ -117,7 +123,12 @@ def read(path: Path, choices: Choices) -> ImportedRun:
     if results_file is not None:
         doc = read_json_source(results_file, "lm-eval results file")
         if not isinstance(doc, dict) or not isinstance(doc.get("results"), dict):
-            raise bad("not an lm-eval results file", f"{results_file}:$", expected="an object with 'results'", hint="supported: " + SUPPORTED)
+            raise bad(
+                "not an lm-eval results file",
+                f"{results_file}:$",
+                expected="an object with 'results'",
+                hint="supported: " + SUPPORTED,
+            )
         results = doc
     groups: dict[str, str] = {}
     for group, tasks in (results.get("group_subtasks") or {}).items():
@@ -135,7 +146,12 @@ def read(path: Path, choices: Choices) -> ImportedRun:
         for line, sample in iter_json_lines(file, "lm-eval samples file"):
             where = f"{file}:{line}"
             if not isinstance(sample, dict) or "doc_id" not in sample or "filtered_resps" not in sample:
-                raise bad("not an lm-eval samples line", where, expected="an object with doc_id, doc, filtered_resps", hint="supported: " + SUPPORTED)
+                raise bad(
+                    "not an lm-eval samples line",
+                    where,
+                    expected="an object with doc_id, doc, filtered_resps",
+                    hint="supported: " + SUPPORTED,
+                )
             doc_id = need(sample, "doc_id", int, where)
             flt = sample.get("filter", "none")
             if not isinstance(flt, str):
@@ -150,7 +166,9 @@ def read(path: Path, choices: Choices) -> ImportedRun:
                 doc_hash = lm_eval_doc_hash(sample.get("doc"))
                 shapes.add("samples without doc_hash (hash computed as lm-eval does)")
             listed = sample.get("metrics")
-            if listed is not None and not (isinstance(listed, list) and all(isinstance(m, str) for m in listed)):
+            if listed is not None and not (
+                isinstance(listed, list) and all(isinstance(m, str) for m in listed)
+            ):
                 raise bad("wrong type", f"{where}.metrics", expected="a list of metric names", found=listed)
             names = listed if listed is not None else [k for k in sample if k not in _FIXED]
             verdicts: dict[str, Verdict] = {}
@@ -163,7 +181,12 @@ def read(path: Path, choices: Choices) -> ImportedRun:
                 passed, detail = score_passes(name, sample[name], choices, f"{where}.{name}")
                 verdicts[name] = Verdict(passed, "correctness", detail)
             if not verdicts:
-                raise bad("no metric to decide pass/fail", where, expected=", ".join(choices.scorers) or "a per-sample metric", found=names)
+                raise bad(
+                    "no metric to decide pass/fail",
+                    where,
+                    expected=", ".join(choices.scorers) or "a per-sample metric",
+                    found=names,
+                )
             group = groups.get(task, task)
             cases.append(
                 ImportedCase(
@@ -178,22 +201,41 @@ def read(path: Path, choices: Choices) -> ImportedRun:
     if len(filters) > 1 and wanted_filter is None:
         raise BadInput(
             f"{path}: the samples hold {len(filters)} filters ({', '.join(sorted(filters))}); choose one",
-            [Problem("more than one filter", file=str(path), field="filter", expected="--select filter=NAME", found=", ".join(sorted(filters)))],
+            [
+                Problem(
+                    "more than one filter",
+                    file=str(path),
+                    field="filter",
+                    expected="--select filter=NAME",
+                    found=", ".join(sorted(filters)),
+                )
+            ],
         )
     if wanted_filter is not None and wanted_filter not in filters:
-        raise BadInput(f"{path}: no filter named {wanted_filter!r}", [Problem("unknown filter", file=str(path), expected=", ".join(sorted(filters)), found=wanted_filter)])
+        raise BadInput(
+            f"{path}: no filter named {wanted_filter!r}",
+            [
+                Problem(
+                    "unknown filter", file=str(path), expected=", ".join(sorted(filters)), found=wanted_filter
+                )
+            ],
+        )
     check_scorers_seen(seen_metrics, choices, str(path), "metric")
-    config = results.get("config") if isinstance(results.get("config"), dict) else {}
+    config = as_dict(results.get("config"))
     seconds = results.get("total_evaluation_time_seconds")
     try:
         generation_seconds = float(seconds) if seconds is not None else None
     except (TypeError, ValueError):
-        raise bad("not a number of seconds", f"{results_file}:$.total_evaluation_time_seconds", found=seconds) from None
+        raise bad(
+            "not a number of seconds", f"{results_file}:$.total_evaluation_time_seconds", found=seconds
+        ) from None
     seed = config.get("random_seed")
     model_args = config.get("model_args")
     return ImportedRun(
         harness=HARNESS,
-        harness_version=results.get("lm_eval_version") if isinstance(results.get("lm_eval_version"), str) else None,
+        harness_version=results.get("lm_eval_version")
+        if isinstance(results.get("lm_eval_version"), str)
+        else None,
         format="lm-eval " + " + ".join(sorted(shapes)) + ("" if results_file else " (no results file)"),
         sources=[p for p in [results_file, *(f for _, f in sample_files)] if p is not None],
         cases=cases,

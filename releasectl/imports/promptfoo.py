@@ -18,6 +18,7 @@ from releasectl.imports.common import (
     ImportedCase,
     ImportedRun,
     Verdict,
+    as_dict,
     bad,
     check_scorers_seen,
     content_hash,
@@ -51,10 +52,15 @@ def _kind(assertion_type: str) -> str:
 
 def _prompt_name(result: dict[str, Any], prompts: list[Any]) -> str:
     idx = result.get("promptIdx")
-    if isinstance(idx, int) and not isinstance(idx, bool) and 0 <= idx < len(prompts) and isinstance(prompts[idx], dict):
+    if (
+        isinstance(idx, int)
+        and not isinstance(idx, bool)
+        and 0 <= idx < len(prompts)
+        and isinstance(prompts[idx], dict)
+    ):
         p = prompts[idx]
     else:
-        p = result.get("prompt") if isinstance(result.get("prompt"), dict) else {}
+        p = as_dict(result.get("prompt"))
     return str(p.get("label") or p.get("id") or p.get("raw") or "prompt")
 
 
@@ -68,12 +74,18 @@ def _provider_name(result: dict[str, Any]) -> str:
 def _verdicts(result: dict[str, Any], choices: Choices, where: str, seen: set[str]) -> dict[str, Verdict]:
     grading = optional(result, "gradingResult", dict, where)
     out: dict[str, Verdict] = {}
-    components = (optional(grading, "componentResults", list, f"{where}.gradingResult") if grading else None) or []
+    components = (
+        optional(grading, "componentResults", list, f"{where}.gradingResult") if grading else None
+    ) or []
     for j, comp in enumerate(components):
         at = f"{where}.gradingResult.componentResults[{j}]"
-        assertion = need(comp, "assertion", dict, at) if isinstance(comp, dict) and comp.get("assertion") is not None else {}
-        a_type = assertion.get("type") if isinstance(assertion.get("type"), str) else "assertion"
-        name = assertion.get("metric") if isinstance(assertion.get("metric"), str) and assertion.get("metric") else a_type
+        assertion = (
+            need(comp, "assertion", dict, at)
+            if isinstance(comp, dict) and comp.get("assertion") is not None
+            else {}
+        )
+        a_type = str(assertion.get("type") or "assertion")
+        name = str(assertion.get("metric") or a_type)
         if name in out:
             name = f"{name}#{j}"
         seen.add(name)
@@ -100,7 +112,12 @@ def read(path: Path, choices: Choices) -> ImportedRun:
     body = need(doc, "results", dict, root, expected="the object `promptfoo eval -o` writes")
     version = body.get("version")
     if version not in RESULT_VERSIONS or isinstance(version, bool):
-        raise bad(f"unsupported promptfoo results version {version!r}", f"{root}.results.version", expected=SUPPORTED, found=version)
+        raise bad(
+            f"unsupported promptfoo results version {version!r}",
+            f"{root}.results.version",
+            expected=SUPPORTED,
+            found=version,
+        )
     rows = need(body, "results", list, f"{root}.results")
     prompts = body.get("prompts") if isinstance(body.get("prompts"), list) else []
     combos: dict[tuple[str, str], int] = {}
@@ -113,7 +130,10 @@ def read(path: Path, choices: Choices) -> ImportedRun:
     chosen = [c for c in combos if wanted_prompt in (None, c[0]) and wanted_provider in (None, c[1])]
     listing = ", ".join(f"prompt={p} provider={q}" for p, q in combos)
     if not chosen:
-        raise BadInput(f"{path}: no results for the selection", [Problem("nothing selected", file=str(path), expected=listing, found=str(choices.select))])
+        raise BadInput(
+            f"{path}: no results for the selection",
+            [Problem("nothing selected", file=str(path), expected=listing, found=str(choices.select))],
+        )
     if len(chosen) > 1:
         raise BadInput(
             f"{path} holds {len(chosen)} prompt × provider combinations; import one at a time",
@@ -142,35 +162,52 @@ def read(path: Path, choices: Choices) -> ImportedRun:
             test_idx = first_seen.setdefault(vars_hash, len(first_seen))
         verdicts = _verdicts(result, choices, where, seen)
         if not verdicts:
-            raise bad("no assertion to decide pass/fail", where, expected=", ".join(choices.scorers) or "assertions on the test")
+            raise bad(
+                "no assertion to decide pass/fail",
+                where,
+                expected=", ".join(choices.scorers) or "assertions on the test",
+            )
         success = optional(result, "success", bool, where)
         if success is not None and success != all(v.passed for v in verdicts.values()):
             success_disagrees += 1
         response = optional(result, "response", dict, where) or {}
         output = response.get("output", "")
-        usage = optional(result, "tokenUsage", dict, where) or optional(response, "tokenUsage", dict, f"{where}.response")
+        usage = optional(result, "tokenUsage", dict, where) or optional(
+            response, "tokenUsage", dict, f"{where}.response"
+        )
         latency = optional(result, "latencyMs", (int, float), where)
         latency_total += latency or 0.0
         cost += optional(result, "cost", (int, float), where) or 0.0
-        metadata = test_case.get("metadata") if isinstance(test_case.get("metadata"), dict) else {}
+        metadata = as_dict(test_case.get("metadata"))
         cases.append(
             ImportedCase(
                 key=f"test{test_idx}",
                 content_hash=vars_hash,
-                slice=slice_for(slice_from, {"metadata": metadata, "vars": variables, "prompt": prompt_name, "all": "all"}, where, SLICE_SOURCES),
+                slice=slice_for(
+                    slice_from,
+                    {"metadata": metadata, "vars": variables, "prompt": prompt_name, "all": "all"},
+                    where,
+                    SLICE_SOURCES,
+                ),
                 verifiers=verdicts,
                 output=output if isinstance(output, str) else json.dumps(output, ensure_ascii=False),
                 prompt_tokens=optional(usage, "prompt", int, f"{where}.tokenUsage") if usage else None,
-                completion_tokens=optional(usage, "completion", int, f"{where}.tokenUsage") if usage else None,
+                completion_tokens=optional(usage, "completion", int, f"{where}.tokenUsage")
+                if usage
+                else None,
                 latency_ms=None if latency is None else float(latency),
                 where=where,
             )
         )
     check_scorers_seen(seen, choices, str(path), "assertion metric")
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    stats = body.get("stats") if isinstance(body.get("stats"), dict) else {}
+    meta = as_dict(doc.get("metadata"))
+    stats = as_dict(body.get("stats"))
     duration = stats.get("durationMs")
-    seconds = duration / 1000 if isinstance(duration, int | float) and not isinstance(duration, bool) else latency_total / 1000
+    seconds = (
+        duration / 1000
+        if isinstance(duration, int | float) and not isinstance(duration, bool)
+        else latency_total / 1000
+    )
     version_text = meta.get("promptfooVersion") if isinstance(meta.get("promptfooVersion"), str) else None
     return ImportedRun(
         harness=HARNESS,
@@ -184,7 +221,9 @@ def read(path: Path, choices: Choices) -> ImportedRun:
         started_at=body.get("timestamp") if isinstance(body.get("timestamp"), str) else None,
         details={
             "eval_id": doc.get("evalId"),
-            "description": (doc.get("config") or {}).get("description") if isinstance(doc.get("config"), dict) else None,
+            "description": (doc.get("config") or {}).get("description")
+            if isinstance(doc.get("config"), dict)
+            else None,
             "node": meta.get("nodeVersion"),
             "cost_usd": cost,
             "success_disagrees_with_assertions": success_disagrees,

@@ -140,12 +140,18 @@ def write_run(
     synthesized: set[str] = set()
     rows = []
     for case in sorted(run.cases, key=lambda c: c.case_id):
-        values = {"prompt_tokens": case.prompt_tokens, "completion_tokens": case.completion_tokens, "latency_ms": case.latency_ms}
+        values = {
+            "prompt_tokens": case.prompt_tokens,
+            "completion_tokens": case.completion_tokens,
+            "latency_ms": case.latency_ms,
+        }
         synthesized |= {k for k, v in values.items() if v is None}
         row = {
             "case_id": case.case_id,
             "slice": case.slice,
-            "verifiers": {n: {"passed": v.passed, "kind": v.kind, "detail": v.detail} for n, v in case.verifiers.items()},
+            "verifiers": {
+                n: {"passed": v.passed, "kind": v.kind, "detail": v.detail} for n, v in case.verifiers.items()
+            },
             "passed": case.passed,
             "output": case.output,
             "prompt_tokens": case.prompt_tokens or 0,
@@ -168,7 +174,7 @@ def write_run(
         "schema_version": 1,
         "release": binding.release if binding else release or f"imported-{run.harness}",
         "manifest_digest": binding.manifest_digest if binding else f"{UNBOUND}{run.harness}:{digest}",
-        "suite_digest": _suite_digest([r["case_id"] for r in rows]),
+        "suite_digest": _suite_digest([c.case_id for c in run.cases]),
         "engine": {"name": run.harness, "version": run.harness_version},
         "device": run.device or "unknown",
         "seed": run.seed,
@@ -194,7 +200,9 @@ def write_run(
             else {"manifest": binding.manifest, "field": binding.field, "digest": binding.digest},
             "details": run.details,
             # Written as 0 because the run contract requires a value; not measured by the harness.
-            "unmapped": sorted(set(run.unmapped) | {f"{k} (written as 0)" for k in synthesized if k in SYNTHESIZED})
+            "unmapped": sorted(
+                set(run.unmapped) | {f"{k} (written as 0)" for k in synthesized if k in SYNTHESIZED}
+            )
             + ([] if run.generation_seconds is not None else ["generation_seconds (written as 0)"]),
             "started_at": run.started_at,
             "imported_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -204,6 +212,8 @@ def write_run(
         del record["seed"]
     RunRecord.model_validate(json.loads(json.dumps(record)))
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "results.jsonl", b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows))
+    atomic_write_bytes(
+        out / "results.jsonl", b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
+    )
     atomic_write_bytes(out / "run.json", (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode())
     return record

@@ -10,7 +10,12 @@ def _mc(docs, field: str, step: float):  # type: ignore[no-untyped-def]
     def convert(doc):  # type: ignore[no-untyped-def]
         value = float(doc["expected"][field])
         choices = _choices(value, step)
-        return {"id": doc["id"], "question": doc["input"]["prompt"], "choices": choices, "gold": choices.index(f"{value:g}")}
+        return {
+            "id": doc["id"],
+            "question": doc["input"]["prompt"],
+            "choices": choices,
+            "gold": choices.index(f"{value:g}"),
+        }
 
     return docs.map(convert, remove_columns=docs.column_names)
 
