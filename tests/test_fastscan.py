@@ -343,3 +343,56 @@ def test_duckdb_draws_no_progress_bar_of_its_own():
 
     con = connect(duckdb)
     assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+
+
+STRICT_CASES = [
+    rec(timestamp="9999-12-31T23:59:59Z"),
+    rec(timestamp="9998-12-31T23:59:59-05:00"),
+    rec(timestamp="1970-01-01T00:00:00Z"),
+    rec(timestamp="1969-12-31T23:59:59Z"),
+    rec(timestamp="1970-01-01T00:59:59+01:00"),
+    rec(timestamp="0000-01-01T00:00:00Z"),
+    rec(timestamp="2026-02-29T00:00:00Z"),
+    rec(timestamp="2028-02-29T00:00:00+14:00"),
+    rec(timestamp=1732107900),
+    rec(timestamp=None),
+    rec(topic=7),
+    rec(topic=None),
+    rec(prompt=["x"]),
+    rec(output=12),
+    rec(output=None),
+    rec(expected_format=True),
+    rec(expected_format="json", output='{"a": 1}'),
+    '{"response_time_ms": 5, "tokens_generated": ' + "9" * 400 + "}",
+    '{"response_time_ms": 1e400}',
+    '{"topic": "\\ud800"}',
+]
+
+
+@pytest.mark.parametrize("line", STRICT_CASES)
+def test_strict_fields_read_the_same(tmp_path, line):
+    """Each strict-field case, among good records, gives the same statistics and the same
+    malformed lines in both readers."""
+    path = tmp_path / "strict.jsonl"
+    path.write_text("\n".join([rec(), line, rec(topic="b"), line, rec()]) + "\n")
+    fast, slow = both(path)
+    assert fast.reader == "duckdb"
+    assert_same(fast, slow)
+
+
+def test_all_strict_cases_together_read_the_same(tmp_path):
+    path = tmp_path / "all.jsonl"
+    path.write_text("\n".join(STRICT_CASES * 3) + "\n")
+    assert_same(*both(path))
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "nope\n", rec(timestamp="9999-12-31T23:59:59Z") + "\n"])
+def test_no_record_is_no_data_in_both_readers(tmp_path, content):
+    path = tmp_path / "none.jsonl"
+    path.write_text(content)
+    messages = []
+    for engine in ("duckdb", "python"):
+        with pytest.raises(BadInput) as info:
+            scan(path, engine=engine)
+        messages.append(info.value.message)
+    assert messages[0] == messages[1] and str(path) in messages[0] and "no data" in messages[0]

@@ -166,3 +166,80 @@ def test_bias_audit_flags_a_skew():
     )
     fair = bias_audit(population[:99], population, BiasSettings(attributes=["locale"]))[0]
     assert not fair["flagged"]
+
+
+# --- non-string fields, damaged and empty logs (issue 11) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("prompt", 42),
+        ("prompt", ["a", "list"]),
+        ("output", {"an": "object"}),
+        ("output", True),
+        ("topic", 3.5),
+        ("locale", 1),
+        ("user_segment", False),
+        ("rule_violations", "not-a-list"),
+        ("rule_violations", [1, 2]),
+        ("timestamp", "9999-12-31T23:59:59-05:00"),
+    ],
+)
+def test_wrongly_typed_fields_are_malformed_lines(cli, tmp_path, field, value):
+    lines = (LOGS / "feedback.jsonl").read_text().splitlines()[:120]
+    for k in (3, 50):
+        rec = json.loads(lines[k])
+        rec[field] = value
+        lines[k] = json.dumps(rec)
+    log = tmp_path / "fb.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    r = cli(
+        "feedback",
+        "--logs",
+        str(log),
+        "--out",
+        str(tmp_path / "o"),
+        "--params",
+        str(PARAMS),
+        "--format",
+        "json",
+    )
+    assert r.code == 0, r.output
+    doc = r.json()
+    assert doc["malformed"]["count"] == 2 and [m["line"] for m in doc["malformed"]["lines"]] == [4, 51]
+    assert all(field in m["reason"] for m in doc["malformed"]["lines"])
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"nope\n[1]\n", b'{"prompt": 1}\n{"output": []}\n'])
+def test_a_log_with_no_record_is_exit_2_not_an_empty_dataset(cli, tmp_path, content):
+    log = tmp_path / "empty.jsonl"
+    log.write_bytes(content)
+    out = tmp_path / "o"
+    r = cli("feedback", "--logs", str(log), "--out", str(out), "--params", str(PARAMS))
+    assert r.code == 2 and str(log) in r.output and "no data" in r.output
+    assert not (out / "sft_pairs.jsonl").exists()
+
+
+def test_a_damaged_gzip_log_is_exit_2(cli, tmp_path):
+    import gzip
+
+    raw = gzip.compress((LOGS / "feedback.jsonl").read_bytes(), mtime=0)
+    for name, data in (("torn.gz", raw[: len(raw) // 3]), ("crc.gz", raw[:-8] + b"\0\0\0\0" + raw[-4:])):
+        log = tmp_path / name
+        log.write_bytes(data)
+        r = cli("feedback", "--logs", str(log), "--out", str(tmp_path / "o"), "--params", str(PARAMS))
+        assert r.code == 2 and str(log) in r.output and "gzip" in r.output, r.output
+
+
+def test_params_file_special_files_and_extremes(cli, tmp_path):
+    import os
+
+    fifo = tmp_path / "params.yaml"
+    os.mkfifo(fifo)
+    r = feedback_with(cli, fifo, tmp_path / "o")
+    assert r.code == 2 and "FIFO" in r.output and str(fifo) in r.output
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("feedback: " + "[" * 5000 + "]" * 5000 + "\n")
+    r = feedback_with(cli, deep, tmp_path / "o")
+    assert r.code == 2 and f"{deep}:1:" in r.output and "nesting" in r.output

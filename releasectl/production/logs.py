@@ -220,8 +220,8 @@ def require_records(path: Path | str, records: int, malformed: Malformed) -> Non
     log record, naming the file and the first malformed lines."""
     if records:
         return
-    if malformed.lines_read == 0 or not malformed.count:
-        why = "it is empty" if malformed.lines_read == 0 else "it has only blank lines"
+    if not malformed.count:
+        why = "it is empty or holds only blank lines"
     else:
         first = "; ".join(f"line {m['line']}: {m['reason']}" for m in malformed.listed[:3])
         why = f"none of its {malformed.count:,} non-blank lines is a valid record ({first})"
