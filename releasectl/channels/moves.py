@@ -19,13 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from releasectl.channels.state import (
+    CHANNELS,
     CHANNELS_FILE,
     HISTORY_FILE,
+    RESTORE_HINT,
     State,
     append_event,
+    channels_from_history,
     check_channel,
     locked,
     read_state,
+    scan_history,
     write_view,
 )
 from releasectl.ci import run_url
@@ -59,6 +63,7 @@ class MoveResult:
     gate: dict[str, Any] | None
     next_steps: list[str] = field(default_factory=list)
     dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -147,11 +152,15 @@ def _move(
     push: bool,
     dry_run: bool,
     extra: dict[str, Any] | None = None,
+    tolerate_other_channels: bool = False,
+    skip_damage: bool = False,
 ) -> MoveResult:
     check_channel(channel)
     who = actor_name or actor()
     with locked(root):
-        state = read_state(root)
+        state = read_state(
+            root, channel_needed=channel if tolerate_other_channels else None, skip_damage=skip_damage
+        )
         current = state.channels.get(channel)
         if expect is not None and current != expect:
             raise Refused(
@@ -178,6 +187,18 @@ def _move(
         result = MoveResult(
             action, channel, current, to_release, revision, reason, who, forced, None, gate, dry_run=dry_run
         )
+        result.warnings = [
+            f"{p.render()} (skipped: {'it names channel ' + ln.channel_hint if ln.channel_hint and ln.channel_hint != channel else 'forced past it'}; {RESTORE_HINT})"
+            for ln in state.skipped
+            for p in ln.problems[:1]
+        ]
+        if state.skipped and forced:
+            lines = ", ".join(str(ln.number) for ln in state.skipped)
+            event["override"] = "; ".join(
+                x
+                for x in (event.get("override"), f"rolled back past damaged {HISTORY_FILE} line(s) {lines}")
+                if x
+            )
         if dry_run:
             return result
         if state.repaired:
@@ -316,6 +337,10 @@ def rollback_channel(
     """Re-point `channel` to `to` (default: the release before the current one), append history,
     and commit. Refuses a release that never held the channel or whose manifest no longer
     validates, unless `force`."""
+    if to is not None:
+        from releasectl.manifest.loader import release_path
+
+        release_path(root, to)  # an unknown release is bad input (exit 2), before any history check
     # Filled in by `target` under the lock; _move spreads it into the event after calling target.
     extra: dict[str, Any] = {"trigger": trigger} if trigger else {}
 
@@ -358,6 +383,8 @@ def rollback_channel(
         push=push,
         dry_run=dry_run,
         extra=extra,
+        tolerate_other_channels=True,
+        skip_damage=force and to is not None,
     )
     result.next_steps = [
         f"deploy: point the {channel} serving layer at releases/{result.to_release}.yaml — nothing is rebuilt, every artifact is pinned there",
@@ -395,3 +422,85 @@ def validation_problems(root: Path, release: str) -> list[str]:
     if not out:
         verified.remember(path, [t for t in targets if t is not None])
     return out
+
+
+@dataclass
+class RepairResult:
+    repaired: bool
+    truncated_at_line: int | None
+    kept_aside: str | None
+    cut_lines: list[dict[str, Any]]
+    view_rebuilt: bool
+    revision: int
+    channels: dict[str, str | None]
+    commit: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def repair_history(root: Path, *, commit: bool = True) -> RepairResult:
+    """`releasectl history --repair`: the one way to cut a torn or damaged tail off the log.
+
+    The bad tail is kept aside (releases/history.jsonl.torn-<utc>), the log is truncated to its
+    last good line (atomically: every earlier byte is unchanged), channels.yaml is rebuilt from
+    the log, and both are committed. A damaged line with good lines after it is history: it is
+    not cut, and this says how to restore it."""
+    from releasectl.channels.state import RESTORE_HINT
+    from releasectl.fsutil import atomic_write_bytes
+
+    with locked(root):
+        log = scan_history(root)
+        if log.middle:
+            bad = log.middle
+            problems = [p for ln in bad for p in ln.problems]
+            raise BadInput(
+                f"cannot repair: {problems[0].render() if problems else bad[0].number} is a damaged line "
+                "with good events after it; --repair only cuts a torn or damaged tail",
+                problems,
+                hint=RESTORE_HINT,
+            )
+        tail = log.tail
+        kept = None
+        if tail:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            aside = root / f"{HISTORY_FILE}.torn-{stamp}"
+            n = 1
+            while aside.exists():
+                aside, n = root / f"{HISTORY_FILE}.torn-{stamp}-{n}", n + 1
+            atomic_write_bytes(aside, log.raw[log.good_end :])
+            atomic_write_bytes(root / HISTORY_FILE, log.raw[: log.good_end])
+            kept = str(aside.relative_to(root))
+        events = log.events
+        try:
+            state = read_state(root)
+            channels, view_rebuilt = state.channels, state.repaired
+        except BadInput:
+            if events:
+                raise
+            # no events and a damaged view: nothing to rebuild it from but an empty map
+            channels, view_rebuilt = channels_from_history([], {c: None for c in CHANNELS}), True
+        revision = events[-1]["revision"] if events else 0
+        if view_rebuilt or tail:
+            write_view(root, channels, revision)
+        result = RepairResult(
+            bool(tail) or view_rebuilt,
+            tail[0].number if tail else None,
+            kept,
+            [
+                {"line": ln.number, "problem": ln.problems[0].render() if ln.problems else "damaged"}
+                for ln in tail
+            ],
+            view_rebuilt or bool(tail),
+            revision,
+            channels,
+            None,
+        )
+        if result.repaired and commit and _in_git(root):
+            what = (
+                f"cut {len(tail)} bad line(s) from line {tail[0].number}, kept in {kept}"
+                if tail
+                else "rebuilt the view"
+            )
+            result.commit = _commit(root, f"history --repair: {what}")
+    return result

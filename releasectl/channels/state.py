@@ -1,22 +1,25 @@
-"""Channel state: `releases/history.jsonl` (append-only audit log, the source of truth) and
+"""Channel state: `releases/history.jsonl` (a write-ahead audit log, the source of truth) and
 `releases/channels.yaml` (the current view, rewritten atomically from it).
 
-Every change runs under one file lock: read → check → append the event (fsync) → rewrite
-channels.yaml (temp file, fsync, rename). A writer killed between the two writes leaves a view
-one revision behind the log; the next reader or writer sees it and rebuilds the view.
+Every change runs under one file lock: read and check the whole log → append one event (one
+write, fsync; undone on a short write) → rewrite channels.yaml (temp file, fsync, rename). A
+writer killed between the two writes leaves a view one revision behind; the next reader rebuilds
+it from the log. A line that is torn or wrong is never written after: see docs/channels.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from releasectl.errors import BadInput
+from releasectl.errors import BadInput, EnvironmentFailure, Problem
 from releasectl.fsutil import atomic_write_text, fsync_dir
 
 CHANNELS = ("staging", "canary", "production")
@@ -24,6 +27,219 @@ CHANNELS_FILE = Path("releases") / "channels.yaml"
 HISTORY_FILE = Path("releases") / "history.jsonl"
 LOCK_FILE = Path("releases") / ".channels.lock"
 LOCK_TIMEOUT_S = 30.0
+MAX_LOG_BYTES = 256 << 20
+REPAIR_HINT = (
+    "run `releasectl history --repair`: it moves the bad tail aside next to the log, truncates the "
+    "log to its last good line and rebuilds channels.yaml; then rerun this command"
+)
+RESTORE_HINT = (
+    "the audit log is append-only: restore that line from git (`git log -p -- releases/history.jsonl`)"
+)
+
+# The fast check below mirrors releasectl.contracts.history.HistoryEvent (kept off the rollback
+# path: pydantic costs ~250 ms to import). It may refuse what the model accepts (the model then
+# decides), never the reverse; tests/test_history_wal.py checks that on generated events.
+_MAX_REVISION = 10**12
+_MAX_TEXT = 65_536
+_RELEASE = re.compile(r"v\d{1,9}\.\d{1,9}(\.\d{1,9})?")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_REQUIRED = frozenset(
+    ("revision", "time", "actor", "action", "channel", "from", "to", "reason", "forced", "gate")
+)
+_KEYS = _REQUIRED | {"override", "trigger"}
+_GATE_KEYS = frozenset(("verdict", "stage", "sha256", "file", "run_url"))
+
+
+def _text(v: Any, *, min_len: int = 0) -> bool:
+    return type(v) is str and min_len <= len(v) <= _MAX_TEXT
+
+
+def _release(v: Any) -> bool:
+    return type(v) is str and len(v) <= 40 and _RELEASE.fullmatch(v) is not None
+
+
+def fast_event_ok(e: Any) -> bool:
+    """True only for an event `HistoryEvent` accepts as it stands."""
+    if type(e) is not dict or not (_REQUIRED <= e.keys() <= _KEYS):
+        return False
+    rev, when, gate = e["revision"], e["time"], e["gate"]
+    if type(rev) is not int or not 1 <= rev <= _MAX_REVISION:
+        return False
+    if type(when) is not str or _TIME.fullmatch(when) is None:
+        return False
+    try:
+        datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if not (_text(e["actor"], min_len=1) and _text(e["reason"]) and e["action"] in ("promote", "rollback")):
+        return False
+    if type(e["channel"]) is not str or e["channel"] not in CHANNELS or type(e["forced"]) is not bool:
+        return False
+    if not _release(e["to"]) or not (e["from"] is None or _release(e["from"])) or e["from"] == e["to"]:
+        return False
+    if gate is not None:
+        if type(gate) is not dict or not gate.keys() <= _GATE_KEYS:
+            return False
+        if not all(v is None or _text(v) for v in gate.values()):
+            return False
+        if gate.get("sha256") is not None and _SHA256.fullmatch(gate["sha256"]) is None:
+            return False
+    if e.get("override") is not None and not _text(e["override"]):
+        return False
+    trigger = e.get("trigger")
+    return trigger is None or (type(trigger) is dict and all(type(k) is str for k in trigger))
+
+
+def explain_event(obj: Any, *, file: str, line: int) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Ask the model: (the event as the model reads it, []) or (None, what is wrong, located)."""
+    from pydantic import ValidationError
+
+    from releasectl.contracts._types import problems_of
+    from releasectl.contracts.history import HistoryEvent
+
+    try:
+        model = HistoryEvent.model_validate(obj)
+    except ValidationError as e:
+        return None, problems_of(e, file=file, line=line)
+    event = model.model_dump(by_alias=True, mode="json")
+    for optional in ("override", "trigger"):
+        if event.get(optional) is None:
+            event.pop(optional, None)
+    return event, []
+
+
+@dataclass
+class LogLine:
+    number: int
+    start: int  # byte offsets of the line in the file, newline excluded
+    end: int
+    event: dict[str, Any] | None
+    problems: list[Problem]
+    channel_hint: str | None = None  # the `channel` of a bad line, when it names a known one
+
+    @property
+    def ok(self) -> bool:
+        return self.event is not None
+
+
+@dataclass
+class HistoryLog:
+    """history.jsonl as read: every non-blank line, good or bad, and where the good prefix ends."""
+
+    raw: bytes
+    lines: list[LogLine]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [ln.event for ln in self.lines if ln.event is not None]
+
+    @property
+    def tail(self) -> list[LogLine]:
+        """The bad lines at the end (a torn or damaged tail): nothing may be appended after them."""
+        out: list[LogLine] = []
+        for ln in reversed(self.lines):
+            if ln.ok:
+                break
+            out.append(ln)
+        return out[::-1]
+
+    @property
+    def middle(self) -> list[LogLine]:
+        """Bad lines with a good line after them."""
+        n = len(self.tail)
+        body = self.lines[: len(self.lines) - n] if n else self.lines
+        return [ln for ln in body if not ln.ok]
+
+    @property
+    def good_end(self) -> int:
+        """Byte offset just after the last good line's newline (where a repair truncates)."""
+        tail = self.tail
+        return tail[0].start if tail else len(self.raw)
+
+
+def _read_bytes(path: Path, name: str) -> bytes:
+    from releasectl import safeio
+
+    return safeio.read_bytes(path, what="audit log", gunzip=False, max_bytes=MAX_LOG_BYTES, name=name)
+
+
+def _parse_line(raw: bytes, number: int, start: int, end: int, has_newline: bool) -> LogLine:
+    from releasectl import safeio
+
+    name = str(HISTORY_FILE)
+    text = raw[start:end]
+    if not has_newline:
+        why = "torn last line: no final newline (a write that was interrupted)"
+        return LogLine(number, start, end, None, [Problem(why, file=name, line=number)])
+    try:
+        obj = safeio.loads_json(text, source=name, line=number)
+    except BadInput as e:
+        problems = e.problems or [Problem(e.message, file=name, line=number)]
+        return LogLine(number, start, end, None, problems)
+    if fast_event_ok(obj):
+        return LogLine(number, start, end, obj, [])
+    event, problems = explain_event(obj, file=name, line=number)
+    hint = obj.get("channel") if isinstance(obj, dict) else None
+    return LogLine(number, start, end, event, problems, hint if hint in CHANNELS else None)
+
+
+def scan_history(root: Path) -> HistoryLog:
+    """Every line of the log, checked against the event model and the revision sequence."""
+    path = root / HISTORY_FILE
+    if not os.path.lexists(path):
+        return HistoryLog(b"", [])
+    raw = _read_bytes(path, str(HISTORY_FILE))
+    lines: list[LogLine] = []
+    pos, number, previous = 0, 0, None
+    while pos < len(raw):
+        nl = raw.find(b"\n", pos)
+        end = len(raw) if nl < 0 else nl
+        number += 1
+        if raw[pos:end].strip():
+            ln = _parse_line(raw, number, pos, end, nl >= 0)
+            if ln.event is not None:
+                rev = ln.event["revision"]
+                if previous is not None and rev != previous + 1:
+                    ln.problems = [
+                        Problem(
+                            "revisions go up by one",
+                            file=str(HISTORY_FILE),
+                            line=number,
+                            field="revision",
+                            expected=str(previous + 1),
+                            found=str(rev),
+                        )
+                    ]
+                    ln.channel_hint, ln.event = ln.event["channel"], None
+                else:
+                    previous = rev
+            lines.append(ln)
+        pos = end + 1
+    return HistoryLog(raw, lines)
+
+
+def log_error(log: HistoryLog, *, rollback_hint: str | None = None) -> BadInput | None:
+    """The error for a log that may not be read as a whole or appended to, or None."""
+    tail = log.tail
+    bad = tail or log.middle
+    if not bad:
+        return None
+    problems = [p for ln in bad for p in ln.problems]
+    first = problems[0].render() if problems else f"{HISTORY_FILE}:{bad[0].number}: damaged"
+    if tail:
+        return BadInput(f"the audit log ends in a bad line: {first}", problems, hint=REPAIR_HINT)
+    hint = RESTORE_HINT + (f"; or {rollback_hint}" if rollback_hint else "")
+    return BadInput(f"the audit log has a damaged line: {first}", problems, hint=hint)
+
+
+def read_history(root: Path) -> list[dict[str, Any]]:
+    """Every event, in order; exit 2 naming file:line when any line is torn or wrong."""
+    log = scan_history(root)
+    err = log_error(log)
+    if err:
+        raise err
+    return log.events
 
 
 @dataclass
@@ -33,6 +249,7 @@ class State:
     events: list[dict[str, Any]] = field(default_factory=list)
     view_revision: int = 0
     repaired: bool = False
+    skipped: list[LogLine] = field(default_factory=list)  # damaged lines a rollback did without
 
     @property
     def revision(self) -> int:
@@ -50,45 +267,68 @@ def check_channel(channel: str) -> None:
         )
 
 
-def read_history(root: Path) -> list[dict[str, Any]]:
-    """Events in order. A torn last line (a writer killed mid-append) is ignored; a bad line
-    elsewhere is an error, since the audit log must not silently lose events."""
-    path = root / HISTORY_FILE
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    events = []
-    lines = data.split(b"\n")
-    for i, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            events.append(json.loads(raw))
-        except ValueError:
-            if i == len(lines) and not data.endswith(b"\n"):
-                break  # torn tail from a killed writer: the event never happened
-            raise BadInput(
-                f"{HISTORY_FILE}:{i} is not valid JSON",
-                hint="the audit log is append-only; restore it from git",
-            ) from None
-    return events
+def _fast_view(data: Any) -> tuple[dict[str, str | None], int] | None:
+    if type(data) is not dict or not data.keys() <= {"channels", "revision"} or "channels" not in data:
+        return None
+    chans, rev = data["channels"], data.get("revision", 0)
+    if type(chans) is not dict or not chans.keys() <= set(CHANNELS):
+        return None
+    if not all(v is None or _release(v) for v in chans.values()):
+        return None
+    if type(rev) is not int or not 0 <= rev <= _MAX_REVISION:
+        return None
+    return {c: chans.get(c) for c in CHANNELS}, rev
+
+
+def _view_error(data: Any, text: str) -> BadInput:
+    from pydantic import ValidationError
+
+    from releasectl.contracts._types import problems_of
+    from releasectl.contracts.channels import ChannelsView
+
+    name = str(CHANNELS_FILE)
+    try:
+        ChannelsView.model_validate(data)
+        problems = [Problem("not a channels view", file=name, line=1)]
+    except ValidationError as e:
+        problems = []
+        for p in problems_of(e, file=name):
+            key = (p.field or "").split(".")[-1]
+            m = re.search(rf"^\s*{re.escape(key)}\s*:", text, re.M) if key else None
+            problems.append(
+                Problem(**{**p.to_dict(), "line": text.count("\n", 0, m.start()) + 1 if m else 1})
+            )
+    return BadInput(
+        f"{problems[0].render()}",
+        problems,
+        hint="channels.yaml is a view of the audit log: `releasectl history --repair` rewrites it",
+    )
 
 
 def _parse_view(root: Path) -> tuple[dict[str, str | None], int]:
     import yaml
 
+    from releasectl import safeio
+
     path = root / CHANNELS_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return {c: None for c in CHANNELS}, 0
+    text = safeio.read_text(path, what="channels view", name=str(CHANNELS_FILE), max_bytes=1 << 20)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise BadInput(f"{CHANNELS_FILE} is not valid YAML: {e}") from None
-    raw = data.get("channels", {}) if isinstance(data, dict) else {}
-    channels: dict[str, str | None] = {c: None for c in CHANNELS}
-    for k, v in (raw or {}).items():
-        channels[str(k)] = str(v) if v is not None else None
-    return channels, int(data.get("revision", 0) or 0) if isinstance(data, dict) else 0
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        where = f"{CHANNELS_FILE}:{line}" if line else str(CHANNELS_FILE)
+        raise BadInput(
+            f"{where}: not valid YAML",
+            [Problem("not valid YAML", file=str(CHANNELS_FILE), line=line)],
+            hint="channels.yaml is a view of the audit log: `releasectl history --repair` rewrites it",
+        ) from None
+    view = _fast_view(data if data is not None else {"channels": {}})
+    if view is None:
+        raise _view_error(data, text)
+    return view
 
 
 def channels_from_history(events: list[dict[str, Any]], base: dict[str, str | None]) -> dict[str, str | None]:
@@ -98,16 +338,62 @@ def channels_from_history(events: list[dict[str, Any]], base: dict[str, str | No
     return channels
 
 
-def read_state(root: Path) -> State:
-    """The current state; when the view lags the log (a crash between writes), derive it."""
-    events = read_history(root)
-    channels, view_rev = _parse_view(root)
-    state = State(root, channels, events, view_rev)
-    if events and view_rev != events[-1]["revision"]:
-        newer = [e for e in events if e["revision"] > view_rev]
-        state.channels = channels_from_history(newer, channels)
-        state.repaired = True
-    return state
+def _derive(
+    events: list[dict[str, Any]], view: tuple[dict[str, str | None], int] | None
+) -> dict[str, str | None]:
+    """The channels the log says. A log from revision 1 says everything; a shorter one (a
+    repository that started its log late) applies what it has on top of the view."""
+    if not events:
+        return dict(view[0]) if view else {c: None for c in CHANNELS}
+    if events[0]["revision"] == 1 or view is None:
+        return channels_from_history(events, {c: None for c in CHANNELS})
+    return channels_from_history([e for e in events if e["revision"] > view[1]], view[0])
+
+
+def read_state(root: Path, *, channel_needed: str | None = None, skip_damage: bool = False) -> State:
+    """The current state from the log, with the view checked against it (and rebuilt from the
+    log when it lags or is damaged: the log is the truth).
+
+    Strict by default: any bad line is exit 2 with file:line. `channel_needed` (rollback) does
+    without damaged middle lines that name another channel, and `skip_damage` (a forced rollback
+    to a named release) without any damaged middle line; see docs/channels.md."""
+    log = scan_history(root)
+    events = log.events
+    skipped: list[LogLine] = []
+    if log.tail:
+        raise log_error(log) or AssertionError
+    if log.middle:
+        unneeded = (
+            skip_damage
+            or channel_needed is not None
+            and all(ln.channel_hint is not None and ln.channel_hint != channel_needed for ln in log.middle)
+        )
+        if not unneeded:
+            raise (
+                log_error(
+                    log,
+                    rollback_hint=(
+                        f"roll back past it, recorded as an override: releasectl rollback vX.Y --channel "
+                        f'{channel_needed} --force --reason "…"'
+                        if channel_needed
+                        else None
+                    ),
+                )
+                or AssertionError
+            )
+        skipped = log.middle
+    try:
+        view: tuple[dict[str, str | None], int] | None = _parse_view(root)
+    except BadInput:
+        if not events:
+            raise
+        view = None  # a damaged view is rebuilt from the log
+    if skipped and view is not None and view[1] == (events[-1]["revision"] if events else 0):
+        channels = dict(view[0])  # the view saw the damaged events while they were whole
+    else:
+        channels = _derive(events, view)
+    repaired = view is None or (bool(events) and (view[0] != channels or view[1] != events[-1]["revision"]))
+    return State(root, channels, events, view[1] if view else 0, repaired, skipped)
 
 
 def render_view(channels: dict[str, str | None], revision: int) -> str:
@@ -127,12 +413,28 @@ def write_view(root: Path, channels: dict[str, str | None], revision: int) -> No
 
 
 def append_event(root: Path, event: dict[str, Any]) -> None:
+    """Append one event as one line. The caller has read the whole log under the lock; this
+    re-checks that the file ends in a newline (never append onto a fragment) and undoes a short
+    write, so an append is all or nothing."""
+    if not fast_event_ok(event):
+        raise AssertionError(f"refusing to write an event the model does not accept: {event!r}")
     path = root / HISTORY_FILE
-    line = (json.dumps(event, ensure_ascii=False, sort_keys=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    line = (json.dumps(event, ensure_ascii=False) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            raise BadInput(f"{HISTORY_FILE}: torn last line (no final newline)", hint=REPAIR_HINT)
+        try:
+            written = 0
+            while written < len(line):
+                written += os.write(fd, line[written:])
+            os.fsync(fd)
+        except OSError as e:
+            os.ftruncate(fd, size)
+            raise EnvironmentFailure(
+                f"cannot append to {HISTORY_FILE}: {e.strerror}; nothing was written"
+            ) from None
     finally:
         os.close(fd)
     fsync_dir(path.parent)
@@ -146,8 +448,6 @@ def locked(root: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
-        from releasectl.errors import EnvironmentFailure
-
         raise EnvironmentFailure(
             f"another releasectl holds {LOCK_FILE} for more than {timeout:g} s",
             hint="wait for it to finish, then retry",

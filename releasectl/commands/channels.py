@@ -73,6 +73,8 @@ def _report(result: Any, fmt: str) -> int:
         f"{click.style(result.to_release, **bold)}{forced}  (revision {result.revision}, {result.actor})"
     )
     click.echo(f"reason: {result.reason}")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if result.commit:
         click.echo(f"commit {result.commit[:12]}: releases/channels.yaml, releases/history.jsonl")
     for step in result.next_steps:
@@ -182,6 +184,32 @@ def rollback(
     )
 
 
+def _repair(fmt: str, *, commit: bool) -> int:
+    from releasectl.channels.moves import repair_history
+
+    result = repair_history(_root(), commit=commit)
+    if fmt == "json":
+        emit_json(result.to_dict())
+        return 0
+    if not result.repaired:
+        click.echo(f"nothing to repair: releases/history.jsonl is whole (revision {result.revision})")
+        return 0
+    for cut in result.cut_lines:
+        click.echo(f"cut: {cut['problem']}")
+    if result.kept_aside:
+        click.echo(f"kept aside: {result.kept_aside} (the bytes cut from line {result.truncated_at_line} on)")
+        click.echo(f"truncated: releases/history.jsonl now ends at revision {result.revision}")
+    click.echo(
+        "rebuilt: releases/channels.yaml from the log: "
+        + ", ".join(f"{c} {r or '–'}" for c, r in result.channels.items())
+    )
+    if result.commit:
+        click.echo(f"commit {result.commit[:12]}: releases/channels.yaml, releases/history.jsonl")
+    if result.kept_aside:
+        click.echo(f"next: inspect {result.kept_aside}; if it was a move that should stand, redo it with releasectl")
+    return 0
+
+
 def _age(iso: str | None) -> str:
     if not iso:
         return "–"
@@ -202,11 +230,20 @@ def _age(iso: str | None) -> str:
     help="Only this channel.",
 )
 @click.option("--limit", type=int, default=20, show_default=True, help="Most recent events to show (0: all).")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Cut a torn or damaged tail off the log (kept aside in releases/history.jsonl.torn-<utc>), "
+    "rebuild channels.yaml from the log, and commit.",
+)
+@click.option("--no-commit", is_flag=True, help="With --repair: do not make a git commit.")
 @format_option()
-def history(channel: str | None, limit: int, fmt: str) -> int:
+def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt: str) -> int:
     """Show the audit trail, Helm-style: revision, time, action, from → to, actor, reason, status."""
     from releasectl.channels import read_state
 
+    if repair:
+        return _repair(fmt, commit=not no_commit)
     state = read_state(_root())
     events = [e for e in state.events if channel is None or e["channel"] == channel]
     latest = {}
