@@ -340,7 +340,11 @@ def rollback_channel(
     if to is not None:
         from releasectl.manifest.loader import release_path
 
-        release_path(root, to)  # an unknown release is bad input (exit 2), before any history check
+        try:
+            release_path(root, to)  # an unknown release is bad input (exit 2), before any history check
+        except BadInput as e:
+            known = sorted(p.stem for p in (root / "releases").glob("v*.yaml"))
+            raise BadInput(e.message, hint="known releases: " + (", ".join(known) or "none")) from None
     # Filled in by `target` under the lock; _move spreads it into the event after calling target.
     extra: dict[str, Any] = {"trigger": trigger} if trigger else {}
 
@@ -496,7 +500,10 @@ def repair_history(root: Path, *, commit: bool = True) -> RepairResult:
             channels,
             None,
         )
-        if result.repaired and commit and _in_git(root):
+        changed = _in_git(root) and _git(
+            root, "status", "--porcelain", "--", str(CHANNELS_FILE), str(HISTORY_FILE)
+        )
+        if result.repaired and commit and changed:
             what = (
                 f"cut {len(tail)} bad line(s) from line {tail[0].number}, kept in {kept}"
                 if tail

@@ -191,7 +191,7 @@ def scan_history(root: Path) -> HistoryLog:
         return HistoryLog(b"", [])
     raw = _read_bytes(path, str(HISTORY_FILE))
     lines: list[LogLine] = []
-    pos, number, previous = 0, 0, None
+    pos, number, previous, gap = 0, 0, None, False
     while pos < len(raw):
         nl = raw.find(b"\n", pos)
         end = len(raw) if nl < 0 else nl
@@ -200,20 +200,22 @@ def scan_history(root: Path) -> HistoryLog:
             ln = _parse_line(raw, number, pos, end, nl >= 0)
             if ln.event is not None:
                 rev = ln.event["revision"]
-                if previous is not None and rev != previous + 1:
+                # after a damaged line the next revision is only known to be higher
+                if previous is not None and (rev <= previous if gap else rev != previous + 1):
                     ln.problems = [
                         Problem(
                             "revisions go up by one",
                             file=str(HISTORY_FILE),
                             line=number,
                             field="revision",
-                            expected=str(previous + 1),
+                            expected=f"more than {previous}" if gap else str(previous + 1),
                             found=str(rev),
                         )
                     ]
                     ln.channel_hint, ln.event = ln.event["channel"], None
                 else:
-                    previous = rev
+                    previous, gap = rev, False
+            gap = gap or ln.event is None
             lines.append(ln)
         pos = end + 1
     return HistoryLog(raw, lines)
