@@ -1,0 +1,1 @@
+"""Statistics shared by the gate, the canary and the rollout: anytime-valid confidence sequences."""
