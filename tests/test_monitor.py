@@ -231,6 +231,28 @@ def test_sketch_relative_error_bound():
         assert abs(sketch.quantile(q) - true) / true <= 0.011
 
 
+def test_sketch_matches_the_ddsketch_package():
+    """Our batch sketch and Datadog's `ddsketch` (the oracle) use the same bucket mapping and rank
+    rule, so their estimates agree; ours ingests batches with numpy and can be restored from SQL
+    totals, which is why it stays (benchmarks/sketch.py)."""
+    from ddsketch import DDSketch
+
+    from releasectl.production.sketch import QuantileSketch
+
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.lognormal(6.5, 0.8, 40_000), rng.uniform(1, 60_000, 2_000)])
+    ours = QuantileSketch(relative_error=0.01, exact_limit=0)
+    ours.add_many(values.tolist())
+    dd = DDSketch(relative_accuracy=0.01)
+    for v in values.tolist():
+        dd.add(v)
+    for q in (0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999):
+        a, b = ours.quantile(q), dd.get_quantile_value(q)
+        assert abs(a - b) / b < 1e-9, (q, a, b)
+        true = float(np.quantile(values, q, method="lower"))
+        assert abs(a - true) / true <= 0.01
+
+
 def test_parallel_scan_equals_sequential(monkeypatch):
     """Large plain logs are split across processes; the merged result must match one pass."""
     from releasectl.production import stats as stats_mod

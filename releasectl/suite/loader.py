@@ -12,7 +12,6 @@ A verifier *instance* (the key, e.g. `urgent_referral`) names a registered verif
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from releasectl import safeio
 from releasectl.errors import BadInput, Problem
 from releasectl.manifest.digests import dvc_md5
 from releasectl.manifest.yaml_positions import dotted, load_yaml_with_positions
@@ -113,7 +113,7 @@ def load_suite(path: Path) -> Suite:
     path = Path(path)
     spec_path = path / SUITE_FILE
     display = spec_path.as_posix()
-    if not spec_path.is_file():
+    if not (spec_path.exists() or spec_path.is_symlink()):  # FIFOs, loops: safeio names them
         raise BadInput(
             f"{display} not found", hint="a suite is a directory with suite.yaml and slices/<slice>.jsonl"
         )
@@ -146,18 +146,23 @@ def load_suite(path: Path) -> Suite:
         rel = f"slices/{slice_id}.jsonl"
         file = path / rel
         case_display = (path / rel).as_posix()
-        if not file.is_file():
+        if not (file.exists() or file.is_symlink()):
             problems.append(Problem(f"slice '{slice_id}' has no cases file {rel}", file=display))
             continue
         vspecs = tuple(VerifierSpec(inst, v.verifier, v.kind, v.settings) for inst, v in sl.verifiers.items())
         count = 0
-        for lineno, text in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        # safeio: regular file, size cap, strict UTF-8, bounded JSON (depth, digits, finite).
+        body = safeio.read_text(file, what="cases file", name=case_display)
+        for lineno, text in enumerate(body.splitlines(), start=1):
             if not text.strip():
                 continue
             try:
-                case = CaseSpec.model_validate(json.loads(text))
-            except (ValueError, ValidationError) as e:
-                msg = e.errors(include_url=False)[0]["msg"] if isinstance(e, ValidationError) else str(e)
+                case = CaseSpec.model_validate(safeio.loads_json(text, source=case_display, line=lineno))
+            except BadInput as e:
+                problems.extend(e.problems or [Problem(e.message, file=case_display, line=lineno)])
+                continue
+            except ValidationError as e:
+                msg = e.errors(include_url=False)[0]["msg"]
                 problems.append(Problem(f"invalid case: {msg}", file=case_display, line=lineno))
                 continue
             if "prompt" not in case.input:
