@@ -14,6 +14,7 @@ from releasectl.errors import BadInput, Problem
 
 MAX_EXAMPLES = 500  # failing examples kept in memory for the report; the rest are counted
 _KINDS = frozenset(VERIFIER_KINDS)
+_NAN = float("nan")
 
 
 @dataclass
@@ -83,11 +84,21 @@ _ROW_KEY_SET = frozenset(
 )
 
 
+Extracted = tuple[str, str, bool, bool, bool, tuple[str, ...], tuple[bool, ...], float, int, int, float]
+
+
 def row_ok(row: Any) -> bool:
     """The fast path's check of one parsed results.jsonl row: exactly `ResultRow`'s contract
     (tests/test_contracts.py proves `row_ok(r) == ResultRow accepts r`), without building a model."""
+    return _extract(row) is not None
+
+
+def _extract(row: Any) -> Extracted | None:
+    """Check a row as `ResultRow` would and, in the same pass, take the columns the gate needs:
+    (case_id, slice, passed, rule_ok, format_ok, verifier names, their passes, latency, completion
+    tokens, prompt tokens, steps or NaN); None when the model would refuse the row."""
     if type(row) is not dict or not row.keys() >= _ROW_KEY_SET:
-        return False
+        return None
     cid, sl, ok, verifiers, out = row["case_id"], row["slice"], row["passed"], row["verifiers"], row["output"]
     if (
         type(cid) is not str
@@ -100,30 +111,40 @@ def row_ok(row: Any) -> bool:
         or len(verifiers) > MAX_VERIFIERS
         or len(out) > MAX_OUTPUT
     ):
-        return False
-    every = True
+        return None
+    every = r_ok = f_ok = True
+    passes = []
     for name, v in verifiers.items():
         if type(name) is not str or type(v) is not dict or not 0 < len(name) <= MAX_NAME:
-            return False
+            return None
         vp, kind, detail = v.get("passed"), v.get("kind"), v.get("detail", "")
         if type(vp) is not bool or type(kind) is not str or kind not in _KINDS:
-            return False
+            return None
         if type(detail) is not str or len(detail) > MAX_TEXT:
-            return False
+            return None
+        passes.append(vp)
         if not vp:
             every = False
+            if kind == "rule":
+                r_ok = False
+            elif kind == "format":
+                f_ok = False
     if ok is not every:
-        return False
+        return None
     pt, ct, ms = row["prompt_tokens"], row["completion_tokens"], row["latency_ms"]
     if type(pt) is not int or type(ct) is not int or not (0 <= pt <= MAX_COUNT and 0 <= ct <= MAX_COUNT):
-        return False
+        return None
     if (type(ms) is not float and type(ms) is not int) or not 0 <= ms <= MAX_MS:
-        return False  # NaN fails the comparison too
+        return None  # NaN fails the comparison too
     ttft = row.get("ttft_ms")
     if ttft is not None and ((type(ttft) is not float and type(ttft) is not int) or not 0 <= ttft <= MAX_MS):
-        return False
+        return None
     st = row.get("steps")
-    return st is None or (type(st) is int and 0 <= st <= MAX_COUNT)
+    if st is None:
+        return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, _NAN)
+    if type(st) is not int or not 0 <= st <= MAX_COUNT:
+        return None
+    return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, st)
 
 
 def row_problems(row: Any, *, file: str, line: int) -> list[Problem]:
@@ -176,10 +197,9 @@ def load_run(path: Path) -> RunData:
     completion: list[int] = []
     prompt: list[int] = []
     steps: list[float] = []
-    vp: dict[str, tuple[list[int], list[bool]]] = {}
+    shapes: dict[tuple[str, ...], tuple[list[int], list[tuple[bool, ...]]]] = {}
     failing: list[dict[str, Any]] = []
     failing_total = 0
-    nan = float("nan")
     from releasectl import safeio
 
     for lineno, raw in safeio.iter_lines(results_file, what="results"):
@@ -196,39 +216,29 @@ def load_run(path: Path) -> RunData:
                     )
                 ],
             ) from None
-        if not row_ok(row):
+        cols = _extract(row)
+        if cols is None:
             raise BadInput(
                 f"{results_file} has an invalid result",
                 row_problems(row, file=str(results_file), line=lineno),
                 hint="each line is one case (SPEC §5.1; `releasectl schema --artifact results`)",
             )
-        i = len(case_ids)
-        cid, sl, verifiers, ok = row["case_id"], row["slice"], row["verifiers"], row["passed"]
-        r_ok = f_ok = True
-        for name, v in verifiers.items():
-            vpass = v["passed"]
-            slot = vp.get(name)
-            if slot is None:
-                slot = vp[name] = ([], [])
-            slot[0].append(i)
-            slot[1].append(vpass)
-            if not vpass:
-                kind = v["kind"]
-                if kind == "rule":
-                    r_ok = False
-                elif kind == "format":
-                    f_ok = False
+        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp = cols
+        shape = shapes.get(names)
+        if shape is None:
+            shape = shapes[names] = ([], [])
+        shape[0].append(len(case_ids))
+        shape[1].append(passes)
         case_ids.append(cid)
         lines.append(lineno)
         slice_idx.append(slice_names.setdefault(sl, len(slice_names)))
         passed.append(ok)
         rule_ok.append(r_ok)
         format_ok.append(f_ok)
-        latency.append(row["latency_ms"])
-        completion.append(row["completion_tokens"])
-        prompt.append(row["prompt_tokens"])
-        s = row.get("steps")
-        steps.append(nan if s is None else s)
+        latency.append(lat)
+        completion.append(comp)
+        prompt.append(prm)
+        steps.append(stp)
         if not ok:
             failing_total += 1
             if len(failing) < MAX_EXAMPLES:
@@ -239,7 +249,7 @@ def load_run(path: Path) -> RunData:
                         "output": row["output"],
                         "failed_verifiers": [
                             {"name": n, "kind": v["kind"], "detail": v.get("detail", "")}
-                            for n, v in verifiers.items()
+                            for n, v in row["verifiers"].items()
                             if not v["passed"]
                         ],
                     }
@@ -266,11 +276,17 @@ def load_run(path: Path) -> RunData:
             else:
                 first[cid] = line
         raise BadInput(f"{results_file} has duplicate case ids", problems[:20])
-    verifier_pass = {}
-    for name, (idx_list, val_list) in vp.items():
-        arr = np.full(n, -1, dtype=np.int8)
-        arr[np.asarray(idx_list, dtype=np.int64)] = np.asarray(val_list, dtype=np.int8)
-        verifier_pass[name] = arr
+    # Rows of one shape (the same verifier names in the same order: usually every row) become one
+    # 2-D array in a single numpy call; a verifier a row lacks stays -1 there.
+    verifier_pass: dict[str, np.ndarray] = {}
+    for names, (idx_list, pass_rows) in shapes.items():
+        idx = np.asarray(idx_list, dtype=np.int64)
+        table = np.asarray(pass_rows, dtype=np.int8).reshape(len(idx_list), len(names))
+        for j, name in enumerate(names):
+            arr = verifier_pass.get(name)
+            if arr is None:
+                arr = verifier_pass[name] = np.full(n, -1, dtype=np.int8)
+            arr[idx] = table[:, j]
     return RunData(
         path=path,
         run=run,
