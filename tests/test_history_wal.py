@@ -198,7 +198,7 @@ def test_rollback_to_an_unknown_release_lists_the_known_ones(example_repo):
     before = log_bytes(example_repo)
     r = run_cli("rollback", "v0.0", cwd=example_repo)
     assert r.code == 2 and "unknown release 'v0.0'" in r.stderr and "never held" not in r.stderr
-    assert "known releases: v1.0, v1.1, v1.2, v1.3" in r.stderr
+    assert "known releases: v1.0, v1.1, v1.2, v1.3, v1.4" in r.stderr
     assert log_bytes(example_repo) == before
 
 

@@ -199,3 +199,48 @@ def test_malformed_suite_is_located(tmp_path):
         load_suite(bad)
     p = err.value.problems[0]
     assert p.file.endswith("slices/math_basic.jsonl") and p.line == 25
+
+
+LANG_CASES_V2 = [
+    # (expected, output, passes under 2.0)
+    ("de", "Die Hauptstadt von Spanien ist Madrid. Sie liegt in der Mitte des Landes.", True),
+    ("es", "Llueve porque el vapor de agua se condensa en las nubes y cae en forma de gotas.", True),
+    ("pt", "A gravidade é a força que atrai os corpos uns para os outros. Ela mantém a Lua em órbita.", True),
+    ("it", "L'arcobaleno nasce quando la luce del sole attraversa le gocce di pioggia.", True),
+    ("fr", "Le ciel est bleu parce que l'air diffuse davantage la lumière bleue du soleil.", True),
+    ("de", "The capital of Spain is Madrid. It lies in the middle of the country.", False),
+    ("es", "Llueve porque el vapor se condensa. Perché le gocce diventano pesanti e cadono giù. Poi scorrono nei fiumi verso il mare.", False),
+    ("fr", "Oui.", False),  # too little text to tell
+    ("pt", "La gravedad es la fuerza que atrae los cuerpos entre sí y mantiene la Luna en órbita.", False),
+]
+
+
+@pytest.mark.parametrize(("want", "output", "passed"), LANG_CASES_V2)
+def test_language_consistency_2_0_on_lingua(want, output, passed):
+    from releasectl.suite import registry
+
+    v2 = registry.get("language_consistency", "2.0")
+    verdict = v2.fn(output, v2.settings(), registry.VerifyContext({"language": want}))
+    assert verdict.passed is passed, verdict
+    assert verdict.detail
+
+
+def test_language_consistency_1_0_stays_installed_and_2_0_is_the_better_one():
+    from releasectl.suite import registry
+
+    ctx = registry.VerifyContext({"language": "pt"})
+    # Portuguese without the stopwords 1.0 knows: 1.0 cannot tell, lingua can.
+    text = "Obrigado pela pergunta. Gravidade atrai todos corpos materiais mutuamente."
+    v1, v2 = registry.get("language_consistency", "1.0"), registry.get("language_consistency", "2.0")
+    assert not v1.fn(text, v1.settings(), ctx).passed
+    assert v2.fn(text, v2.settings(), ctx).passed
+    assert installed_verifiers()["language_consistency"].versions == ("1.0", "2.0")
+
+
+def test_lingua_stays_out_of_cold_imports():
+    import subprocess
+    import sys
+
+    code = "import releasectl.suite.verifiers.language, sys; print('lingua' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

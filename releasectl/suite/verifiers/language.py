@@ -1,8 +1,14 @@
-"""`language_consistency`: the answer stays in one expected language (no code-switching)."""
+"""`language_consistency`: the answer stays in one expected language (no code-switching).
+
+1.0 guesses from stopword lists; 2.0 uses lingua-language-detector (benchmarks/language_detector.py
+compares them). Both stay installed: a release pins the version it was evaluated with.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
 
 from releasectl.suite.registry import Settings, Verdict, VerifyContext, verifier
 from releasectl.suite.verifiers._extract import words
@@ -195,6 +201,62 @@ def language_consistency(output: str, s: LanguageSettings, ctx: VerifyContext) -
     sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n+", output) if x.strip()]
     detected = [d for d in (detect_language(x) for x in sentences) if d is not None]
     overall = detect_language(output)
+    if overall is None and not detected:
+        return Verdict(False, f"too little text to tell the language; expected {want}")
+    if overall != want:
+        return Verdict(False, f"answer is in {overall or 'an unknown language'}, expected {want}")
+    share = sum(d == want for d in detected) / len(detected) if detected else 1.0
+    if share < s.min_consistent:
+        others = sorted({d for d in detected if d != want})
+        return Verdict(
+            False, f"switches language: {share:.0%} of sentences in {want}, others in {', '.join(others)}"
+        )
+    return Verdict(True, f"{want} throughout ({len(detected)} sentences)")
+
+
+# --- 2.0: lingua-language-detector (n-gram models shipped in the wheel, accurate on short text) --
+
+# The suite's languages. The detector only weighs these (plus a case's expected language): a
+# smaller set is faster and cannot confuse Spanish with Galician in a suite that has none.
+SUITE_LANGUAGES = ("en", "fr", "es", "de", "it", "pt")
+MIN_WORDS = 3  # below this a sentence says too little to judge, whatever the detector claims
+
+
+@functools.lru_cache(maxsize=8)
+def _detector(codes: tuple[str, ...]) -> Any:
+    """One lingua detector per language set, built on first use (it loads n-gram models lazily)."""
+    from lingua import IsoCode639_1, LanguageDetectorBuilder
+
+    languages = [IsoCode639_1.from_str(c) for c in codes]
+    return LanguageDetectorBuilder.from_iso_codes_639_1(*languages).build()
+
+
+def _languages_for(want: str) -> tuple[str, ...]:
+    from lingua import IsoCode639_1
+
+    try:
+        IsoCode639_1.from_str(want)
+    except ValueError:
+        return SUITE_LANGUAGES
+    return tuple(sorted({*SUITE_LANGUAGES, want}))
+
+
+def detect_language_lingua(text: str, codes: tuple[str, ...] = SUITE_LANGUAGES) -> str | None:
+    """The ISO 639-1 code lingua finds for `text`, or None when it has too few words to say."""
+    if len(words(text)) < MIN_WORDS:
+        return None
+    found = _detector(codes).detect_language_of(text)
+    return None if found is None else str(found.iso_code_639_1.name).lower()
+
+
+@verifier("language_consistency", "2.0", kind="quality", settings=LanguageSettings)
+def language_consistency_v2_0(output: str, s: LanguageSettings, ctx: VerifyContext) -> Verdict:
+    """The whole answer is in the expected language, sentence by sentence (v2.0: lingua)."""
+    want = str(ctx.expected[s.field]).lower()
+    codes = _languages_for(want)
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n+", output) if x.strip()]
+    detected = [d for d in (detect_language_lingua(x, codes) for x in sentences) if d is not None]
+    overall = detect_language_lingua(output, codes)
     if overall is None and not detected:
         return Verdict(False, f"too little text to tell the language; expected {want}")
     if overall != want:
