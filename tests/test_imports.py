@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from conftest import git, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures" / "imports"
@@ -311,7 +311,7 @@ def test_manifest_binding(example_repo: Path, tmp_path: Path) -> None:
     run = json.loads((tmp_path / "bound/run.json").read_text())
     assert run["release"] == "v1.3" and run["manifest_digest"].startswith("sha256:")
     assert run["import"]["binding"]["field"] == "data.suite" and run["gpus"] >= 1
-    _import("promptfoo", evidence, tmp_path / "unbound", "--select", "prompt=plain")
+    _import("promptfoo", evidence, tmp_path / "unbound", "--select", "prompt=plain", "--release", "v1.3")
     rules = tmp_path / "r.txt"
     rules.write_text(RULES)
     ok = run_cli(
@@ -322,6 +322,21 @@ def test_manifest_binding(example_repo: Path, tmp_path: Path) -> None:
         "gate", str(manifest), "--run", str(tmp_path / "unbound"), "--rules", str(rules), cwd=example_repo
     )
     assert refused.code == 2 and "different manifest" in refused.output
+    # promote relies on the bound run's gate; an unbound run's gate (made without the manifest) is refused
+    assert json.loads((tmp_path / "bound/gate.json").read_text())["verdict"] == "promote"
+    git(example_repo, "commit", "-qam", "v1.3 pins its evidence")
+    unbound_gate = run_cli(
+        "gate", "--run", str(tmp_path / "unbound"), "--rules", str(rules), cwd=example_repo
+    )
+    assert unbound_gate.code == 0, unbound_gate.output
+    no = run_cli(
+        "promote", "v1.3", "--to", "staging", "--gate", str(tmp_path / "unbound/gate.json"), cwd=example_repo
+    )
+    assert no.code != 0 and "unbound:promptfoo" in no.output
+    yes = run_cli(
+        "promote", "v1.3", "--to", "staging", "--gate", str(tmp_path / "bound/gate.json"), cwd=example_repo
+    )
+    assert yes.code == 0, yes.output
 
 
 def _bad(tmp_path: Path, name: str, content: str) -> Path:
