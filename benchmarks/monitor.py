@@ -1,4 +1,6 @@
-"""`releasectl monitor` on a large log vs pandas (`read_json(lines=True)` + seed 001's snippet).
+"""`releasectl monitor` on a large log vs pandas (`read_json(lines=True)` + seed 001's snippet)
+and vs the floor: DuckDB's own `read_json` computing the seed's aggregates (no strictness, no
+drift sample, no windows), measured in the same run. Target: monitor within 2x of the floor.
 
 Generates a JSONL log of --size-mb (default 1024) in a temp dir (deleted afterwards), then runs
 each contender in its own child process and reports wall time and the child's peak RSS
@@ -35,6 +37,25 @@ avg_tokens = df["tokens_generated"].mean()
 error_rate = (df["_error_norm"] != "none").mean() * 100.0
 avg_satisfaction = df["user_satisfaction"].mean()
 print(len(df), avg_latency, p95_latency, avg_tokens, error_rate, avg_satisfaction)
+"""
+
+
+# The floor: what DuckDB alone takes to read the log and compute the seed's aggregates.
+DUCKDB_FLOOR = """
+import sys
+import duckdb
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+row = con.execute(
+    "SELECT count(*), avg(response_time_ms), quantile_cont(response_time_ms, 0.95),"
+    " avg(tokens_generated), avg(CASE WHEN lower(coalesce(CAST(error AS VARCHAR), 'none')) <> 'none'"
+    " THEN 1 ELSE 0 END) * 100, avg(user_satisfaction)"
+    " FROM read_json(?, format = 'newline_delimited', columns = {"
+    "'response_time_ms': 'DOUBLE', 'tokens_generated': 'DOUBLE', 'error': 'VARCHAR',"
+    " 'user_satisfaction': 'DOUBLE'})",
+    [sys.argv[1]],
+).fetchone()
+print(*row)
 """
 
 
@@ -100,6 +121,11 @@ def main() -> None:
         print(
             f"releasectl monitor: {wall_m:7.1f} s  {size / wall_m:6.1f} MB/s  peak {rss_m:6.0f} MB  (p95 {p95}, {doc.get('latency_estimate')}; read by {doc.get('reader', {}).get('engine')})"
         )
+        wall_f, rss_f, out_f = run_child([sys.executable, "-c", DUCKDB_FLOOR, str(log)])
+        print(
+            f"duckdb read_json  : {wall_f:7.1f} s  {size / wall_f:6.1f} MB/s  peak {rss_f:6.0f} MB  (n, avg, p95, ...: {out_f.split(chr(10))[0]})"
+        )
+        print(f"monitor / floor: {wall_m / wall_f:.2f}x (target <= 2x)")
         if args.skip_pandas:
             return
         wall_p, rss_p, out_p = run_child([sys.executable, "-c", PANDAS_SNIPPET, str(log)])

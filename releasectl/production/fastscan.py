@@ -37,6 +37,7 @@ from typing import Any
 
 from releasectl import safeio
 from releasectl.duckjson import LINES, byte_check, connect, lenient
+from releasectl.production.logs import _YEAR_9999 as YEAR_9999
 from releasectl.production.logs import BOOL_FIELDS, NUMERIC_FIELDS, parse_line
 from releasectl.production.logs import STRING_FIELDS as CHECKED_STRINGS
 from releasectl.production.sketch import QuantileSketch
@@ -136,20 +137,20 @@ WITH src AS (
   SELECT *,
     want_json AND no_error AS json_expected,
     CASE WHEN want_json AND no_error THEN {lead("output")} END AS out_lead,
-    CASE WHEN want_json AND no_error THEN {string("output")} END AS out
+    CASE WHEN want_json AND no_error THEN {string("output")} END AS out,
+    CASE WHEN ts IS NOT NULL AND regexp_full_match(ts, '{TS_RE}') THEN {epoch} END AS ep
   FROM rec
 ), checked AS (
   SELECT *,
     pre_odd
-      OR (ts IS NOT NULL AND NOT regexp_full_match(ts, '{TS_RE}'))
-      -- near the ends of the range (before 1970 UTC, after 9998) the Python path decides
-      OR (ts IS NOT NULL AND (left(ts, 4) <= '1970' OR left(ts, 4) >= '9998'
-          OR try_cast(replace(left(ts, 19), 'T', ' ') AS TIMESTAMP) IS NULL))
+      -- not strict ISO 8601, not a real date (Feb 30), or outside [1970-01-01, 9999-01-01) UTC:
+      -- a malformed line, as `logs.timestamp_problem` says
+      OR (ts IS NOT NULL AND (ep IS NULL OR ep < 0 OR ep >= {YEAR_9999}))
       OR (json_expected AND out_lead IS NOT NULL AND out_lead <> '"')
       OR (json_expected AND out IS NOT NULL AND {lenient("out", numbers=True, top=True)}) AS odd
   FROM wanted
 ), windowed AS (
-  SELECT *, CASE WHEN NOT odd THEN floor({epoch} / {window_seconds})::BIGINT END AS win
+  SELECT *, CASE WHEN NOT odd THEN floor(ep / {window_seconds})::BIGINT END AS win
   FROM checked
 )"""
     # One pass. The main GROUP BY has a group per (odd, window): Python adds the groups up, and

@@ -95,7 +95,7 @@ def timestamp_problem(ts: Any) -> str | None:
     return None
 
 
-_YEAR_9999 = 253370764800.0  # 9999-01-01T00:00:00Z as a POSIX time
+_YEAR_9999 = 253370764800  # 9999-01-01T00:00:00Z as a POSIX time (fastscan uses it too)
 
 
 def _problem(rec: Any, strings: tuple[str, ...] = STRING_FIELDS) -> str | None:
