@@ -1,0 +1,1 @@
+"""Monitoring a served release: metrics sources (Prometheus) for monitor, canary and rollout."""
