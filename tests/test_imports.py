@@ -417,3 +417,25 @@ def test_truncated_eval_log_is_exit_2(tmp_path: Path) -> None:
     cut.write_bytes(data[: len(data) // 2])
     r = run_cli("import", "inspect", str(cut), "--out", str(tmp_path / "o"), *COST)
     assert r.code == 2 and "cut.eval" in r.output
+
+
+def test_reimport_drops_the_stale_gate_and_out_must_be_a_folder(tmp_path: Path) -> None:
+    results = FIX / "promptfoo/results.json"
+    _import("promptfoo", results, tmp_path / "a", "--select", "prompt=plain")
+    _import("promptfoo", results, tmp_path / "b", "--select", "prompt=safety")
+    _gate(tmp_path, tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "a/gate.json").exists()
+    _import("promptfoo", results, tmp_path / "a", "--select", "prompt=safety")
+    assert not (tmp_path / "a/gate.json").exists()
+    (tmp_path / "file").write_text("x")
+    r = run_cli(
+        "import",
+        "promptfoo",
+        str(results),
+        "--select",
+        "prompt=plain",
+        "--out",
+        str(tmp_path / "file"),
+        *COST,
+    )
+    assert r.code == 2 and "not a folder" in r.output

@@ -211,7 +211,14 @@ def write_run(
     if record["seed"] is None:
         del record["seed"]
     RunRecord.model_validate(json.loads(json.dumps(record)))
+    if out.exists() and not out.is_dir():
+        raise BadInput(
+            f"--out {out} exists and is not a folder",
+            [Problem("not a folder", field="--out", found=str(out))],
+        )
     out.mkdir(parents=True, exist_ok=True)
+    # a gate.json left from an earlier import judged other results: it must not outlive them
+    (out / "gate.json").unlink(missing_ok=True)
     atomic_write_bytes(
         out / "results.jsonl", b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in rows)
     )
