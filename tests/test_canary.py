@@ -174,3 +174,29 @@ def test_no_rules_is_bad_input(cli, tmp_path):
     rules.write_text("success@1.point >= 0.5\n")
     r = cli("canary", "--rules", str(rules), *CANARY, cwd=tmp_path)
     assert r.code == 2 and "no canary.* rules" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("which", ["--canary-logs", "--baseline-logs"])
+def test_unreadable_or_empty_logs_are_exit_2_naming_the_file(cli, repo_root, tmp_path, which):
+    import gzip
+    import os
+
+    good = write_log(tmp_path / "good.jsonl", 200, seed=1)
+    raw = gzip.compress(good.read_bytes(), mtime=0)
+    bad = {
+        "empty.jsonl": b"",
+        "junk.jsonl": b"nope\n{bad\n",
+        "torn.jsonl.gz": raw[: len(raw) // 2],
+        "crc.jsonl.gz": raw[:-8] + b"\xff\xff\xff\xff" + raw[-4:],
+    }
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    paths = [fifo]
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+    for path in paths:
+        args = {"--canary-logs": str(good), "--baseline-logs": str(good), which: str(path)}
+        r = cli("canary", "releases/v1.3.yaml", *[x for kv in args.items() for x in kv], cwd=repo_root)
+        assert r.code == 2, (path.name, r.output)
+        assert str(path) in r.output and "internal error" not in r.output
