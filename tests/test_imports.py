@@ -390,6 +390,7 @@ def test_thresholds_decide_non_binary_scores(tmp_path: Path) -> None:
         (("--gpus", "1", "--gpu-hourly-usd", "1", "--threshold", "acc=x"), "NAME=NUMBER"),
         (("--gpus", "1", "--gpu-hourly-usd", "1", "--slice-from", "vars.x"), "--slice-from"),
         (("--gpus", "1", "--gpu-hourly-usd", "1", "--select", "filter=strict"), "no filter named"),
+        (("--gpus", "1", "--gpu-hourly-usd", "1", "--select", "prompt=plain"), "means nothing"),
     ],
 )
 def test_bad_arguments_are_exit_2(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:

@@ -123,6 +123,21 @@ def _run_import(harness: str, source: Path, fmt: str, **kw: Any) -> int:
         thresholds=_thresholds(kw["thresholds"]),
         select=_select(kw["selects"]),
     )
+    from releasectl.imports import SELECT_KEYS
+
+    unknown = sorted(set(choices.select) - set(SELECT_KEYS[harness]))
+    if unknown:
+        raise BadInput(
+            f"--select {unknown[0]}=… means nothing to the {harness} importer",
+            [
+                Problem(
+                    "unknown selection",
+                    field="--select",
+                    expected=", ".join(SELECT_KEYS[harness]) or "none",
+                    found=unknown[0],
+                )
+            ],
+        )
     binding = bind(kw["manifest"], source) if kw["manifest"] else None
     imported = HARNESSES[harness](source, choices)
     record = write_run(

@@ -35,3 +35,10 @@ HARNESSES: dict[str, Callable[[Path, Choices], ImportedRun]] = {
     "inspect": _inspect,
     "promptfoo": _promptfoo,
 }
+
+# what --select may choose, per harness: anything else is a typo, not a no-op
+SELECT_KEYS: dict[str, tuple[str, ...]] = {
+    "lm-eval": ("filter",),
+    "inspect": (),
+    "promptfoo": ("prompt", "provider"),
+}
