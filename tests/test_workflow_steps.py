@@ -262,6 +262,7 @@ class Runner:
     sha: str
     inputs: dict[str, Any] = field(default_factory=dict)
     ref: str | None = None  # the branch a non-PR event runs on (GITHUB_REF), e.g. main
+    workdir: Path | None = None  # one workspace for every job (the action test), else one per job
     secrets: dict[str, str] = field(default_factory=dict)
     counter: int = 0
 
@@ -329,7 +330,7 @@ class Runner:
         self, wf_name: str, job_name: str, job: dict[str, Any], base_ctx: dict[str, Any], leg: dict[str, Any]
     ) -> JobResult:
         self.counter += 1
-        work = self.tmp / f"job-{self.counter}-{job_name}"
+        work = self.workdir or self.tmp / f"job-{self.counter}-{job_name}"
         ctx = {**base_ctx, "matrix": leg, "steps": {}}
         job_env = {**ctx["env"], **{k: str(value_of(v, ctx)) for k, v in (job.get("env") or {}).items()}}
         ctx["env"] = job_env
@@ -411,6 +412,8 @@ class Runner:
         w = {k: str(value_of(v, ctx)) for k, v in (step.get("with") or {}).items()}
         if uses == "actions/checkout":
             ref = w.get("ref") or self.ref or self.sha
+            if work.exists():
+                return {}  # the shared workspace is checked out already
             subprocess.run(["git", "clone", "-q", str(self.origin), str(work)], check=True)
             branch = subprocess.run(
                 ["git", "-C", str(work), "rev-parse", "-q", "--verify", f"refs/remotes/origin/{ref}"],
@@ -798,3 +801,66 @@ def test_the_action_pins_third_party_actions_and_declares_its_modes() -> None:
         action["inputs"]
     )
     assert {"verdict", "gate-json", "report", "exit-code"} <= set(action["outputs"])
+
+
+def run_action(run: Runner, with_: dict[str, str], before: list[dict[str, Any]] | None = None) -> JobResult:
+    """The composite action's steps as one job, `inputs` = `with_` over the declared defaults.
+    Every call shares one workspace (run.workdir), as steps of one consumer job do."""
+    action = yaml.safe_load((REPO_ROOT / "action.yml").read_text())
+    ctx: dict[str, Any] = {
+        "github": run.github(),
+        "secrets": {},
+        "vars": {},
+        "env": {},
+        "steps": {},
+        "matrix": {},
+    }
+    run.inputs = {
+        **{k: str(value_of(v.get("default", ""), ctx)) for k, v in action["inputs"].items()},
+        **with_,
+    }
+    steps = [{"uses": "actions/checkout@x"}, *(before or []), *action["runs"]["steps"]]
+    job = {"steps": steps, "outputs": {k: v["value"] for k, v in action["outputs"].items()}}
+    run.workflow = lambda name: {"on": "pull_request", "jobs": {"action": job}}  # type: ignore[method-assign]
+    (result,) = run.run_job("action", "action", {})
+    return result
+
+
+def test_the_action_validates_gates_and_publishes(tmp_path: Path, repo: Repo, fake: FakeGitHub) -> None:
+    run = runner(tmp_path, repo, fake, pr_event(repo, fork=False))
+    run.workdir = tmp_path / "consumer-workspace"
+    validate = run_action(run, {"command": "validate", "manifests": "releases/v1.3.yaml"})
+    assert validate.result == "success", validate.log
+    assert validate.outputs["exit-code"] == "0" and "releases/v1.3.yaml: checklist 1 pass" in validate.log
+
+    # The consumer's replay (the GPU job) is the stand-in shim: runs bound to the manifests.
+    replay = {
+        "run": "releasectl replay releases/v1.3.yaml --engine vllm --out runs/v1.3\n"
+        "releasectl replay releases/v1.2.yaml --engine vllm --out runs/v1.2"
+    }
+    gate = run_action(
+        run,
+        {
+            "command": "gate",
+            "manifests": "releases/v1.3.yaml",
+            "run": "runs/v1.3",
+            "baseline-run": "runs/v1.2",
+        },
+        before=[replay],
+    )
+    assert gate.result == "success", gate.log
+    assert gate.outputs["verdict"] == "promote" and gate.outputs["exit-code"] == "0"
+    assert gate.outputs["gate-json"] == "runs/v1.3/gate.json"
+    assert gate.summary == (run.workdir / "runs" / "v1.3" / "report.md").read_text()
+
+    publish = run_action(run, {"command": "publish", "gate": "runs/v1.3/gate.json"})
+    assert publish.result == "success", publish.log
+    assert len(fake.sticky(42, "<!-- releasectl:gate release=v1.3")) == 1
+    assert [s["state"] for s in fake.statuses[repo.head]] == ["success"]
+    (check,) = fake.check_runs.values()
+    assert check["conclusion"] == "success" and check["head_sha"] == repo.head
+
+    bad = run_action(
+        run, {"command": "publish", "gate": "runs/v1.3/gate.json", "publish-to": "comment,tweet"}
+    )
+    assert bad.result == "failure" and "unknown target 'tweet'" in bad.log
