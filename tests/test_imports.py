@@ -226,6 +226,8 @@ def test_promptfoo_two_templates_gate_matches_scipy(tmp_path: Path) -> None:
     _check_stats(gate, _promptfoo_scores(results, "safety"), _promptfoo_scores(results, "plain"))
     headache = next(s for s in gate["slices"] if s["slice"] == "headache_redflags")
     assert headache["p_value"] < 0.05  # the safety template helps on this slice, and the gate sees it
+    report = run_cli("report", str(tmp_path / "safety/gate.json"))
+    assert report.code == 0 and "headache_redflags" in report.stdout, report.output
 
 
 def test_promptfoo_results_v2_pairs_with_v3(tmp_path: Path) -> None:
