@@ -160,6 +160,8 @@ def test_inspect_two_models_gate_matches_scipy(tmp_path: Path) -> None:
     assert set(row["verifiers"]) == {"pattern", "includes"}
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0 and row["latency_ms"] > 0
     assert row["case_id"].startswith("core_two_slices/division_hard-001/epoch1#")
+    one = _import("inspect", FIX / "inspect/hasty.eval", tmp_path / "one", "--select", "epoch=2")
+    assert one["cases"] == 12
 
 
 def test_inspect_direct_reader_equals_inspect_api(tmp_path: Path) -> None:

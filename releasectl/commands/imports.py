@@ -209,7 +209,7 @@ def lm_eval(path: Path, fmt: str, **kw: Any) -> int:
 @_common
 def inspect_log(log: Path, fmt: str, **kw: Any) -> int:
     """LOG: an inspect_ai .eval log (or an older .json log). --slice-from task (default) or
-    metadata.KEY. case_id = task/sample id/epoch#content hash."""
+    metadata.KEY; --select epoch=N imports one epoch. case_id = task/sample id/epoch#content hash."""
     return _run_import("inspect", log, fmt, **kw)
 
 

@@ -39,6 +39,6 @@ HARNESSES: dict[str, Callable[[Path, Choices], ImportedRun]] = {
 # what --select may choose, per harness: anything else is a typo, not a no-op
 SELECT_KEYS: dict[str, tuple[str, ...]] = {
     "lm-eval": ("filter",),
-    "inspect": (),
+    "inspect": ("epoch",),
     "promptfoo": ("prompt", "provider"),
 }

@@ -218,6 +218,7 @@ def read(path: Path, choices: Choices, *, use_inspect: bool = True) -> ImportedR
             hint="run inspect eval with log_samples on (the default)",
         )
     slice_from = choices.slice_from or "task"
+    wanted_epoch = choices.select.get("epoch")
     cases: list[ImportedCase] = []
     seen: set[str] = set()
     timed = True
@@ -227,6 +228,8 @@ def read(path: Path, choices: Choices, *, use_inspect: bool = True) -> ImportedR
             raise bad("expected an object", where, found=sample)
         sid = need(sample, "id", (str, int), where)
         epoch = need(sample, "epoch", int, where)
+        if wanted_epoch is not None and str(epoch) != wanted_epoch:
+            continue
         scores = optional(sample, "scores", dict, where) or {}
         verdicts: dict[str, Verdict] = {}
         for name, score in scores.items():
