@@ -40,8 +40,7 @@ from releasectl.duckjson import LINES, byte_check, connect, lenient
 from releasectl.production.logs import _YEAR_9999 as YEAR_9999
 from releasectl.production.logs import BOOL_FIELDS, NUMERIC_FIELDS, parse_line
 from releasectl.production.logs import STRING_FIELDS as CHECKED_STRINGS
-from releasectl.production.sketch import QuantileSketch
-from releasectl.production.stats import (
+from releasectl.production.logstats import (
     COUNT_FIELDS,
     MAX_TOPICS,
     PROXY_FIELDS,
@@ -50,6 +49,7 @@ from releasectl.production.stats import (
     LogStats,
     Window,
 )
+from releasectl.production.sketch import QuantileSketch
 
 CANDIDATE_CAP = 20_000  # candidate lines re-read in Python; more than this and the Python path reads it all
 
