@@ -130,20 +130,15 @@ def test_commit_leaves_other_staged_changes_alone(cli, example_repo):
 def write_gate(
     repo: Path, release: str, *, stage: str, verdict: str = "promote", digest: str | None = None
 ) -> Path:
+    """A consistent gate.json (its verdict follows from its rules, as promote re-checks)."""
+    from runfactory import gate_document
+
     loaded = load_manifest(repo / "releases" / f"{release}.yaml")
+    outcomes = {"promote": ("pass",), "block": ("pass", "fail"), "hold": ("inconclusive",)}[verdict]
+    doc = gate_document(release, stage=stage, manifest_digest=digest or loaded.digest, outcomes=outcomes)
     path = repo / "runs" / release / "gate.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {
-                "release": release,
-                "stage": stage,
-                "verdict": verdict,
-                "verdict_reason": "test",
-                "manifest_digest": digest or loaded.digest,
-            }
-        )
-    )
+    path.write_text(json.dumps(doc))
     return path
 
 

@@ -111,21 +111,21 @@ def test_diff_shows_what_changed_in_the_pins(cli, repo_root):
 
 
 def test_new_scaffolds_the_next_release(cli, example_repo):
-    result = cli("new", "v1.4", "--from", "v1.3", "--description", "next one", cwd=example_repo)
+    result = cli("new", "v1.5", "--from", "v1.3", "--description", "next one", cwd=example_repo)
     assert result.code == 0, result.output
-    text = (example_repo / "releases" / "v1.4.yaml").read_text()
-    assert "release: v1.4" in text and "parent: v1.3" in text and 'description: "next one"' in text
+    text = (example_repo / "releases" / "v1.5.yaml").read_text()
+    assert "release: v1.5" in text and "parent: v1.3" in text and 'description: "next one"' in text
     assert "# Release v1.3" in text  # comments survive
-    assert cli("validate", "releases/v1.4.yaml", cwd=example_repo).code == 0
-    again = cli("new", "v1.4", "--from", "v1.3", cwd=example_repo)
+    assert cli("validate", "releases/v1.5.yaml", cwd=example_repo).code == 0
+    again = cli("new", "v1.5", "--from", "v1.3", cwd=example_repo)
     assert again.code == 2 and "already exists" in again.stderr
     assert cli("new", "v2", "--from", "v1.3", cwd=example_repo).code == 2
-    assert "unknown release" in cli("new", "v1.5", "--from", "v1.9", cwd=example_repo).stderr
+    assert "unknown release" in cli("new", "v1.6", "--from", "v1.9", cwd=example_repo).stderr
 
 
 def test_new_repins_changed_files(cli, example_repo):
     (example_repo / "prompts" / "assistant_v2.j2").write_text("{{ prompt }}\n")
-    result = cli("new", "v1.4", "--from", "v1.3", "--format", "json", cwd=example_repo)
+    result = cli("new", "v1.5", "--from", "v1.3", "--format", "json", cwd=example_repo)
     assert result.code == 0
     assert [c["field"] for c in result.json()["repinned"]] == ["input.template.sha256"]
-    assert cli("validate", "releases/v1.4.yaml", cwd=example_repo).code == 0
+    assert cli("validate", "releases/v1.5.yaml", cwd=example_repo).code == 0

@@ -8,8 +8,6 @@ concurrent invocations serialise and a compare-and-set (`expect`) sees the state
 from __future__ import annotations
 
 import getpass
-import hashlib
-import json
 import os
 import subprocess
 import time
@@ -216,15 +214,15 @@ def _move(
 
 
 def _gate_for(root: Path, release: str, gate_file: Path | None) -> tuple[dict[str, Any] | None, str, Path]:
+    """gate.json re-validated against its model, rules and verdict re-derived
+    (`verified.verified_gate`: an inconsistent record is exit 2, never a promotion)."""
     path = gate_file or root / "runs" / release / "gate.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None, "", path
-    raw = path.read_bytes()
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise BadInput(f"{path} is not valid JSON") from None
-    return doc, hashlib.sha256(raw).hexdigest(), path
+    from releasectl.channels import verified
+
+    doc, digest = verified.verified_gate(path)
+    return doc, digest, path
 
 
 def promote_channel(
