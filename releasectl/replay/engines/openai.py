@@ -345,7 +345,7 @@ def probe_runtime(loaded: LoadedManifest, endpoint: Endpoint) -> Runtime:
 
 
 def request_body(
-    prompt: Prompt, sampling: Sampling, *, model: str, seed: int, stream: bool
+    prompt: Prompt, sampling: Sampling, *, model: str, seed: int, stream: bool, vllm: bool = False
 ) -> dict[str, Any]:
     """The pinned sampling as an OpenAI request (with vLLM's extra top_k / repetition_penalty)."""
     body: dict[str, Any] = {
@@ -359,9 +359,12 @@ def request_body(
     }
     if sampling.stop:
         body["stop"] = list(sampling.stop)
-    if sampling.top_k > 0:
-        body["top_k"] = sampling.top_k
-    if sampling.repetition_penalty != 1.0:
+    # vLLM fills parameters a request leaves out from the model's generation_config.json
+    # (`--generation-config auto`), so a vLLM server gets every one explicitly; another server
+    # gets vLLM's extra parameters only when the pin sets them (OpenAI's own API rejects them).
+    if vllm or sampling.top_k > 0:
+        body["top_k"] = sampling.top_k if sampling.top_k > 0 else -1
+    if vllm or sampling.repetition_penalty != 1.0:
         body["repetition_penalty"] = sampling.repetition_penalty
     if stream:
         body["stream_options"] = {"include_usage": True}
@@ -464,6 +467,7 @@ class OpenAIEngine:
         self.base_model = str(runtime.extra.get("served_model") or endpoint.served_model_name or "")
         self._model = self.base_model
         self._retry = retry or RetryPolicy()
+        self._vllm = runtime.extra.get("server") == "vllm"
         models = runtime.extra.get("models")
         self._served = (
             {str(m.get("id")) for m in models if isinstance(m, dict)} if isinstance(models, list) else set()
@@ -532,7 +536,9 @@ class OpenAIEngine:
 
     def _one(self, prompt: Prompt, sampling: Sampling, seed: int) -> Generation:
         url = f"{self.base}/{'chat/completions' if prompt.chat_template else 'completions'}"
-        body = request_body(prompt, sampling, model=self._model, seed=seed, stream=self.endpoint.stream)
+        body = request_body(
+            prompt, sampling, model=self._model, seed=seed, stream=self.endpoint.stream, vllm=self._vllm
+        )
         policy = RetryPolicy(
             attempts=self._retry.attempts,
             base_delay=self._retry.base_delay,
