@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from releasectl.suite.registry import Settings, Verdict, VerifyContext, verifier
@@ -194,13 +195,11 @@ class LanguageSettings(Settings):
     """Share of detectable sentences that must be in the expected language."""
 
 
-@verifier("language_consistency", "1.0", kind="quality", settings=LanguageSettings)
-def language_consistency(output: str, s: LanguageSettings, ctx: VerifyContext) -> Verdict:
-    """The whole answer is in the expected language, sentence by sentence."""
-    want = str(ctx.expected[s.field])
+def _consistency(output: str, want: str, s: LanguageSettings, detect: Callable[[str], str | None]) -> Verdict:
+    """The verdict both versions give, with `detect` as the only difference."""
     sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n+", output) if x.strip()]
-    detected = [d for d in (detect_language(x) for x in sentences) if d is not None]
-    overall = detect_language(output)
+    detected = [d for d in (detect(x) for x in sentences) if d is not None]
+    overall = detect(output)
     if overall is None and not detected:
         return Verdict(False, f"too little text to tell the language; expected {want}")
     if overall != want:
@@ -212,6 +211,12 @@ def language_consistency(output: str, s: LanguageSettings, ctx: VerifyContext) -
             False, f"switches language: {share:.0%} of sentences in {want}, others in {', '.join(others)}"
         )
     return Verdict(True, f"{want} throughout ({len(detected)} sentences)")
+
+
+@verifier("language_consistency", "1.0", kind="quality", settings=LanguageSettings)
+def language_consistency(output: str, s: LanguageSettings, ctx: VerifyContext) -> Verdict:
+    """The whole answer is in the expected language, sentence by sentence."""
+    return _consistency(output, str(ctx.expected[s.field]), s, detect_language)
 
 
 # --- 2.0: lingua-language-detector (n-gram models shipped in the wheel, accurate on short text) --
@@ -254,17 +259,4 @@ def language_consistency_v2_0(output: str, s: LanguageSettings, ctx: VerifyConte
     """The whole answer is in the expected language, sentence by sentence (v2.0: lingua)."""
     want = str(ctx.expected[s.field]).lower()
     codes = _languages_for(want)
-    sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n+", output) if x.strip()]
-    detected = [d for d in (detect_language_lingua(x, codes) for x in sentences) if d is not None]
-    overall = detect_language_lingua(output, codes)
-    if overall is None and not detected:
-        return Verdict(False, f"too little text to tell the language; expected {want}")
-    if overall != want:
-        return Verdict(False, f"answer is in {overall or 'an unknown language'}, expected {want}")
-    share = sum(d == want for d in detected) / len(detected) if detected else 1.0
-    if share < s.min_consistent:
-        others = sorted({d for d in detected if d != want})
-        return Verdict(
-            False, f"switches language: {share:.0%} of sentences in {want}, others in {', '.join(others)}"
-        )
-    return Verdict(True, f"{want} throughout ({len(detected)} sentences)")
+    return _consistency(output, want, s, lambda text: detect_language_lingua(text, codes))
