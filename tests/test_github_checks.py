@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from test_github are test arguments here
 """`releasectl github check` against the local GitHub fake: one check run per release and SHA,
 the verdict as conclusion, the report as summary within 65,535 characters, annotations on the
 policy's and the manifest's lines 50 per request, and no duplicate under faults."""
@@ -6,15 +7,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakegithub import TOKEN, FakeGitHub, Fault
+from fakegithub import FakeGitHub, Fault
+from test_github import fake, gh, waits  # noqa: F401 - the shared fixtures
 from test_report_samples import sample_gate
-
-from releasectl import retry
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -35,21 +34,6 @@ def write_gate(path: Path, verdict: str, n_failing_rules: int = 0) -> dict[str, 
         )
     path.write_text(json.dumps(gate))
     return gate
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeGitHub]:
-    server = FakeGitHub().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def gh(fake: FakeGitHub, cli, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    slept: list[float] = []
-    monkeypatch.setattr(retry, "sleep_seconds", slept.append)
-    env = {"GITHUB_API_URL": fake.url, "GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": fake.repo}
-    return lambda *args: cli("github", *args, env=env)
 
 
 @pytest.mark.parametrize(
@@ -122,28 +106,27 @@ def test_a_long_report_is_cut_to_the_summary_limit(gh, fake: FakeGitHub, tmp_pat
     assert summary.startswith("| row 0 |") and "cut here" in summary
 
 
-@pytest.mark.parametrize("kind", ["500", "502-after", "timeout", "timeout-after"])
-def test_faults_on_create_never_duplicate_the_check_run(
-    gh, fake: FakeGitHub, tmp_path: Path, kind: str
+@pytest.mark.parametrize(
+    ("endpoint", "kind"),
+    [
+        ("check-create", "500"),
+        ("check-create", "502-after"),
+        ("check-create", "timeout"),
+        ("check-create", "timeout-after"),
+        ("check-update", "500"),
+        ("check-update", "502-after"),
+        ("check-update", "timeout-after"),
+        ("check-update", "429"),
+    ],
+)
+def test_faults_never_duplicate_the_check_run_or_an_annotation(
+    gh, fake: FakeGitHub, tmp_path: Path, endpoint: str, kind: str
 ) -> None:
+    """A create or an annotation batch that failed, maybe after being applied, is retried by
+    listing first: one check run, each annotation once."""
     gate = tmp_path / "gate.json"
     write_gate(gate, "block", n_failing_rules=60)
-    fake.inject("check-create", Fault(kind, delay=2.5))
-    result = gh("check", "--sha", SHA, "--gate", str(gate), "--timeout", "1", "--format", "json")
-    assert result.code == 0, result.output
-    assert len(fake.check_runs) == 1
-    (run,) = fake.check_runs.values()
-    keys = [(a["path"], a["start_line"]) for a in run["annotations"]]
-    assert len(keys) == len(set(keys)) == 61
-
-
-@pytest.mark.parametrize("kind", ["500", "502-after", "timeout-after", "429"])
-def test_faults_on_an_annotation_batch_never_duplicate_annotations(
-    gh, fake: FakeGitHub, tmp_path: Path, kind: str
-) -> None:
-    gate = tmp_path / "gate.json"
-    write_gate(gate, "block", n_failing_rules=60)
-    fake.inject("check-update", Fault(kind, delay=2.5))
+    fake.inject(endpoint, Fault(kind, delay=2.5))
     result = gh("check", "--sha", SHA, "--gate", str(gate), "--timeout", "1", "--format", "json")
     assert result.code == 0, result.output
     (run,) = fake.check_runs.values()

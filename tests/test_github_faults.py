@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from test_github are test arguments here
 """The GitHub client against a hostile or broken server: a drip-feed, a pagination loop, HTML
 where JSON belongs. Each ends in exit 3 with a message that says what the server did, never a hang
 and never "internal error". The server is the real HTTP fake in tests/fakegithub.py."""
@@ -5,29 +6,13 @@ and never "internal error". The server is the real HTTP fake in tests/fakegithub
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakegithub import TOKEN, FakeGitHub, Fault
-
-from releasectl import retry
+from fakegithub import FakeGitHub, Fault
+from test_github import fake, gh, waits  # noqa: F401 - the shared fixtures
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeGitHub]:
-    server = FakeGitHub().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def gh(fake: FakeGitHub, cli, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(retry, "sleep_seconds", lambda s: None)
-    env = {"GITHUB_API_URL": fake.url, "GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": fake.repo}
-    return lambda *args: cli("github", *args, env=env)
 
 
 def body(tmp_path: Path) -> str:

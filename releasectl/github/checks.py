@@ -12,7 +12,7 @@ PATCH, or a re-run of the job, never duplicates one.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +129,6 @@ def rule_annotations(gate: dict[str, Any]) -> list[Annotation]:
 
 def problem_annotations(problems: list[Problem]) -> list[Annotation]:
     """Validation problems with a file as failures on their lines (line 1 when unknown)."""
-    from dataclasses import replace
-
     return [
         Annotation(
             path=p.file,
@@ -144,6 +142,26 @@ def problem_annotations(problems: list[Problem]) -> list[Annotation]:
     ]
 
 
+def checklist_problems(report: Any) -> list[Problem]:
+    """Each failing checklist item's problems, located on the manifest (a ChecklistReport).
+
+    `releasectl validate --format github` builds the same list; it can call this."""
+    problems: list[Problem] = []
+    for item in report.items:
+        for c in item.checks:
+            if not c.failed:
+                continue
+            for p in c.problems or [Problem(c.message, file=report.manifest)]:
+                problems.append(
+                    replace(
+                        p,
+                        message=f"checklist item {item.number} ({item.title}): {p.message}",
+                        file=p.file or report.manifest,
+                    )
+                )
+    return problems
+
+
 def manifest_problems(paths: list[Path]) -> list[Problem]:
     """Validation errors and failing checklist items of each manifest, located on its lines."""
     from releasectl.checklist import run_checklist
@@ -152,25 +170,9 @@ def manifest_problems(paths: list[Path]) -> list[Problem]:
     problems: list[Problem] = []
     for path in paths:
         try:
-            report = run_checklist(load_manifest(path), resolve=False)
+            problems += checklist_problems(run_checklist(load_manifest(path), resolve=False))
         except BadInput as e:
             problems += e.problems or [Problem(e.message, file=str(path))]
-            continue
-        for item in report.items:
-            for c in item.checks:
-                if c.failed:
-                    for p in c.problems or [Problem(c.message)]:
-                        problems.append(
-                            Problem(
-                                f"checklist item {item.number} ({item.title}): {p.message}",
-                                file=p.file or report.manifest,
-                                line=p.line,
-                                field=p.field,
-                                expected=p.expected,
-                                found=p.found,
-                                hint=p.hint,
-                            )
-                        )
     return problems
 
 
