@@ -262,7 +262,8 @@ def check(
     update it; a create that failed with a 5xx or a timeout is never repeated blindly, and
     annotations already on the check run are not sent again. Needs `checks: write`.
     """
-    from releasectl.github.checks import check_from_gate, manifest_problems, upsert_check_run
+    from releasectl.checklist.problems import manifest_problems
+    from releasectl.github.checks import check_from_gate, upsert_check_run
     from releasectl.report.gate_file import load_gate
 
     gate = load_gate(gate_path)
@@ -309,7 +310,7 @@ def matrix(base_sha: str, head: str, channel: str, shards: int, fmt: str) -> int
       releases=["v1.3"]   manifests=releases/v1.3.yaml   baselines={"v1.3": "v1.2"}
       legs={"include": [{"release": "v1.3", "shard": "0/2", "index": "0"}, ...]}   shards=2
     """
-    from releasectl.github.plan import plan
+    from releasectl.gate.plan import plan
     from releasectl.repo import repo_root
 
     result = plan(repo_root(), base_sha, head, channel, shards)

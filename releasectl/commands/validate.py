@@ -102,26 +102,12 @@ def _print_report(report: ChecklistReport) -> None:
 
 
 def _print_github(reports: list[ChecklistReport], invalid: list[BadInput]) -> None:
+    from releasectl.checklist.problems import checklist_problems
     from releasectl.github.annotations import annotations
 
     problems: list[Problem] = [p for e in invalid for p in (e.problems or [Problem(e.message)])]
     for report in reports:
-        for item in report.items:
-            for c in item.checks:
-                if c.failed:
-                    problems += [
-                        Problem(
-                            f"checklist item {item.number} ({item.title}): {p.message}",
-                            file=p.file or report.manifest,
-                            line=p.line,
-                            col=p.col,
-                            field=p.field,
-                            expected=p.expected,
-                            found=p.found,
-                            hint=p.hint,
-                        )
-                        for p in (c.problems or [Problem(c.message, file=report.manifest)])
-                    ]
+        problems += checklist_problems(report)
     for line in annotations("error", problems):
         sys.stdout.write(line + "\n")
     for report in reports:
