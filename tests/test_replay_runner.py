@@ -208,3 +208,13 @@ def test_merge_refuses_shards_of_another_runtime_and_damaged_shards(loaded, tmp_
     (tmp_path / "s1" / "run.json").write_text(json.dumps({"release": "v1.3", "gpus": 0}))
     with pytest.raises(BadInput, match="not a valid run record"):
         merge_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "m")
+
+
+def test_merge_accepts_shards_that_do_not_say_when_they_ran(loaded, tmp_path):
+    for i in range(2):
+        run_replay(loaded, tmp_path / f"s{i}", limit=1, shard=Shard(i, 2), engine_instance=FakeEngine())
+        run = json.loads((tmp_path / f"s{i}" / "run.json").read_text())
+        del run["started_at"], run["finished_at"]
+        (tmp_path / f"s{i}" / "run.json").write_text(json.dumps(run))
+    merged = merge_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "m")
+    assert merged.run["cases"] == 7 and merged.run["started_at"] is None

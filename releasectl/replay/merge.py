@@ -18,7 +18,17 @@ from releasectl.replay.writer import (
     write_run,
 )
 
-_SAME = ("release", "manifest_digest", "suite_digest", "engine", "runtime", "limit", "batch_size", "seed", "device")
+_SAME = (
+    "release",
+    "manifest_digest",
+    "suite_digest",
+    "engine",
+    "runtime",
+    "limit",
+    "batch_size",
+    "seed",
+    "device",
+)
 
 
 def merge_runs(shard_dirs: list[Path], out_dir: Path) -> RunSummary:
@@ -76,7 +86,12 @@ def merge_runs(shard_dirs: list[Path], out_dir: Path) -> RunSummary:
         "cases": len(rows),
         "output_digest": output_digest(rows),
         "generation_seconds": round(sum(float(r.get("generation_seconds", 0)) for r in runs), 3),
-        "started_at": min(r["started_at"] for r in runs),
-        "finished_at": max(r["finished_at"] for r in runs),
+        # Shards made elsewhere may not say when they ran; the merged run then does not either.
+        "started_at": min(
+            (r["started_at"] for r in runs if isinstance(r.get("started_at"), str)), default=None
+        ),
+        "finished_at": max(
+            (r["finished_at"] for r in runs if isinstance(r.get("finished_at"), str)), default=None
+        ),
     }
     return RunSummary(out_dir, write_run(out_dir / RUN_JSON, merged), slice_summary(rows))
