@@ -626,3 +626,15 @@ def test_mistyped_canary_data_is_exit_2_with_the_field(cli, tmp_path, metrics, f
     result = cli("gate", "--run", str(cand), "--rules", str(rules), "--canary", str(canary))
     assert result.code == 2, result.output
     assert f"{canary}:" in result.stderr and f": {field}:" in result.stderr, result.stderr
+
+
+def test_a_reused_baseline_is_named_in_the_provenance_and_the_report(cli, tmp_path):
+    cand, base = _small_pair(tmp_path)
+    (base / "reuse.json").write_text(json.dumps({"reused_from": "actions/cache: replay-v1.2-abc123"}))
+    rules = tmp_path / "p.rules"
+    rules.write_text("aggregate.success@1.point >= 0.1\n")
+    _, doc = gate_json(cli, tmp_path, "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules))
+    assert doc["provenance"]["baseline_run"]["reused_from"] == "actions/cache: replay-v1.2-abc123"
+    assert "reused_from" not in doc["provenance"]["candidate_run"]
+    report = cli("report", str(tmp_path / "gate.json"))
+    assert report.code == 0 and "reused from actions/cache: replay-v1.2-abc123" in report.stdout

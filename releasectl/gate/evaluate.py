@@ -40,7 +40,13 @@ def _run_facts(run: dict[str, Any], path: Path) -> dict[str, Any]:
         "shard",
         "finished_at",
     )
-    return {"run_dir": str(path), **{k: run.get(k) for k in keep if k in run}}
+    from releasectl.replay.cache import read_reuse
+
+    facts = {"run_dir": str(path), **{k: run.get(k) for k in keep if k in run}}
+    reuse = read_reuse(path)  # a baseline restored from the replay cache instead of replayed
+    if reuse is not None:
+        facts["reused_from"] = reuse["reused_from"]
+    return facts
 
 
 def pins(loaded: LoadedManifest) -> list[dict[str, Any]]:

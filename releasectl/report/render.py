@@ -298,6 +298,7 @@ def _run_facts(run: Any) -> dict[str, Any]:
         "output_digest": run.get("output_digest"),
         "manifest_digest": run.get("manifest_digest"),
         "suite_digest": run.get("suite_digest"),
+        "reused_from": run.get("reused_from"),
     }
 
 
