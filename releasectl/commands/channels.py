@@ -206,7 +206,9 @@ def _repair(fmt: str, *, commit: bool) -> int:
     if result.commit:
         click.echo(f"commit {result.commit[:12]}: releases/channels.yaml, releases/history.jsonl")
     if result.kept_aside:
-        click.echo(f"next: inspect {result.kept_aside}; if it was a move that should stand, redo it with releasectl")
+        click.echo(
+            f"next: inspect {result.kept_aside}; if it was a move that should stand, redo it with releasectl"
+        )
     return 0
 
 
@@ -302,7 +304,6 @@ def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt:
 @format_option()
 def status(fmt: str) -> int:
     """Show each channel: its release, the gate verdict it relied on, and how long it has held."""
-    import json
 
     from releasectl.channels import CHANNELS, read_state
     from releasectl.channels.state import repair_view
@@ -318,10 +319,14 @@ def status(fmt: str) -> int:
         gate = (last or {}).get("gate") or {}
         verdict = gate.get("verdict")
         if verdict is None and release and (root / "runs" / release / "gate.json").is_file():
+            from releasectl.errors import BadInput
+            from releasectl.safeio import read_json
+
             try:
-                verdict = json.loads((root / "runs" / release / "gate.json").read_text()).get("verdict")
-            except ValueError:
-                verdict = None
+                doc = read_json(root / "runs" / release / "gate.json", what="gate.json")
+                verdict = doc.get("verdict") if isinstance(doc, dict) else None
+            except BadInput:
+                verdict = "unreadable gate.json"
         if last and last.get("forced"):
             verdict = f"{verdict or 'none'} (forced)"
         rows.append(

@@ -109,6 +109,7 @@ def gate(
     from releasectl.gate.metrics import Policy
     from releasectl.gate.rules import parse_rules_file
     from releasectl.manifest.loader import find_root, load_manifest
+    from releasectl.safeio import read_bytes
 
     loaded = load_manifest(manifest) if manifest else None
     root = loaded.root if loaded else find_root(Path.cwd() / "releases" / "_")
@@ -153,7 +154,9 @@ def gate(
     result = run_gate(
         rules=rules,
         rules_source=rules_display,
-        rules_sha256=hashlib.sha256(rules_path.read_bytes()).hexdigest(),
+        rules_sha256=hashlib.sha256(
+            read_bytes(rules_path, what="rules file", name=rules_display)
+        ).hexdigest(),
         stage=stage,
         run_dir=run_dir,
         baseline_dir=baseline_run,

@@ -166,7 +166,9 @@ def new(release: str, source: str, description: str | None, repin: bool, force: 
             hint="pick the next version, or pass --force to overwrite",
         )
     loaded = load_manifest(src_path)
-    text = src_path.read_text(encoding="utf-8")
+    from releasectl.safeio import read_text
+
+    text = read_text(src_path, what="manifest")
     changes: list[Any] = []
     if repin:
         text, changes = repin_text(loaded, text)

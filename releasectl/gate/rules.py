@@ -337,16 +337,15 @@ def parse_rules(
 
 
 def parse_rules_file(path: Path, *, display: str | None = None, _seen: tuple[str, ...] = ()) -> list[Rule]:
+    from releasectl.safeio import read_text
+
     display = display or str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not Path(path).exists() and not Path(path).is_symlink():
         raise BadInput(
             f"rules file {display} does not exist",
             hint="promotion policies live in checklists/policies/*.rules",
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInput(f"cannot read rules file {display}: {e}") from None
+        )
+    text = read_text(path, what="rules file", name=display)
     return parse_rules(
         text, source=display, base_dir=Path(path).parent, _seen=(*_seen, str(Path(path).resolve()))
     )

@@ -19,8 +19,12 @@ _SKIP_DIRS = {".git", ".dvc", "__pycache__"}
 
 
 def _file_digest(path: Path, algorithm: str) -> str:
+    """The digest of a regular file; a FIFO, device or socket (inside a pinned directory too) is
+    bad input naming it, never a hang."""
+    from releasectl.safeio import open_binary
+
     h = hashlib.new(algorithm)
-    with path.open("rb") as f:
+    with open_binary(path, what="pinned file") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +33,15 @@ _SAME = (
 def merge_runs(shard_dirs: list[Path], out_dir: Path) -> RunSummary:
     runs: list[dict[str, Any]] = []
     from releasectl.contracts.run import run_record
+    from releasectl.safeio import read_json
 
     for d in shard_dirs:
-        try:
-            data = json.loads((d / RUN_JSON).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        if not (d / RUN_JSON).exists():
             raise BadInput(
                 f"{d}: no complete run ({RUN_JSON} missing or unreadable)",
                 hint="finish or --resume that shard first",
-            ) from None
+            )
+        data = read_json(d / RUN_JSON, what="run.json")
         run_record(data, file=str(d / RUN_JSON))
         runs.append(data)
     first = runs[0]

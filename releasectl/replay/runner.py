@@ -61,8 +61,10 @@ def load_template(template_path: Path, *, chat_template: bool = True) -> PromptT
     from jinja2.sandbox import SandboxedEnvironment
 
     env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+    from releasectl.safeio import read_text
+
     try:
-        template = env.from_string(template_path.read_text(encoding="utf-8"))
+        template = env.from_string(read_text(template_path, what="prompt template"))
     except TemplateError as e:
         raise BadInput(f"{template_path}: template error: {e}") from None
     return PromptTemplate(template_path, template, chat_template)

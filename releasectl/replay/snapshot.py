@@ -147,9 +147,12 @@ def write_sidecar(root: Path, gguf_sha256: str, versions: dict[str, str]) -> Non
 
 
 def read_sidecar(root: Path) -> dict[str, Any] | None:
+    from releasectl.errors import BadInput
+    from releasectl.safeio import read_json
+
     try:
-        doc = json.loads((root / SIDECAR).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        doc = read_json(root / SIDECAR, what="snapshot record")
+    except BadInput:
         return None
     return doc if isinstance(doc, dict) else None
 

@@ -48,9 +48,11 @@ def read_results(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
 
     A torn last line (a writer killed mid-line) is dropped, and with `repair` cut from the file so
     appends continue cleanly; any other bad line is bad input, named by file and line."""
+    from releasectl.safeio import read_bytes
+
     if not path.exists():
         return []
-    data = path.read_bytes()
+    data = read_bytes(path, what="results", gunzip=False, max_bytes=4 << 30)
     lines = data.splitlines(keepends=True)
     rows: list[dict[str, Any]] = []
     good_end = 0
@@ -153,9 +155,11 @@ class RunDirectory:
         results = self.path / RESULTS
         state_file = self.path / STATE
         if resume and state_file.exists():
+            from releasectl.safeio import read_json
+
             try:
-                previous = json.loads(state_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                previous = read_json(state_file, what="resume state")
+            except BadInput:
                 raise BadInput(
                     f"{state_file}: unreadable resume state",
                     hint="start over without --resume, or use another --out",

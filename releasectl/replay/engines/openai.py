@@ -45,7 +45,10 @@ With `endpoint.stream`, `ttft_ms` is the time to the first chunk that carries te
 `completion_tokens` means what it means on the offline engines: generated tokens without the
 end-of-sequence token. vLLM's usage counts EOS; a choice that stopped on EOS has finish_reason
 "stop" and `stop_reason` null, and one token is taken off for it (stop strings and extra stop
-token ids give a non-null `stop_reason` and count as vLLM offline counts them).
+token ids give a non-null `stop_reason` and count as vLLM offline counts them). A server that
+sends no `stop_reason` key (not vLLM) has its usage taken as it is.
+Before the response headers arrive, httpx's own timeout (`timeout_s` per connect / write / read)
+applies; from the headers on, a timer closes the response at the deadline.
 """
 
 from __future__ import annotations
@@ -380,6 +383,7 @@ class _Answer:
     text: str = ""
     finish_reason: str | None = None
     stop_reason: object = None
+    stop_reason_given: bool = False  # vLLM always sends the key (null: stopped on EOS)
     usage: dict[str, Any] | None = None
     ttft_ms: float | None = None
 
@@ -416,6 +420,7 @@ def _absorb(answer: _Answer, doc: Any, url: str) -> bool:
         if choice.get("finish_reason") is not None:
             answer.finish_reason = str(choice["finish_reason"])
             answer.stop_reason = choice.get("stop_reason")
+            answer.stop_reason_given = "stop_reason" in choice
     return carried
 
 
@@ -434,7 +439,8 @@ def to_generation(answer: _Answer, latency_ms: float, url: str) -> Generation:
         )
     completion = _tokens(answer.usage.get("completion_tokens"), "completion_tokens", url)
     prompt = _tokens(answer.usage.get("prompt_tokens"), "prompt_tokens", url)
-    if answer.finish_reason == "stop" and answer.stop_reason is None and completion > 0:
+    eos = answer.finish_reason == "stop" and answer.stop_reason_given and answer.stop_reason is None
+    if eos and completion > 0:
         completion -= 1  # stopped on EOS, which vLLM's usage counts and the offline engines do not
     return Generation(
         text=answer.text,
@@ -569,6 +575,7 @@ class OpenAIEngine:
                 timer = threading.Timer(max(0.0, deadline - (time.perf_counter() - t0)), response.close)
                 timer.daemon = True
                 timer.start()
+                self._check_deadline(t0)  # the headers came after the deadline
                 if response.status_code != 200:
                     self._refuse_status(url, response, t0)
                 if self.endpoint.stream and "text/event-stream" in response.headers.get("content-type", ""):

@@ -40,16 +40,20 @@ def code_blocks(output: str, languages: tuple[str, ...] = ("python", "py", "")) 
 
 def json_candidates(output: str, *, fenced: bool) -> list[Any]:
     """JSON values found in `output`: the whole output, then (optionally) fenced ```json blocks."""
+    from releasectl.errors import BadInput
+    from releasectl.safeio import loads_json
+
     found = []
     text = output.strip()
-    with contextlib.suppress(ValueError):
-        found.append(json.loads(text))
+    # Model output is untrusted: deep nesting, huge integers or NaN are "not JSON", never a crash.
+    with contextlib.suppress(BadInput):
+        found.append(loads_json(text, source="output"))
     if fenced:
         for lang, body in FENCE.findall(output):
             if lang.lower() in ("json", ""):
                 try:
-                    found.append(json.loads(body))
-                except ValueError:
+                    found.append(loads_json(body, source="output"))
+                except BadInput:
                     continue
     return found
 

@@ -74,7 +74,9 @@ def unit_tests(output: str, s: UnitTestSettings, ctx: VerifyContext) -> Verdict:
     rel = s.test_file or str(ctx.expected.get("test_file", ""))
     if not rel or ctx.fixtures_dir is None or not (ctx.fixtures_dir / rel).is_file():
         return Verdict(False, f"test file {rel!r} not found in the fixtures", steps=steps)
-    test_code = (ctx.fixtures_dir / rel).read_text(encoding="utf-8")
+    from releasectl.safeio import read_text
+
+    test_code = read_text(ctx.fixtures_dir / rel, what="frozen test file")
     result = run_sandboxed(
         "\n\n".join(blocks),
         test_code=test_code,
