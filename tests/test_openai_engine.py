@@ -440,3 +440,18 @@ def test_the_api_key_is_sent_and_never_recorded(cli, repo, fake) -> None:
     run_dir = repo / "runs" / "openai"
     for name in ("run.json", "results.jsonl"):
         assert "sk-secret-123" not in (run_dir / name).read_text()
+
+
+def test_eos_is_taken_off_only_where_the_server_says_it_stopped_on_eos() -> None:
+    from releasectl.replay.engines.openai import _Answer, to_generation
+
+    usage = {"prompt_tokens": 5, "completion_tokens": 4}
+    vllm_eos = _Answer("a b c", "stop", None, True, usage)
+    vllm_stop_string = _Answer("a b c d", "stop", "</answer>", True, usage)
+    vllm_length = _Answer("a b c d", "length", None, True, usage)
+    other_server = _Answer("a b c d", "stop", None, False, usage)
+    counts = [
+        to_generation(a, 1.0, "u").completion_tokens
+        for a in (vllm_eos, vllm_stop_string, vllm_length, other_server)
+    ]
+    assert counts == [3, 4, 4, 4]
