@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from releasectl.console import console, emit_json, format_option
+from releasectl.console import console, emit_json, esc, format_option
 
 
 @click.command()
@@ -89,9 +89,9 @@ def capacity(
         ),
     ]
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, esc(v))
     out = console()
     out.print(table)
     for c in p.checks:
-        out.print(f"{'[green]✓[/]' if c.ok else '[red]✗[/]'} {c.name}: {c.reason}")
+        out.print(f"{'[green]✓[/]' if c.ok else '[red]✗[/]'} {esc(c.name)}: {esc(c.reason)}")
     return 0 if p.ok else 1

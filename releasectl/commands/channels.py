@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from releasectl.console import console, emit_json, format_option
+from releasectl.console import console, emit_json, esc, format_option
 from releasectl.errors import ExitCode
 
 
@@ -53,9 +53,9 @@ def _refused(e: Any, fmt: str) -> int:
         emit_json({"refused": True, "message": e.message, "hint": e.hint})
     else:
         out = console(stderr=True)
-        out.print(f"[red bold]refused:[/] {e.message}", highlight=False)
+        out.print(f"[red bold]refused:[/] {esc(e.message)}", highlight=False)
         if e.hint:
-            out.print(f"[dim]hint: {e.hint}[/]", highlight=False)
+            out.print(f"[dim]hint: {esc(e.hint)}[/]", highlight=False)
     return int(ExitCode.NO)
 
 
@@ -288,7 +288,7 @@ def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt:
             r["time"].replace("T", " ")[:16],
             *([] if channel else [r["channel"]]),
             action,
-            f"{r['from'] or '∅'} → {r['to']}",
+            escape(f"{r['from'] or '∅'} → {r['to']}"),
             status,
             escape(r["actor"].split(" <")[0]),
             escape(r.get("reason") or ""),
@@ -350,9 +350,9 @@ def status(fmt: str) -> int:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["channel"],
-            r["release"] or "–",
-            r["gate"] or "–",
+            esc(r["channel"]),
+            esc(r["release"] or "–"),
+            esc(r["gate"] or "–"),
             r["age"],
             f"{r['action'] or '–'} (rev {r['revision']})" if r["revision"] else "–",
         )

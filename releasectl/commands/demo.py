@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from releasectl.console import console, emit_json, format_option
+from releasectl.console import console, emit_json, esc, format_option
 from releasectl.errors import BadInput, EnvironmentFailure, ExitCode
 
 
@@ -139,9 +139,12 @@ def demo(
     out.rule()
     colour = {"promote": "green", "block": "red", "hold": "yellow"}.get(verdict.get("verdict", ""), "white")
     out.print(
-        f"[bold {colour}]verdict: {verdict.get('verdict', '?').upper()}[/] — {verdict.get('reason', '')}"
+        f"[bold {colour}]verdict: {esc(verdict.get('verdict', '?').upper())}[/] — {esc(verdict.get('reason', ''))}"
     )
-    out.print(f"report: {report_path}   gate: {gate_json}   total {sum(t['seconds'] for t in timings):.0f} s")
+    out.print(
+        f"report: {report_path}   gate: {gate_json}   total {sum(t['seconds'] for t in timings):.0f} s",
+        markup=False,
+    )
     return 0
 
 

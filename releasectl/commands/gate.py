@@ -186,7 +186,7 @@ def _print(doc: dict[str, Any], out_file: Path) -> None:
     out = console()
     base = f" against {doc['baseline_release']}" if doc.get("baseline_release") else " (no baseline run)"
     out.print(
-        f"{_VERDICT[doc['verdict']]}  {doc['release']}{base}, stage {doc.get('stage')}: {escape(doc['verdict_reason'])}"
+        f"{_VERDICT[doc['verdict']]}  {escape(doc['release'] + base)}, stage {escape(str(doc.get('stage')))}: {escape(doc['verdict_reason'])}"
     )
     rules = Table(title="rules", title_justify="left")
     for col in ("rule", "observed", "", "threshold", "outcome"):
@@ -231,4 +231,4 @@ def _print(doc: dict[str, Any], out_file: Path) -> None:
         out.print(
             f"unpaired cases: {len(unmatched['only_in_candidate'])} only in the candidate, {len(unmatched['only_in_baseline'])} only in the baseline (left out of paired tests)"
         )
-    out.print(f"gate.json → {out_file}")
+    out.print(f"gate.json → {out_file}", markup=False)

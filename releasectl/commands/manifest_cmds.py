@@ -104,7 +104,7 @@ def diff(old: str, new: str, fmt: str) -> int:
 
     ra, rb = a.manifest.release, b.manifest.release
     if not changes:
-        console().print(f"{ra} and {rb} pin the same artifacts and settings.")
+        console().print(f"{ra} and {rb} pin the same artifacts and settings.", markup=False)
         return 0
     table = Table(title=f"{ra} → {rb}: {len(changes)} changes", title_justify="left")
     table.add_column("field")
@@ -199,10 +199,11 @@ def new(release: str, source: str, description: str | None, repin: bool, force: 
         )
         return 0
     out = console()
-    out.print(f"created releases/{release}.yaml from {source} (parent: {source})")
+    out.print(f"created releases/{release}.yaml from {source} (parent: {source})", markup=False)
     for c in changes:
-        out.print(f"  re-pinned {c.field}: {_short(c.old)} → {_short(c.new)}")
+        out.print(f"  re-pinned {c.field}: {_short(c.old)} → {_short(c.new)}", markup=False)
     out.print(
-        f"next: edit the pins that change, then `releasectl validate releases/{release}.yaml` and open a release PR"
+        f"next: edit the pins that change, then `releasectl validate releases/{release}.yaml` and open a release PR",
+        markup=False,
     )
     return 0

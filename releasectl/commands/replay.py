@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from releasectl.console import console, emit_json, format_option, progress
+from releasectl.console import console, emit_json, esc, format_option, progress
 from releasectl.errors import ExitCode
 
 
@@ -15,7 +15,9 @@ def _summary_table(summary) -> None:  # type: ignore[no-untyped-def]
 
     run = summary.run
     table = Table(
-        title=f"{run['release']} on {run['engine']['name']} {run['engine']['version']} ({run['device']})",
+        title=esc(
+            f"{run['release']} on {run['engine']['name']} {run['engine']['version']} ({run['device']})"
+        ),
         title_justify="left",
     )
     table.add_column("slice")
@@ -23,14 +25,15 @@ def _summary_table(summary) -> None:  # type: ignore[no-untyped-def]
     table.add_column("passed", justify="right")
     table.add_column("success@1", justify="right")
     for name, s in summary.slices.items():
-        table.add_row(name, str(s["cases"]), str(s["passed"]), f"{s['success_at_1']:.2f}")
+        table.add_row(esc(name), str(s["cases"]), str(s["passed"]), f"{s['success_at_1']:.2f}")
     total = sum(s["cases"] for s in summary.slices.values())
     passed = sum(s["passed"] for s in summary.slices.values())
     table.add_row("[bold]all[/]", str(total), str(passed), f"{passed / total:.2f}" if total else "–")
     out = console()
     out.print(table)
     out.print(
-        f"output digest {run['output_digest'][:23]}…  generation {run['generation_seconds']:.1f} s  → {summary.run_dir}"
+        f"output digest {run['output_digest'][:23]}…  generation {run['generation_seconds']:.1f} s  → {summary.run_dir}",
+        markup=False,
     )
 
 
@@ -145,7 +148,8 @@ def replay(
             console(stderr=True).print(
                 f"interrupted; the run directory is resumable: releasectl replay {manifest} --out {out_dir} --resume"
                 + (f" --limit {limit}" if limit else "")
-                + (f" --shard {shard}" if shard else "")
+                + (f" --shard {shard}" if shard else ""),
+                markup=False,
             )
             return 130
     code = int(ExitCode.OK)
@@ -178,7 +182,7 @@ def replay(
     if check_determinism:
         if differences:
             console().print(
-                f"[red]not deterministic:[/] {len(differences)} cases differ, first: {', '.join(differences[:5])}"
+                f"[red]not deterministic:[/] {len(differences)} cases differ, first: {esc(', '.join(differences[:5]))}"
             )
         else:
             console().print("[green]deterministic:[/] a second replay produced identical outputs")

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from releasectl.checklist.result import ChecklistReport
-from releasectl.console import console, emit_json, format_option
+from releasectl.console import console, emit_json, esc, format_option
 from releasectl.errors import BadInput, ExitCode, Problem
 
 _MARK = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "warn": "[yellow]![/]", "skip": "[dim]–[/]"}
@@ -63,11 +63,11 @@ def validate(manifests: tuple[Path, ...], resolve: bool, fmt: str) -> int:
 
 def _print_invalid(err: BadInput) -> None:
     out = console(stderr=True)
-    out.print(f"[red bold]error:[/] {err.message}", markup=True, highlight=False)
+    out.print(f"[red bold]error:[/] {esc(err.message)}", markup=True, highlight=False)
     for p in err.problems:
         out.print("  " + p.render(), markup=False, highlight=False)
     if err.hint:
-        out.print(f"[dim]hint: {err.hint}[/]")
+        out.print(f"[dim]hint: {esc(err.hint)}[/]")
 
 
 def _print_report(report: ChecklistReport) -> None:
@@ -78,7 +78,7 @@ def _print_report(report: ChecklistReport) -> None:
     verdict = "[green]ready for production[/]" if report.passed else "[red]not ready[/]"
     passed = sum(i.passed for i in report.items)
     table = Table(
-        title=f"{report.release}  ·  {report.manifest}  ·  {report.manifest_digest[:19]}…",
+        title=f"{esc(report.release)}  ·  {esc(report.manifest)}  ·  {report.manifest_digest[:19]}…",
         title_justify="left",
         show_lines=True,
         expand=False,
@@ -96,7 +96,7 @@ def _print_report(report: ChecklistReport) -> None:
                 lines.append(f"   [dim]{escape(p.render())}[/]")
             if len(c.problems) > 5:
                 lines.append(f"   [dim]… {len(c.problems) - 5} more[/]")
-        table.add_row(str(item.number), item.title, status, "\n".join(lines))
+        table.add_row(str(item.number), esc(item.title), status, "\n".join(lines))
     out.print(table)
     out.print(f"checklist: {passed}/{len(report.items)} items pass — {verdict}\n")
 
