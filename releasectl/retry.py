@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -77,3 +77,28 @@ class RetryPolicy:
                 self.waits.append(wait)
                 (self.sleep or sleep_seconds)(wait)
         raise AssertionError("unreachable: the loop returns or raises")
+
+
+def asked_wait(headers: Mapping[str, str]) -> float | None:
+    """The wait an HTTP server asked for in Retry-After (seconds or an HTTP date), if any."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def http_transient(status: int, reason: str, headers: Mapping[str, str]) -> Retryable | None:
+    """A `Retryable` for an HTTP answer another attempt may fix (5xx, 429), else None."""
+    if status >= 500:
+        return Retryable(f"{status} {reason}", asked_wait(headers))
+    if status == 429:
+        return Retryable("429 Too Many Requests (rate limited)", asked_wait(headers))
+    return None

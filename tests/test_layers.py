@@ -5,7 +5,8 @@
 
 - no import cycles between modules (a package's __init__ re-exporting a submodule counts);
 - no command imports `releasectl.cli` or another command, and nothing below imports a command;
-- an edge imports only the foundation (errors, models, fsutil, safeio, retry) and its own package.
+- an edge imports only the foundation (errors, the manifest, contracts, fsutil, safeio, retry,
+  console) and its own package.
 Imports are read with `ast`, including those inside functions (the lazy ones are still edges).
 """
 
@@ -22,7 +23,7 @@ FOUNDATION = (
     "releasectl.safeio",
     "releasectl.retry",
     "releasectl.console",
-    "releasectl.manifest.models",
+    "releasectl.manifest",  # the pins an edge maps: models, loading, digests, local artifacts
     "releasectl.contracts",
     "releasectl.report.limits",
 )

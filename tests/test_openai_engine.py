@@ -182,7 +182,7 @@ class FakeOpenAI:
 @pytest.fixture
 def snapshot_dir(tmp_path: Path, example_repo: Path) -> Path:
     """A directory that is, as far as the sidecar proves, the converted snapshot of v1.3's GGUF."""
-    from releasectl.replay.snapshot import write_sidecar
+    from releasectl.manifest.snapshot import write_sidecar
 
     sha = load_manifest(example_repo / "releases" / "v1.3.yaml").manifest.model.sha256 or ""
     snap = tmp_path / "snapshot"
@@ -353,7 +353,7 @@ def test_malformed_json_is_exit_3_naming_the_url(cli, repo, fake) -> None:
 
 
 def test_a_served_model_that_is_not_the_pin_is_refused(cli, repo, fake, snapshot_dir) -> None:
-    from releasectl.replay.snapshot import write_sidecar
+    from releasectl.manifest.snapshot import write_sidecar
 
     write_sidecar(snapshot_dir, "0" * 64, {"format": "1"})  # converted from another GGUF
     result = replay(cli, repo, fake.base_url)

@@ -1,7 +1,7 @@
 """A real `vllm serve` (the OpenAI server of vLLM's CPU build) on 127.0.0.1, for tests and benchmarks.
 
 `VllmServer.start()` converts the embedded GGUF into the verified safetensors snapshot
-(`releasectl.replay.snapshot.vllm_snapshot`, cached), starts
+(`releasectl.manifest.snapshot.vllm_snapshot`, cached), starts
 
     python -m vllm.entrypoints.openai.api_server --model SNAPSHOT --host 127.0.0.1 --port P
         --enforce-eager --no-enable-prefix-caching --seed 1234 --served-model-name smollm2
@@ -47,7 +47,7 @@ def embedded_snapshot() -> Path:
     """The embedded GGUF converted for vLLM (cached by sha256 and converter versions)."""
     from releasectl.manifest.artifacts import EMBEDDED_URI, package_file
     from releasectl.manifest.loader import load_manifest
-    from releasectl.replay.snapshot import vllm_snapshot
+    from releasectl.manifest.snapshot import vllm_snapshot
 
     sha = load_manifest(REPO_ROOT / "releases" / "v1.3.yaml").manifest.model.sha256 or ""
     return vllm_snapshot(package_file(EMBEDDED_URI), sha, dtype="float32")

@@ -119,7 +119,7 @@ def snapshot(manifest: Path, to_dir: Path | None, fmt: str) -> int:
     from releasectl.errors import BadInput
     from releasectl.manifest.artifacts import check_digest, hf_snapshot, local_path
     from releasectl.manifest.loader import load_manifest
-    from releasectl.replay.snapshot import vllm_snapshot
+    from releasectl.manifest.snapshot import vllm_snapshot
 
     loaded = load_manifest(manifest)
     m = loaded.manifest

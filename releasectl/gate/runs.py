@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from releasectl.contracts._types import MAX_COUNT, MAX_MS, MAX_NAME, MAX_OUTPUT,
 from releasectl.contracts.results import MAX_VERIFIERS, RESULTS_EXPECTED, VERIFIER_KINDS
 from releasectl.errors import BadInput, Problem
 
+FAST_MIN_BYTES = 64 << 20  # results files from this size go to the DuckDB reader (like monitor's)
 MAX_EXAMPLES = 500  # failing examples kept in memory for the report; the rest are counted
 _KINDS = frozenset(VERIFIER_KINDS)
 _NAN = float("nan")
@@ -34,6 +37,8 @@ class RunData:
     verifier_pass: dict[str, np.ndarray]
     failing: list[dict[str, Any]] = field(default_factory=list)
     failing_total: int = 0
+    reader: str = "python"  # which reader built the columns: "python" or "duckdb"
+    reader_note: str | None = None  # why the DuckDB reader handed the file to the Python one
 
     @property
     def n(self) -> int:
@@ -175,9 +180,11 @@ def _read_run_json(run_file: Path) -> dict[str, Any]:
 
 
 def load_run(path: Path) -> RunData:
-    """Read run.json + results.jsonl; BadInput (exit 2) names the file, line and field of bad content."""
-    import orjson
+    """Read run.json + results.jsonl; BadInput (exit 2) names the file, line and field of bad content.
 
+    `$RELEASECTL_GATE_READER` (default "auto"): "auto" hands plain results files of 64 MB and more
+    to DuckDB (`gate.fastrows`), which hands back to the Python reader anything it cannot read
+    exactly as that reader would; "python" never uses DuckDB; "duckdb" tries it at any size."""
     path = Path(path)
     run_file, results_file = path / "run.json", path / "results.jsonl"
     if not run_file.is_file() or not results_file.is_file():
@@ -186,6 +193,33 @@ def load_run(path: Path) -> RunData:
             hint="make one with `releasectl replay MANIFEST --out DIR`",
         )
     run = _read_run_json(run_file)
+    engine = os.environ.get("RELEASECTL_GATE_READER") or "auto"
+    if engine not in ("auto", "python", "duckdb"):
+        raise BadInput(
+            f"RELEASECTL_GATE_READER: expected auto, python or duckdb, found '{engine}'",
+            hint="unset it to let releasectl choose",
+        )
+    note = None
+    if engine == "duckdb" or (engine == "auto" and results_file.stat().st_size >= FAST_MIN_BYTES):
+        from releasectl import safeio
+
+        with safeio.open_binary(results_file, what="results") as probe:
+            gzipped = probe.read(2) == safeio.GZIP_MAGIC
+        if gzipped:
+            note = "gzip results are read by the Python reader"
+        else:
+            fast, note = _load_duckdb(path, run, results_file)
+            if fast is not None:
+                return fast
+    data = _load_python(path, run, results_file)
+    data.reader_note = note
+    return data
+
+
+def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData:
+    """The definition: every line through orjson and `_extract`; the first refused row is the error."""
+    import orjson
+
     case_ids: list[str] = []
     lines: list[int] = []
     slice_names: dict[str, int] = {}
@@ -242,18 +276,7 @@ def load_run(path: Path) -> RunData:
         if not ok:
             failing_total += 1
             if len(failing) < MAX_EXAMPLES:
-                failing.append(
-                    {
-                        "case_id": cid,
-                        "slice": sl,
-                        "output": row["output"],
-                        "failed_verifiers": [
-                            {"name": n, "kind": v["kind"], "detail": v.get("detail", "")}
-                            for n, v in row["verifiers"].items()
-                            if not v["passed"]
-                        ],
-                    }
-                )
+                failing.append(_example(row))
     n = len(case_ids)
     if n == 0:
         raise BadInput(
@@ -276,17 +299,13 @@ def load_run(path: Path) -> RunData:
             else:
                 first[cid] = line
         raise BadInput(f"{results_file} has duplicate case ids", problems[:20])
-    # Rows of one shape (the same verifier names in the same order: usually every row) become one
-    # 2-D array in a single numpy call; a verifier a row lacks stays -1 there.
-    verifier_pass: dict[str, np.ndarray] = {}
-    for names, (idx_list, pass_rows) in shapes.items():
-        idx = np.asarray(idx_list, dtype=np.int64)
-        table = np.asarray(pass_rows, dtype=np.int8).reshape(len(idx_list), len(names))
-        for j, name in enumerate(names):
-            arr = verifier_pass.get(name)
-            if arr is None:
-                arr = verifier_pass[name] = np.full(n, -1, dtype=np.int8)
-            arr[idx] = table[:, j]
+    verifier_pass = _verifier_table(
+        n,
+        (
+            (names, np.asarray(idx_list, dtype=np.int64), np.asarray(pass_rows, dtype=np.int8))
+            for names, (idx_list, pass_rows) in shapes.items()
+        ),
+    )
     return RunData(
         path=path,
         run=run,
@@ -303,4 +322,166 @@ def load_run(path: Path) -> RunData:
         verifier_pass=verifier_pass,
         failing=failing,
         failing_total=failing_total,
+    )
+
+
+def _example(row: dict[str, Any]) -> dict[str, Any]:
+    """A failing case as the report shows it (from a row `_extract` accepted)."""
+    return {
+        "case_id": row["case_id"],
+        "slice": row["slice"],
+        "output": row["output"],
+        "failed_verifiers": [
+            {"name": n, "kind": v["kind"], "detail": v.get("detail", "")}
+            for n, v in row["verifiers"].items()
+            if not v["passed"]
+        ],
+    }
+
+
+def _verifier_table(
+    n: int, shapes: Iterable[tuple[tuple[str, ...], np.ndarray, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """Per verifier name, its pass (1), fail (0) or absence (-1) on each case. Rows of one shape
+    (the same verifier names in the same order: usually every row) come as one (row indices,
+    passes) pair and become one 2-D array in a single numpy call; shapes in first-seen order."""
+    verifier_pass: dict[str, np.ndarray] = {}
+    for names, idx, passes in shapes:
+        table = passes.reshape(len(idx), len(names))
+        for j, name in enumerate(names):
+            arr = verifier_pass.get(name)
+            if arr is None:
+                arr = verifier_pass[name] = np.full(n, -1, dtype=np.int8)
+            arr[idx] = table[:, j]
+    return verifier_pass
+
+
+def _load_duckdb(path: Path, run: dict[str, Any], results_file: Path) -> tuple[RunData | None, str | None]:
+    """The columns from `fastrows` (DuckDB), with its candidate lines and the first failing cases
+    read again here by line number; (None, why) when the Python reader must read the file."""
+    import orjson
+
+    from releasectl import safeio
+    from releasectl.gate.fastrows import US, read_columns
+
+    cols, why = read_columns(results_file)
+    if cols is None:
+        return None, why
+    rows: int = cols["rows"]
+    cand: np.ndarray = cols["cand"]
+    line_of: np.ndarray = cols["line_of"]
+    passed = np.asarray(cols["passed"], dtype=bool)
+    cand_idx = np.flatnonzero(cand)
+    wanted = {int(line_of[i]): int(i) for i in np.flatnonzero(~passed & ~cand)[:MAX_EXAMPLES]}
+    wanted.update((int(line_of[i]), int(i)) for i in cand_idx)
+    parsed: dict[int, Any] = {}  # row → its parsed row, or None for a blank line
+    last = max(wanted, default=0)
+    if last:
+        for lineno, raw in safeio.iter_lines(results_file, what="results"):
+            i = wanted.get(lineno)
+            if i is not None:
+                if raw.isspace() or not raw:
+                    parsed[i] = None
+                else:
+                    try:
+                        parsed[i] = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        return None, f"line {lineno} is not JSON"
+            if lineno >= last:
+                break
+    if len(parsed) != len(wanted):
+        return None, "some lines could not be found again"
+    case_ids: list[Any] = cols["case_id"].tolist()
+    slices: list[Any] = cols["slice"].tolist()
+    shape_keys: list[Any] = cols["shape"].tolist()
+    bits: list[Any] = cols["bits"].tolist()
+    rule_ok = np.asarray(cols["rule_ok"], dtype=bool)
+    format_ok = np.asarray(cols["format_ok"], dtype=bool)
+    latency = np.asarray(cols["latency"], dtype=np.float64)
+    completion = np.asarray(cols["completion"], dtype=np.int64)
+    prompt = np.asarray(cols["prompt"], dtype=np.int64)
+    steps = np.asarray(cols["steps"], dtype=np.float64)
+    keep = np.ones(rows, dtype=bool)
+    extra: dict[tuple[str, ...], tuple[list[int], list[tuple[bool, ...]]]] = {}
+    for i in cand_idx.tolist():
+        row = parsed[i]
+        if row is None:
+            keep[i] = False
+            continue
+        got = _extract(row)
+        if got is None:
+            return None, f"line {int(line_of[i])} is refused by the contract"
+        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp = got
+        case_ids[i], slices[i], passed[i], rule_ok[i], format_ok[i] = cid, sl, ok, r_ok, f_ok
+        latency[i], completion[i], prompt[i], steps[i] = lat, comp, prm, stp
+        shape = extra.setdefault(names, ([], []))
+        shape[0].append(i)
+        shape[1].append(passes)
+    for i, row in parsed.items():
+        if row is not None and not cand[i] and row.get("case_id") != case_ids[i]:
+            return None, f"line {int(line_of[i])} reads differently"  # never expected: a safety net
+    if not keep.all():
+        kept = np.flatnonzero(keep)
+        renumber = np.cumsum(keep) - 1
+        case_ids = [case_ids[i] for i in kept.tolist()]
+        slices = [slices[i] for i in kept.tolist()]
+        passed, rule_ok, format_ok = passed[kept], rule_ok[kept], format_ok[kept]
+        latency, completion, prompt, steps = latency[kept], completion[kept], prompt[kept], steps[kept]
+    else:
+        kept = renumber = np.arange(rows)
+    n = len(case_ids)
+    if n == 0 or len(set(case_ids)) != n:
+        return None, "the Python reader words this error"
+    # Verifier shapes: the SQL rows' by their joined names, the candidates' as parsed; first-seen order.
+    by_key: dict[str, list[int]] = {}
+    for i, key in enumerate(shape_keys):
+        if key is not None:
+            by_key.setdefault(key, []).append(i)
+    groups: list[tuple[int, tuple[str, ...], np.ndarray, np.ndarray]] = []
+    for key, idx_list in by_key.items():
+        names = tuple(key.split(US)) if key else ()
+        text = "".join(bits[i] for i in idx_list).encode()
+        groups.append(
+            (
+                idx_list[0],
+                names,
+                renumber[np.asarray(idx_list, dtype=np.int64)],
+                np.frombuffer(text, dtype=np.uint8).astype(np.int8) - 48,
+            )
+        )
+    for names, (idx_list, pass_rows) in extra.items():
+        groups.append(
+            (
+                idx_list[0],
+                names,
+                renumber[np.asarray(idx_list, dtype=np.int64)],
+                np.asarray(pass_rows, dtype=np.int8).reshape(-1),
+            )
+        )
+    groups.sort(key=lambda g: g[0])
+    verifier_pass = _verifier_table(n, ((names, idx, p) for _, names, idx, p in groups))
+    slice_names: dict[str, int] = {}
+    slice_idx = np.asarray([slice_names.setdefault(s, len(slice_names)) for s in slices], dtype=np.int32)
+    failing_rows = np.flatnonzero(~passed)
+    failing = [_example(parsed[int(kept[i])]) for i in failing_rows[:MAX_EXAMPLES]]
+    return (
+        RunData(
+            path=path,
+            run=run,
+            case_ids=case_ids,
+            slices=list(slice_names),
+            slice_idx=slice_idx,
+            passed=passed,
+            rule_ok=rule_ok,
+            format_ok=format_ok,
+            latency_ms=latency,
+            completion_tokens=completion,
+            prompt_tokens=prompt,
+            steps=steps,
+            verifier_pass=verifier_pass,
+            failing=failing,
+            failing_total=len(failing_rows),
+            reader="duckdb",
+        ),
+        None,
     )

@@ -9,11 +9,17 @@ not worth sitting through in CI, so that ends the retries at once.
 from __future__ import annotations
 
 import time
-from email.utils import parsedate_to_datetime
 
 import httpx
 
-from releasectl.retry import RetriesExhausted, Retryable, RetryPolicy, sleep_seconds
+from releasectl.retry import (
+    RetriesExhausted,
+    Retryable,
+    RetryPolicy,
+    asked_wait,
+    http_transient,
+    sleep_seconds,
+)
 
 __all__ = ["RetriesExhausted", "RetryPolicy", "Retryable", "classify", "sleep_seconds"]
 
@@ -22,10 +28,9 @@ def classify(response: httpx.Response) -> Retryable | None:
     """A `Retryable` if `response` is a transient failure, else None (success or a real error)."""
     status = response.status_code
     asked = _asked_wait(response)
-    if status >= 500:
-        return Retryable(f"{status} {response.reason_phrase}", asked)
-    if status == 429:
-        return Retryable("429 Too Many Requests (rate limited)", asked)
+    transient = http_transient(status, response.reason_phrase, response.headers)
+    if transient is not None:
+        return Retryable(transient.reason, asked)
     if status == 403 and _is_rate_limit(response, asked):
         return Retryable("403 rate limited (secondary rate limit)", asked)
     return None
@@ -38,16 +43,9 @@ def _is_rate_limit(response: httpx.Response, asked: float | None) -> bool:
 
 
 def _asked_wait(response: httpx.Response) -> float | None:
-    """The wait the server asked for: Retry-After (seconds or HTTP date), else the rate-limit reset."""
-    value = response.headers.get("retry-after")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                return None
+    """The wait the server asked for: Retry-After (seconds or HTTP date), else GitHub's rate-limit reset."""
+    if response.headers.get("retry-after"):
+        return asked_wait(response.headers)
     if response.headers.get("x-ratelimit-remaining") == "0":
         try:
             return max(0.0, float(response.headers["x-ratelimit-reset"]) - time.time())

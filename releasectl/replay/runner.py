@@ -200,7 +200,7 @@ def make_engine(
 
         model_path, tokenizer_path = inputs.model_path, inputs.tokenizer_path
         if m.model.format == "gguf":
-            from releasectl.replay.snapshot import vllm_snapshot
+            from releasectl.manifest.snapshot import vllm_snapshot
 
             snapshot = vllm_snapshot(
                 model_path, m.model.sha256 or "", dtype=m.runtime.dtype, on_status=on_status

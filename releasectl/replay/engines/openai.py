@@ -18,7 +18,7 @@ that reports none has version "unknown", which the runtime pin then refuses as d
   - an `hf://org/repo` pin: `root` is `org/repo` (the revision is not visible over the API; the
     pinned revision is recorded, unverified, in run.json `runtime.extra.identity`);
   - a GGUF pin (`pkg://`, repo path) with sha256: `root` is a local directory converted by
-    releasectl (`releasectl.replay.snapshot.vllm_snapshot`) whose sidecar names the pinned sha256
+    releasectl (`releasectl.manifest.snapshot.vllm_snapshot`) whose sidecar names the pinned sha256
     and whose files still match their recorded digests, or `root` is the GGUF file itself with
     that sha256;
   - a local directory pin: `root` is that directory, or a directory whose DVC md5 / sha256 tree
@@ -214,7 +214,7 @@ def model_identity(loaded: LoadedManifest, endpoint: Endpoint, model: dict[str, 
     """Proof that the served model is the manifest's pinned model, or EnvironmentFailure."""
     from releasectl.manifest.artifacts import local_path
     from releasectl.manifest.digests import dvc_md5, sha256_file, sha256_tree
-    from releasectl.replay.snapshot import read_sidecar, verify_snapshot
+    from releasectl.manifest.snapshot import read_sidecar, verify_snapshot
 
     pin = loaded.manifest.model
     root = model.get("root")
@@ -639,11 +639,11 @@ class OpenAIEngine:
             raise Retryable(f"the stream from {url} ended before [DONE]")
 
     def _refuse_status(self, url: str, response: httpx.Response, t0: float) -> None:
-        from releasectl.github.retry import classify
+        from releasectl.retry import http_transient
 
         status = response.status_code
         response.read()
-        transient = classify(response) if status >= 500 or status == 429 else None
+        transient = http_transient(status, response.reason_phrase, response.headers)
         if transient is not None:
             raise transient
         message = response.text[:300].strip()
