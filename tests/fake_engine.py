@@ -46,6 +46,9 @@ class FakeEngine:
         finally:
             self.adapters = ()
 
+    def close(self) -> None:
+        self.closed = True
+
     def generate(self, prompts: Sequence[Prompt], sampling: object, *, seed: int) -> list[Generation]:
         if self.kill_after_calls is not None and len(self.calls) >= self.kill_after_calls:
             os.kill(os.getpid(), signal.SIGKILL)  # a real SIGKILL mid-run, between two batches' writes

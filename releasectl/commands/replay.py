@@ -92,6 +92,12 @@ def _summary_table(summary) -> None:  # type: ignore[no-untyped-def]
     default=None,
     help="openai engine: the name the server serves the base model under.",
 )
+@click.option(
+    "--trust-served-model",
+    default=None,
+    metavar="ROOT",
+    help="openai engine: accept this served model root that cannot be checked against the pin here (recorded).",
+)
 @format_option()
 def replay(
     manifest: Path,
@@ -106,6 +112,7 @@ def replay(
     allow_engine_drift: bool,
     base_url: str | None,
     served_model_name: str | None,
+    trust_served_model: str | None,
     fmt: str,
 ) -> int:
     """Replay the frozen suite on MANIFEST's pinned model and score every output.
@@ -118,6 +125,12 @@ def replay(
     from releasectl.replay.runner import Shard, read_results, run_replay
 
     loaded = load_manifest(manifest)
+    if trust_served_model is not None:
+        import os
+
+        from releasectl.replay.engines.openai import TRUST_ENV
+
+        os.environ[TRUST_ENV] = trust_served_model  # read by the openai engine's identity check
     limit = limit or None
     out_dir = out_dir or loaded.root / "runs" / loaded.manifest.release
     shard_obj = Shard.parse(shard) if shard else None

@@ -390,6 +390,8 @@ def run_replay(
         generate_plan(eng, plan, inputs, loaded, run_dir, on_progress)
     finally:
         run_dir.close()
+        if engine_instance is None:
+            eng.close()
     record = run_record(
         loaded,
         inputs,

@@ -104,6 +104,10 @@ class Engine(Protocol):
         """One completion per prompt, in input order, deterministically for `seed`."""
         ...
 
+    def close(self) -> None:
+        """Release what the engine holds open (connections); a loaded model may stay cached."""
+        ...
+
 
 def torch_runtime(device: str) -> dict[str, str | None]:
     """Versions and device facts torch reports: torch, CUDA, GPU name and driver, CPU ISA."""

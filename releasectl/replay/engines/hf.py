@@ -185,6 +185,9 @@ class HfEngine:
     def render(self, messages: PromptMessages) -> str:
         return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
+    def close(self) -> None:
+        """Nothing to release: the loaded model stays cached for the next replay in this process."""
+
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int) -> list[Generation]:
         import torch
 

@@ -282,6 +282,9 @@ class VllmEngine:
         finally:
             self._lora = None
 
+    def close(self) -> None:
+        """Nothing to release: the loaded model stays cached for the next replay in this process."""
+
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int) -> list[Generation]:
         params = self._vllm.SamplingParams(**sampling_kwargs(sampling, seed=seed))
         t0 = time.perf_counter()
