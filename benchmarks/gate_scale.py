@@ -7,7 +7,14 @@ The floor, measured in the same run: DuckDB's own `read_json` of both results fi
 case_id, with per-slice counts, success, format-pass and McNemar discordant counts and the latency
 p95 — the aggregates the gate needs, without strict validation. Target: the gate within 2× of it.
 
-    python benchmarks/gate_scale.py [--cases 1000000] [--slices 20]
+    python benchmarks/gate_scale.py [--cases 1000000] [--slices 20] [--readers python,duckdb]
+
+Each reader (RELEASECTL_GATE_READER) is timed in the same run as the floor, which is measured
+before and after (the shared machine's load drifts). 1M cases, 2 shared cores, 2026-12-01:
+- strict Python reader, machine at load 7.7: gate 32.00 s, floor 5.94 s (5.4×);
+- later, load about 2.5: floor 1.68 s then 1.34 s; Python reader 13.77 s and 10.50 s
+  (6.3-8.2×); DuckDB reader (`gate.fastrows`) 20.26 s (12×). Peak RSS 451 / 593 MiB.
+Neither meets the 2× target yet; see gate/fastrows.py for why and the next step.
 """
 
 from __future__ import annotations

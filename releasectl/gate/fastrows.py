@@ -28,7 +28,16 @@ as they always have. The whole file also goes there when DuckDB cannot read it (
 line over 2 MB), when `duckjson.byte_check` finds a byte DuckDB would split on, or when there are
 more than `CANDIDATE_CAP` candidates.
 
-Measured with benchmarks/gate_scale.py (see its docstring for the figures).
+Status: opt-in (`RELEASECTL_GATE_READER=duckdb`), because it does not beat the Python reader
+here. benchmarks/gate_scale.py, 1M cases × 2 runs, 2 shared cores, one run (2026-12-01): DuckDB
+floor 1.68 s / 1.34 s (before / after), Python reader 13.77 s and 10.50 s, this reader 20.26 s.
+Per 200k-row file the query alone takes about 1.3 s against 1.1-2.0 s for the whole Python
+reader: each line is parsed about six times (`json_extract` of the read fields, `json_keys` of
+the line for duplicate keys, then of the verifiers object and of each verifier, `$.*` of the
+verifiers), where `read_json` parses it once. (A MAP transform, which refuses duplicate keys in
+one parse, costs more than all of those; STRUCT transforms keep a duplicate's first value.)
+The next step would be `read_json` with JSON-typed columns for the fields, POSITIONAL JOINed to
+the raw lines for the regex and duplicate-key checks.
 """
 
 from __future__ import annotations
