@@ -6,7 +6,7 @@ Generates a JSONL log of --size-mb (default 1024) in a temp dir (deleted afterwa
 each contender in its own child process and reports wall time and the child's peak RSS
 (`resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`). Target: monitor ≥ 5× faster than pandas and
 under 500 MB peak memory. A plain log this large is aggregated by DuckDB in one SQL pass
-(`releasectl/production/fastscan.py`, with a 400 MB memory limit); `--reader python` times the
+(`releasectl/monitoring/fastscan.py`, with a 400 MB memory limit); `--reader python` times the
 streaming orjson reader instead (one process per core), which gives the same statistics.
 
     python benchmarks/monitor.py [--size-mb 1024] [--skip-pandas]

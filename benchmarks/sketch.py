@@ -1,4 +1,4 @@
-"""Latency quantiles: `releasectl.production.sketch.QuantileSketch` against the `ddsketch` package
+"""Latency quantiles: `releasectl.monitoring.sketch.QuantileSketch` against the `ddsketch` package
 (Datadog's DDSketch), in the same run, on the same values.
 
 Measures, for each sketch with a 1 % relative-accuracy target:
@@ -36,7 +36,7 @@ QS = (0.5, 0.9, 0.95, 0.99, 0.999)
 
 
 def _ours(values: np.ndarray, batch: int) -> tuple[float, object]:
-    from releasectl.production.sketch import QuantileSketch
+    from releasectl.monitoring.sketch import QuantileSketch
 
     t = time.perf_counter()
     s = QuantileSketch(relative_error=0.01, exact_limit=0)  # sketch from the first value

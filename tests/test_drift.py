@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from releasectl.production.drift import detect_drift, detect_reward_collapse, psi
-from releasectl.production.stats import scan
+from releasectl.monitoring.drift import detect_drift, detect_reward_collapse, psi
+from releasectl.monitoring.stats import scan
 
 LOGS = Path(__file__).resolve().parent.parent / "examples" / "logs"
 

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from releasectl.errors import BadInput
-from releasectl.production import fastscan
-from releasectl.production import stats as stats_mod
-from releasectl.production.sketch import QuantileSketch
-from releasectl.production.stats import COUNT_FIELDS, SAMPLE_SIZE, SUM_FIELDS, LogStats, scan
+from releasectl.monitoring import fastscan
+from releasectl.monitoring import stats as stats_mod
+from releasectl.monitoring.sketch import QuantileSketch
+from releasectl.monitoring.stats import COUNT_FIELDS, SAMPLE_SIZE, SUM_FIELDS, LogStats, scan
 
 LOGS = Path(__file__).resolve().parent.parent / "examples" / "logs"
 

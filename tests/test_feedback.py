@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from releasectl.production.hygiene import BiasSettings, DedupSettings, bias_audit, dedup
-from releasectl.production.interventions import INTERVENTIONS
+from releasectl.flywheel.hygiene import BiasSettings, DedupSettings, bias_audit, dedup
+from releasectl.flywheel.interventions import INTERVENTIONS
 
 LOGS = Path(__file__).resolve().parent.parent / "examples" / "logs"
 PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"

@@ -218,7 +218,7 @@ def test_all_malformed_log_names_the_first_bad_lines(cli, tmp_path):
 
 
 def test_sketch_relative_error_bound():
-    from releasectl.production.sketch import QuantileSketch
+    from releasectl.monitoring.sketch import QuantileSketch
 
     rng = np.random.default_rng(0)
     values = rng.lognormal(6.5, 0.8, 50_000)
@@ -237,7 +237,7 @@ def test_sketch_matches_the_ddsketch_package():
     totals, which is why it stays (benchmarks/sketch.py)."""
     from ddsketch import DDSketch
 
-    from releasectl.production.sketch import QuantileSketch
+    from releasectl.monitoring.sketch import QuantileSketch
 
     rng = np.random.default_rng(1)
     values = np.concatenate([rng.lognormal(6.5, 0.8, 40_000), rng.uniform(1, 60_000, 2_000)])
@@ -255,8 +255,8 @@ def test_sketch_matches_the_ddsketch_package():
 
 def test_parallel_scan_equals_sequential(monkeypatch):
     """Large plain logs are split across processes; the merged result must match one pass."""
-    from releasectl.production import stats as stats_mod
-    from releasectl.production.families import CostBasis, compute_metrics, metrics_table
+    from releasectl.monitoring import stats as stats_mod
+    from releasectl.monitoring.families import CostBasis, compute_metrics, metrics_table
 
     one = stats_mod.scan(LOGS / "prod.jsonl", workers=1)
     monkeypatch.setattr(stats_mod, "PARALLEL_MIN_BYTES", 0)

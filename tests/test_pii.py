@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from releasectl.production.pii import luhn_ok, scrub
+from releasectl.flywheel.pii import luhn_ok, scrub
 
 CASES = [
     ("write to jane.doe+billing@example.co.uk today", "EMAIL", "jane.doe"),

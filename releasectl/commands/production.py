@@ -167,7 +167,7 @@ def monitor(
     reward collapse across --window windows. Exit 0 when no alert fires, 1 when one does.
     """
     from releasectl.console import progress
-    from releasectl.production.monitor import run_monitor
+    from releasectl.monitoring.monitor import run_monitor
 
     with progress("reading logs", None, disable=fmt == "json") as bar:
         task = bar.add_task("reading logs (records)", total=None)
@@ -210,7 +210,7 @@ def feedback(logs: Path, out: Path, params_path: Path | None, fmt: str) -> int:
     """Run the flywheel: mine failures and successes, filter, dedup, audit bias, scrub PII,
     cluster failure modes, write SFT and preference pairs, and route each mode to an intervention.
     """
-    from releasectl.production.flywheel import load_params, run_feedback
+    from releasectl.flywheel.flywheel import load_params, run_feedback
 
     summary = run_feedback(logs, out, load_params(params_path))
     if fmt == "json":
@@ -309,9 +309,9 @@ def canary(
     """
     from releasectl.errors import BadInput
     from releasectl.fsutil import atomic_write_text
-    from releasectl.production.canary import canary_rules, run_canary
-    from releasectl.production.families import CostBasis
-    from releasectl.production.monitor import find_releases_root
+    from releasectl.monitoring.canary import canary_rules, run_canary
+    from releasectl.monitoring.families import CostBasis
+    from releasectl.monitoring.monitor import find_releases_root
 
     basis = CostBasis()
     if manifest is None and rules_path is None:

@@ -1,1 +1,3 @@
-"""Monitoring a served release: metrics sources (Prometheus) for monitor, canary and rollout."""
+"""Monitoring a served release: inference logs (two readers with the same statistics), Prometheus,
+the production metric families, alerts, drift and reward collapse, and canary analysis. The log
+schema is in docs/logs.md."""

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from releasectl.production.logs import Malformed
-from releasectl.production.sketch import QuantileSketch
+from releasectl.monitoring.logs import Malformed
+from releasectl.monitoring.sketch import QuantileSketch
 
 NO_ERROR = (None, "", "none", "None", "null", False)
 NO_ERROR_SET = frozenset(NO_ERROR)

@@ -33,7 +33,7 @@ BOOL_FIELDS = ("timeout", "abandoned", "safety_incident")
 STRING_FIELDS = ("expected_format", "output", "topic", "prompt")
 # Fields only `feedback` reads, checked by its reader on top of the ones above.
 FEEDBACK_FIELDS = (*STRING_FIELDS, "request_id", "release", "locale", "user_segment")
-# Strict ISO 8601, as the DuckDB reader reads it (releasectl/production/fastscan.py TS_RE); the
+# Strict ISO 8601, as the DuckDB reader reads it (releasectl/monitoring/fastscan.py TS_RE); the
 # instant must lie between 1970 and the end of 9998 so every window start is a real date.
 TS_RE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"

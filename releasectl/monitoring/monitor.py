@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from releasectl.errors import BadInput
-from releasectl.production.families import CostBasis, LogResolver, compute_metrics, cost_source, metrics_table
-from releasectl.production.stats import LogStats, scan
+from releasectl.monitoring.families import CostBasis, LogResolver, compute_metrics, cost_source, metrics_table
+from releasectl.monitoring.stats import LogStats, scan
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -86,11 +86,11 @@ def run_monitor(
     base_obs = compute_metrics(base, basis) if base else None
     resolver = LogResolver(obs, base_obs)
 
-    from releasectl.production.drift import detect_drift, detect_reward_collapse
+    from releasectl.monitoring.drift import detect_drift, detect_reward_collapse
 
     alerts: list[dict[str, Any]] = []
     if loaded is not None:
-        from releasectl.production.alerts import evaluate_alerts
+        from releasectl.monitoring.alerts import evaluate_alerts
 
         alerts = evaluate_alerts(loaded, resolver)
     drift = detect_drift(current, base) if base else []

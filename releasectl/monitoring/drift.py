@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from releasectl.production.stats import PROXY_FIELDS, LogStats
+from releasectl.monitoring.stats import PROXY_FIELDS, LogStats
 
 KS_P, KS_D = 0.01, 0.1
 PSI_MODERATE, PSI_DRIFT = 0.1, 0.25

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from releasectl import safeio
-from releasectl.production.logs import read_batches, require_records
-from releasectl.production.logstats import (
+from releasectl.monitoring.logs import read_batches, require_records
+from releasectl.monitoring.logstats import (
     COUNT_FIELDS,
     MAX_TOPICS,
     NO_ERROR,
@@ -91,7 +91,7 @@ def scan(
     workers = workers or min(os.cpu_count() or 1, 8)
     note = None
     if not gzipped and (engine == "duckdb" or (engine == "auto" and size >= FAST_MIN_BYTES)):
-        from releasectl.production.fastscan import scan_duckdb
+        from releasectl.monitoring.fastscan import scan_duckdb
 
         fast, note = scan_duckdb(path, window, workers)
         if fast is not None:

@@ -12,9 +12,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from releasectl.errors import BadInput, Problem
-from releasectl.fsutil import atomic_write_text
-from releasectl.production.clusters import ClusterSettings, cluster, failure_text
-from releasectl.production.hygiene import (
+from releasectl.flywheel.clusters import ClusterSettings, cluster, failure_text
+from releasectl.flywheel.hygiene import (
     BiasSettings,
     DedupSettings,
     FilterSettings,
@@ -22,11 +21,12 @@ from releasectl.production.hygiene import (
     dedup,
     quality_problem,
 )
-from releasectl.production.interventions import route
-from releasectl.production.logs import FEEDBACK_FIELDS, Malformed, read_records, require_records
-from releasectl.production.mining import MiningSettings, failure_reasons, is_strong_success
-from releasectl.production.pairs import preference_pairs
-from releasectl.production.pii import scrub
+from releasectl.flywheel.interventions import route
+from releasectl.flywheel.mining import MiningSettings, failure_reasons, is_strong_success
+from releasectl.flywheel.pairs import preference_pairs
+from releasectl.flywheel.pii import scrub
+from releasectl.fsutil import atomic_write_text
+from releasectl.monitoring.logs import FEEDBACK_FIELDS, Malformed, read_records, require_records
 
 Step = Literal["filter", "dedup", "bias_audit", "pii_scrub"]
 

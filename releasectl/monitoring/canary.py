@@ -24,8 +24,8 @@ from releasectl.gate.rules import (
     parse_rules_file,
     verdict_of,
 )
-from releasectl.production.families import CostBasis, LogResolver, compute_metrics
-from releasectl.production.stats import LogStats, scan
+from releasectl.monitoring.families import CostBasis, LogResolver, compute_metrics
+from releasectl.monitoring.stats import LogStats, scan
 
 MIN_REQUESTS = 5000
 MIN_HOURS = 24.0

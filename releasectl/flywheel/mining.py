@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from releasectl.production.stats import NO_ERROR
+from releasectl.monitoring.stats import NO_ERROR
 
 
 class MiningSettings(BaseModel):

@@ -37,10 +37,10 @@ from typing import Any
 
 from releasectl import safeio
 from releasectl.duckjson import LINES, byte_check, connect, lenient
-from releasectl.production.logs import _YEAR_9999 as YEAR_9999
-from releasectl.production.logs import BOOL_FIELDS, NUMERIC_FIELDS, parse_line
-from releasectl.production.logs import STRING_FIELDS as CHECKED_STRINGS
-from releasectl.production.logstats import (
+from releasectl.monitoring.logs import _YEAR_9999 as YEAR_9999
+from releasectl.monitoring.logs import BOOL_FIELDS, NUMERIC_FIELDS, parse_line
+from releasectl.monitoring.logs import STRING_FIELDS as CHECKED_STRINGS
+from releasectl.monitoring.logstats import (
     COUNT_FIELDS,
     MAX_TOPICS,
     PROXY_FIELDS,
@@ -49,7 +49,7 @@ from releasectl.production.logstats import (
     LogStats,
     Window,
 )
-from releasectl.production.sketch import QuantileSketch
+from releasectl.monitoring.sketch import QuantileSketch
 
 CANDIDATE_CAP = 20_000  # candidate lines re-read in Python; more than this and the Python path reads it all
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from releasectl.gate.rules import MetricRef, Observation
-from releasectl.production.stats import LogStats
+from releasectl.monitoring.stats import LogStats
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "performance": (
