@@ -32,7 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "replay": ("releasectl.commands.replay:replay", "Replay the frozen suite on the release's pinned model."),
     "merge": ("releasectl.commands.replay:merge", "Merge sharded run directories into one run."),
-    "run-key": ("releasectl.replay.cache:run_key", "Print a replay's cache key, or verify a cached run against it."),
+    "run-key": (
+        "releasectl.replay.cache:run_key",
+        "Print a replay's cache key, or verify a cached run against it.",
+    ),
     "gate": ("releasectl.commands.gate:gate", "Evaluate promotion rules on a run against a baseline."),
     "report": ("releasectl.commands.report:report", "Render gate.json as a Markdown PR report."),
     "github": ("releasectl.commands.github:github", "Post the sticky PR comment and the commit status."),
@@ -60,7 +63,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Render what serves a channel's release (vllm serve, Kubernetes).",
     ),
     "demo": ("releasectl.commands.demo:demo", "Run the release-PR flow end to end on the embedded model."),
-    "import": ("releasectl.commands.imports:import_group", "Import lm-eval, inspect or promptfoo results as a run the gate can pair."),
+    "import": (
+        "releasectl.commands.imports:import_group",
+        "Import lm-eval, inspect or promptfoo results as a run the gate can pair.",
+    ),
 }
 
 
