@@ -7,6 +7,7 @@ exposition, because starting vLLM per test would cost minutes of CI).
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -94,3 +95,67 @@ def test_every_metric_has_a_query_with_a_selector_and_a_window():
     for name in VLLM_QUERIES:
         rendered = QueryMap().render(name, 'v1.3"}', "5m")
         assert 'release="v1.3\\"}"' in rendered and "[5m]" in rendered  # label values are escaped
+
+
+def test_monitor_on_prometheus_evaluates_the_manifest_alerts(cli, example_repo, stack):
+    url, _ = stack
+    quiet = cli(
+        "monitor",
+        "--prometheus",
+        url,
+        "--release",
+        "v1.2",
+        "--window",
+        "30s",
+        "--format",
+        "json",
+        cwd=example_repo,
+    )
+    assert quiet.code == 0, quiet.output
+    doc = quiet.json()
+    outcomes = {a["name"]: a["outcome"] for a in doc["alerts"]}
+    assert outcomes["p95-latency"] == "pass" and outcomes["error-rate"] == "pass"
+    assert outcomes["satisfaction"] == "not measured"  # Prometheus has no satisfaction series
+    no_series = cli(
+        "monitor",
+        "--prometheus",
+        url,
+        "--release",
+        "v1.1",
+        "--window",
+        "30s",
+        "--format",
+        "json",
+        cwd=example_repo,
+    )
+    assert no_series.code == 1 and no_series.json()["no_data"]  # no data is never an all-clear
+    down = cli("monitor", "--prometheus", "http://127.0.0.1:9", "--release", "v1.2", cwd=example_repo)
+    assert down.code == 3 and "http://127.0.0.1:9" in down.stderr
+
+
+def test_an_incident_in_the_served_metrics_rolls_production_back(cli, example_repo, tmp_path):
+    from conftest import git
+
+    incident = {"v1.2": ReleaseTraffic(latency_factor=3.0, error_fraction=0.3)}
+    with RecordedExporter(incident) as exporter, prometheus([f"127.0.0.1:{exporter.port}"], tmp_path) as url:
+        wait_for_series(url, 'vllm:request_success_total{release="v1.2"}')
+        time.sleep(6)
+        result = cli(
+            "monitor",
+            "--prometheus",
+            url,
+            "--window",
+            "30s",
+            "--auto-rollback",
+            "--format",
+            "json",
+            cwd=example_repo,
+        )
+    assert result.code == 1, result.output
+    doc = result.json()
+    assert {"p95-latency", "error-rate"} <= set(doc["fired"])
+    assert doc["rollback"]["status"] == "rolled back" and doc["rollback"]["to"] == "v1.1"
+    last = json.loads((example_repo / "releases" / "history.jsonl").read_text().splitlines()[-1])
+    assert last["action"] == "rollback" and last["trigger"]["prometheus"] == url
+    assert {a["name"] for a in last["trigger"]["alerts"]} >= {"p95-latency", "error-rate"}
+    assert "rollback(production)" in git(example_repo, "log", "-1", "--format=%s")

@@ -79,9 +79,12 @@ def _alerts_section(result: dict[str, Any]) -> None:
     if result["alerts"]:
         out.print("[bold]alerts[/]")
         for a in result["alerts"]:
-            mark = {"pass": "[green]✓[/]", "fail": "[red]✗ FIRED[/]", "inconclusive": "[yellow]?[/]"}[
-                a["outcome"]
-            ]
+            mark = {
+                "pass": "[green]✓[/]",
+                "fail": "[red]✗ FIRED[/]",
+                "inconclusive": "[yellow]?[/]",
+                "not measured": "[dim]–[/]",
+            }[a["outcome"]]
             trig = " [red](rollback trigger)[/]" if a["rollback"] and a["fired"] else ""
             out.print(
                 f"  {mark} {esc(a['name'])} \\[{esc(a['family'])}] {esc(a['rule'])} — {esc(a['detail'])}{trig}"
@@ -123,9 +126,35 @@ def _alerts_section(result: dict[str, Any]) -> None:
         say("[red]{} alert(s) fired:[/] {}", len(result["fired"]), ", ".join(result["fired"]))
 
 
+def _prometheus_summary(result: dict[str, Any]) -> None:
+    say(
+        "{} ({}) from {} over {}",
+        result["release"],
+        result["release_source"],
+        result["source"]["prometheus"],
+        result["source"]["window"],
+    )
+    for metric, value in result["metrics"].items():
+        say("  {}: {}", metric, "no data" if value is None else f"{value:.4g}")
+    if result["no_data"]:
+        say("[yellow]no data[/] for {}: inconclusive, not an all-clear", ", ".join(result["no_data"]))
+
+
 @click.command()
 @click.option(
-    "--logs", required=True, type=LogPath, help="Inference logs: JSON lines, plain or gzip (docs/logs.md)."
+    "--logs", default=None, type=LogPath, help="Inference logs: JSON lines, plain or gzip (docs/logs.md)."
+)
+@click.option(
+    "--prometheus",
+    "prometheus_url",
+    default=None,
+    metavar="URL",
+    help="Read the release's serving metrics from Prometheus (vLLM's metric names) instead of logs.",
+)
+@click.option(
+    "--baseline-release",
+    default=None,
+    help="With --prometheus: the release whose series `baseline.*` rules compare against.",
 )
 @click.option(
     "--release", default=None, help="Release whose manifest alerts apply (default: the one --channel serves)."
@@ -153,7 +182,9 @@ def _alerts_section(result: dict[str, Any]) -> None:
 )
 @format_option()
 def monitor(
-    logs: Path,
+    logs: Path | None,
+    prometheus_url: str | None,
+    baseline_release: str | None,
     release: str | None,
     baseline_logs: Path | None,
     window: str,
@@ -167,8 +198,28 @@ def monitor(
     reward collapse across --window windows. Exit 0 when no alert fires, 1 when one does.
     """
     from releasectl.console import progress
-    from releasectl.monitoring.monitor import run_monitor
+    from releasectl.monitoring.monitor import run_monitor, run_monitor_prometheus
 
+    if (logs is None) == (prometheus_url is None):
+        from releasectl.errors import BadInput
+
+        raise BadInput("give exactly one of --logs FILE and --prometheus URL")
+    if prometheus_url is not None:
+        result = run_monitor_prometheus(
+            prometheus_url,
+            release=release,
+            baseline_release=baseline_release,
+            window=window,
+            auto_rollback=auto_rollback,
+            channel=channel,
+        )
+        if fmt == "json":
+            emit_json(result)
+        else:
+            _prometheus_summary(result)
+            _alerts_section(result)
+        return int(result["exit_code"])
+    assert logs is not None
     with progress("reading logs", None, disable=fmt == "json") as bar:
         task = bar.add_task("reading logs (records)", total=None)
         result = run_monitor(

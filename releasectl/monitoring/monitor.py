@@ -133,7 +133,7 @@ def run_monitor(
 
 
 def _roll_back(
-    root: Path, channel: str, release: str | None, triggers: list[dict[str, Any]], logs: Path
+    root: Path, channel: str, release: str | None, triggers: list[dict[str, Any]], logs: Path | str
 ) -> dict[str, Any]:
     """The same code path as `releasectl rollback`, with the firing alerts as reason and trigger."""
     from releasectl.channels import Refused, rollback_channel
@@ -143,7 +143,7 @@ def _roll_back(
     )
     trigger = {
         "source": "releasectl monitor",
-        "logs": str(logs),
+        ("prometheus" if str(logs).startswith("http") else "logs"): str(logs),
         "alerts": [{k: a[k] for k in ("name", "rule", "observed", "threshold")} for a in triggers],
     }
     try:
@@ -151,3 +151,85 @@ def _roll_back(
     except Refused as e:
         return {"status": "refused", "message": e.message, "hint": e.hint}
     return {"status": "rolled back", **moved.to_dict()}
+
+
+def run_monitor_prometheus(
+    url: str,
+    *,
+    release: str | None = None,
+    baseline_release: str | None = None,
+    window: str = "1h",
+    auto_rollback: bool = False,
+    channel: str = "production",
+    root: Path | None = None,
+) -> dict[str, Any]:
+    """`releasectl monitor --prometheus URL`: the same manifest alerts, SLOs and rollback triggers,
+    on the release's series in Prometheus. An alert on a mapped metric with no series is "no data"
+    (inconclusive, and the command does not exit 0); an alert on a metric Prometheus does not carry
+    (satisfaction, say) is reported as not measured by this source."""
+    from releasectl.gate.rules import Observation
+    from releasectl.monitoring.families import LogResolver
+    from releasectl.monitoring.prometheus import PrometheusClient, QueryMap, parse_window, release_metrics
+
+    window = parse_window(window)
+    root = root or find_releases_root()
+    if auto_rollback and root is None:
+        raise BadInput(
+            "--auto-rollback needs a releases repository (a folder with releases/channels.yaml)",
+            hint="run from the releases repository or set RELEASECTL_ROOT",
+        )
+    name, how = resolve_release(root, release, channel)
+    if name is None or root is None:
+        raise BadInput(f"no release to monitor: {how}", hint="pass --release vX.Y")
+    from releasectl.manifest.loader import load_manifest, release_path
+
+    loaded = load_manifest(release_path(root, name), root)
+    client, queries = PrometheusClient(url), QueryMap()
+    current = release_metrics(client, queries, name, window)
+    base = release_metrics(client, queries, baseline_release, window) if baseline_release else None
+    requests = current.values.get("requests")
+    n = int(requests) if requests else None
+
+    def observations(values: dict[str, float | None]) -> dict[str, Observation]:
+        return {
+            metric: Observation(
+                v, n=n, inconclusive_reason=None if v is not None else f"no data: no series for {metric}"
+            )
+            for metric, v in values.items()
+        }
+
+    resolver = LogResolver(observations(current.values), observations(base.values) if base else None)
+    from releasectl.monitoring.alerts import evaluate_alerts
+
+    alerts = evaluate_alerts(loaded, resolver)
+    for a in alerts:
+        if a["outcome"] == "inconclusive" and "unknown log metric" in (a["detail"] or ""):
+            a["outcome"], a["detail"] = "not measured", "this metrics source has no query for it (QueryMap)"
+    fired = [a for a in alerts if a["fired"]]
+    no_data = [a["name"] for a in alerts if a["outcome"] == "inconclusive"]
+    result: dict[str, Any] = {
+        "source": {"prometheus": url, "window": window, "queries": current.queries},
+        "release": name,
+        "release_source": how,
+        "baseline_release": baseline_release,
+        "channel": channel,
+        "metrics": current.values,
+        "baseline_metrics": base.values if base else None,
+        "has_data": current.has_data,
+        "alerts": alerts,
+        "fired": [a["name"] for a in fired],
+        "no_data": no_data,
+        "rollback": None,
+    }
+    triggers = [a for a in fired if a["rollback"]]
+    if auto_rollback and triggers:
+        result["rollback"] = _roll_back(root, channel, name, triggers, url)
+    elif triggers:
+        result["rollback"] = {
+            "status": "not requested",
+            "triggers": [a["name"] for a in triggers],
+            "hint": f"rerun with --auto-rollback, or: releasectl rollback --channel {channel} --reason '...'",
+        }
+    # No data is never an all-clear.
+    result["exit_code"] = 1 if fired or no_data or not current.has_data else 0
+    return result
