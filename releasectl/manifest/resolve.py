@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from releasectl.errors import EnvironmentFailure
 from releasectl.manifest.loader import LoadedManifest, iter_artifacts
@@ -83,67 +84,59 @@ def resolve_revisions(loaded: LoadedManifest) -> list[RevisionCheck]:
             )
             out.append(RevisionCheck(field_name, art.uri or "", rev, ok, msg))
         return out
+    from releasectl.retry import RetriesExhausted, Retryable, RetryPolicy
+
     api = HfApi(endpoint=constants.ENDPOINT)
     checks = []
+    policy = RetryPolicy(attempts=RETRIES + 1, base_delay=0.5, max_delay=10.0)
     for field_name, art in hub:
         repo_id, rev = (art.uri or "").removeprefix("hf://"), art.revision or ""
-        for attempt in range(RETRIES + 1):
+
+        def ask(repo_id: str = repo_id, rev: str = rev) -> Any:
+            """One attempt; a 5xx or a transport error may clear up, so it is retried."""
             try:
-                info = api.model_info(repo_id, revision=rev, timeout=10)
-            except RevisionNotFoundError:
-                checks.append(
-                    RevisionCheck(
-                        field_name, art.uri or "", rev, False, f"revision {rev} does not exist in {art.uri}"
-                    )
-                )
-            except RepositoryNotFoundError:
-                checks.append(
-                    RevisionCheck(
-                        field_name,
-                        art.uri or "",
-                        rev,
-                        False,
-                        f"repository {art.uri} does not exist (or the token cannot see it)",
-                    )
-                )
-            except GatedRepoError:
-                checks.append(
-                    RevisionCheck(
-                        field_name,
-                        art.uri or "",
-                        rev,
-                        False,
-                        f"{art.uri} is gated: set HF_TOKEN to a token with access",
-                    )
-                )
+                return api.model_info(repo_id, revision=rev, timeout=10)
+            except (RevisionNotFoundError, RepositoryNotFoundError, GatedRepoError):
+                raise
             except HfHubHTTPError as e:
                 status = getattr(e.response, "status_code", 0)
-                if status >= 500 and attempt < RETRIES:
-                    continue
                 if status >= 500:
-                    raise EnvironmentFailure(
-                        f"the Hugging Face Hub at {constants.ENDPOINT} failed: HTTP {status}",
-                        hint="retry later, or check HF_ENDPOINT",
-                    ) from None
-                checks.append(
-                    RevisionCheck(field_name, art.uri or "", rev, False, f"{art.uri}@{rev}: HTTP {status}")
-                )
+                    raise Retryable(f"HTTP {status}") from None
+                raise
             except Exception as e:
-                if not _is_transport_error(e):
-                    raise
-                if attempt < RETRIES:
-                    continue
-                raise EnvironmentFailure(
-                    f"could not reach the Hugging Face Hub at {constants.ENDPOINT}: {type(e).__name__}: {e}",
-                    hint="check HF_ENDPOINT or retry; HF_HUB_OFFLINE=1 checks the local cache only",
-                ) from None
-            else:
-                ok = info.sha == rev
-                msg = (
-                    f"{art.uri}@{rev[:12]} exists"
-                    if ok
-                    else f"{art.uri}: the Hub resolved {rev} to {info.sha}"
+                if _is_transport_error(e):
+                    raise Retryable(f"{type(e).__name__}: {e}") from None
+                raise
+
+        try:
+            info = policy.run(ask)
+        except RetriesExhausted as e:
+            raise EnvironmentFailure(
+                f"could not reach the Hugging Face Hub at {constants.ENDPOINT}: {e}",
+                hint="retry later, or check HF_ENDPOINT; HF_HUB_OFFLINE=1 checks the local cache only",
+            ) from None
+        except RevisionNotFoundError:
+            checks.append(
+                RevisionCheck(
+                    field_name, art.uri or "", rev, False, f"revision {rev} does not exist in {art.uri}"
                 )
-                checks.append(RevisionCheck(field_name, art.uri or "", rev, ok, msg))
-            break
+            )
+            continue
+        except RepositoryNotFoundError:
+            message = f"repository {art.uri} does not exist (or the token cannot see it)"
+            checks.append(RevisionCheck(field_name, art.uri or "", rev, False, message))
+            continue
+        except GatedRepoError:
+            message = f"{art.uri} is gated: set HF_TOKEN to a token with access"
+            checks.append(RevisionCheck(field_name, art.uri or "", rev, False, message))
+            continue
+        except HfHubHTTPError as e:
+            status = getattr(e.response, "status_code", 0)
+            checks.append(
+                RevisionCheck(field_name, art.uri or "", rev, False, f"{art.uri}@{rev}: HTTP {status}")
+            )
+            continue
+        ok = info.sha == rev
+        msg = f"{art.uri}@{rev[:12]} exists" if ok else f"{art.uri}: the Hub resolved {rev} to {info.sha}"
+        checks.append(RevisionCheck(field_name, art.uri or "", rev, ok, msg))
     return checks
