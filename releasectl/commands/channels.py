@@ -10,12 +10,7 @@ import click
 
 from releasectl.console import console, emit_json, esc, format_option
 from releasectl.errors import ExitCode
-
-
-def _root() -> Path:
-    from releasectl.repo import repo_root
-
-    return repo_root()
+from releasectl.repo import repo_root
 
 
 def move_options(fn: Any) -> Any:
@@ -42,7 +37,7 @@ def _run_move(move: Any, fmt: str, *args: Any, **kwargs: Any) -> int:
     from releasectl.channels import Refused
 
     try:
-        result = move(_root(), *args, **kwargs)
+        result = move(repo_root(), *args, **kwargs)
     except Refused as e:
         return _refused(e, fmt)
     return _report(result, fmt)
@@ -187,7 +182,7 @@ def rollback(
 def _repair(fmt: str, *, commit: bool) -> int:
     from releasectl.channels.moves import repair_history
 
-    result = repair_history(_root(), commit=commit)
+    result = repair_history(repo_root(), commit=commit)
     if fmt == "json":
         emit_json(result.to_dict())
         return 0
@@ -246,7 +241,7 @@ def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt:
 
     if repair:
         return _repair(fmt, commit=not no_commit)
-    state = read_state(_root())
+    state = read_state(repo_root())
     events = [e for e in state.events if channel is None or e["channel"] == channel]
     latest = {}
     for e in state.events:
@@ -308,7 +303,7 @@ def status(fmt: str) -> int:
     from releasectl.channels import CHANNELS, read_state
     from releasectl.channels.state import repair_view
 
-    root = _root()
+    root = repo_root()
     state = read_state(root)
     if state.repaired:
         repair_view(root)

@@ -108,11 +108,12 @@ def gate(
     from releasectl.gate.evaluate import run_gate
     from releasectl.gate.metrics import Policy
     from releasectl.gate.rules import parse_rules_file
-    from releasectl.manifest.loader import find_root, load_manifest
+    from releasectl.manifest.loader import load_manifest
+    from releasectl.repo import find_repo_root
     from releasectl.safeio import read_bytes
 
     loaded = load_manifest(manifest) if manifest else None
-    root = loaded.root if loaded else find_root(Path.cwd() / "releases" / "_")
+    root = loaded.root if loaded else (find_repo_root() or Path.cwd().resolve())
     if rules_file is None:
         if loaded is None:
             raise BadInput("no rules: give a MANIFEST (its policy for --stage) or --rules FILE")

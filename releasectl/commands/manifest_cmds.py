@@ -11,15 +11,10 @@ import click
 
 from releasectl.console import console, emit_json, format_option
 from releasectl.errors import BadInput
+from releasectl.repo import repo_root
 
 if TYPE_CHECKING:
     from releasectl.manifest.loader import LoadedManifest
-
-
-def _root() -> Path:
-    from releasectl.repo import repo_root
-
-    return repo_root()
 
 
 def _load_release(ref: str) -> LoadedManifest:
@@ -28,7 +23,7 @@ def _load_release(ref: str) -> LoadedManifest:
 
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
         return load_manifest(Path(ref))
-    return load_manifest(release_path(_root(), ref))
+    return load_manifest(release_path(repo_root(), ref))
 
 
 ARTIFACTS = {
@@ -157,7 +152,7 @@ def new(release: str, source: str, description: str | None, repin: bool, force: 
 
     if not RELEASE_NAME.match(release):
         raise BadInput(f"'{release}' is not a release name", hint="use v<major>.<minor>[.<patch>], e.g. v1.4")
-    root = _root()
+    root = repo_root()
     src_path = release_path(root, source)
     dest = root / "releases" / f"{release}.yaml"
     if dest.exists() and not force:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,17 +52,11 @@ def manifest_digest(manifest: Manifest) -> str:
 
 
 def find_root(manifest_path: Path) -> Path:
-    """The releases repository root: the parent of the `releases/` directory holding the manifest."""
-    env = os.environ.get("RELEASECTL_ROOT")
-    if env:
-        return Path(env).resolve()
-    parent = manifest_path.resolve().parent
-    if parent.name == "releases":
-        return parent.parent
-    for candidate in [Path.cwd().resolve(), *Path.cwd().resolve().parents]:
-        if (candidate / "releases").is_dir():
-            return candidate
-    return parent
+    """The releases repository a manifest belongs to (`releasectl.repo.find_repo_root`), or the
+    manifest's own folder when it is outside any."""
+    from releasectl.repo import find_repo_root
+
+    return find_repo_root(manifest_path) or manifest_path.resolve().parent
 
 
 def display_path(path: Path, root: Path | None = None) -> str:

@@ -27,10 +27,10 @@ def parse_window(text: str) -> timedelta:
 
 def find_releases_root(start: Path | None = None) -> Path | None:
     """The releases repository root (a folder holding releases/), from RELEASECTL_ROOT or the cwd up."""
-    from releasectl.manifest.loader import find_root
+    from releasectl.repo import find_repo_root
 
-    root = find_root((start or Path.cwd()) / "releases" / "_")
-    return root if (root / "releases").is_dir() else None
+    root = find_repo_root((start or Path.cwd()) / "releases" / "_")
+    return root if root is not None and (root / "releases").is_dir() else None
 
 
 def resolve_release(root: Path | None, release: str | None, channel: str) -> tuple[str | None, str]:
