@@ -98,7 +98,11 @@ def serve_and_list_models(repo: Path, timeout: float = 420.0) -> dict:
     }
     script = repo / "deploy" / "rendered" / "production" / "vllm" / "serve.sh"
     proc = subprocess.Popen(
-        ["sh", str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        ["sh", str(script)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + timeout
@@ -135,3 +139,41 @@ def test_serve_the_rendered_release_then_roll_back_and_serve_the_previous_one(cl
     served = {m["id"] for m in serve_and_list_models(example_repo)["data"]}
     assert served == {"SmolLM2-135M-Instruct"}  # v1.2 pins no adapter
     assert "rollback(production)" in git(example_repo, "log", "-1", "--format=%s")
+
+
+def test_rollback_re_renders_the_served_config_in_the_same_commit(cli, example_repo):
+    render(cli, example_repo, "--target", "vllm", "--target", "kubernetes")
+    git(example_repo, "add", "deploy")
+    git(example_repo, "commit", "-q", "-m", "render production")
+    result = cli(
+        "rollback",
+        "--reason",
+        "p95 spike",
+        "--render",
+        "vllm",
+        "--render",
+        "kubernetes",
+        "--format",
+        "json",
+        cwd=example_repo,
+    )
+    assert result.code == 0, result.output
+    doc = result.json()
+    assert doc["to"] == "v1.1" and len(doc["rendered"]) == 3
+    changed = git(example_repo, "show", "--name-only", "--format=", "HEAD").split()
+    assert "deploy/rendered/production/vllm/serve.json" in changed and "releases/history.jsonl" in changed
+    serve = json.loads((example_repo / "deploy/rendered/production/vllm/serve.json").read_text())
+    assert serve["release"] == "v1.1" and serve["manifest"] == "releases/v1.1.yaml"
+    assert git(example_repo, "status", "--porcelain").strip() == ""  # nothing left uncommitted
+
+
+def test_a_move_whose_release_cannot_be_rendered_is_refused_before_anything_changes(cli, example_repo):
+    m = example_repo / "releases" / "v1.1.yaml"
+    import re
+
+    m.write_text(re.sub(r"  engine_versions:\n    vllm: .*\n", "", m.read_text()))
+    git(example_repo, "commit", "-q", "-am", "v1.1 pins no vllm")
+    before = (example_repo / "releases" / "history.jsonl").read_bytes()
+    result = cli("rollback", "--reason", "x", "--render", "kubernetes", cwd=example_repo)
+    assert result.code == 2 and "pins no vLLM version" in result.stderr
+    assert (example_repo / "releases" / "history.jsonl").read_bytes() == before

@@ -62,6 +62,7 @@ class MoveResult:
     next_steps: list[str] = field(default_factory=list)
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
+    rendered: list[str] = field(default_factory=list)  # deploy/rendered/<channel>/… in the same commit
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -107,8 +108,8 @@ def _git(root: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
-def _commit(root: Path, message: str) -> str:
-    paths = [str(CHANNELS_FILE), str(HISTORY_FILE)]
+def _commit(root: Path, message: str, extra_paths: list[str] | None = None) -> str:
+    paths = [str(CHANNELS_FILE), str(HISTORY_FILE), *(extra_paths or [])]
     # Commit only these two paths (`commit -- paths` takes them from the work tree), so a user's
     # other staged changes stay staged and uncommitted. Files git does not track yet (a first
     # move in a new repository) must be added first; trying the commit first saves a git call.
@@ -152,6 +153,7 @@ def _move(
     extra: dict[str, Any] | None = None,
     tolerate_other_channels: bool = False,
     skip_damage: bool = False,
+    render: tuple[str, ...] = (),
 ) -> MoveResult:
     check_channel(channel)
     who = actor_name or actor()
@@ -197,6 +199,9 @@ def _move(
                 for x in (event.get("override"), f"rolled back past damaged {HISTORY_FILE} line(s) {lines}")
                 if x
             )
+        # The served config is rendered before anything is written: a release that cannot be
+        # rendered refuses the move instead of leaving the channel and its config apart.
+        rendered = _render(root, channel, to_release, render) if render else {}
         if dry_run:
             return result
         if state.repaired:
@@ -205,12 +210,27 @@ def _move(
         _test_pause("after-history")
         channels = {**state.channels, channel: to_release}
         write_view(root, channels, revision)
+        extra_paths = []
+        if rendered:
+            from releasectl.deploy import DEFAULT_OUT, write_rendered
+
+            write_rendered(root / DEFAULT_OUT, channel, rendered)
+            extra_paths = [f"{DEFAULT_OUT}/{channel}"]
+            result.rendered = sorted(f"{DEFAULT_OUT}/{channel}/{rel}" for rel in rendered)
         if commit and _in_git(root):
             arrow = f"{current or '∅'} → {to_release}"
-            result.commit = _commit(root, f"{action}({channel}): {arrow} — {reason}")
+            result.commit = _commit(root, f"{action}({channel}): {arrow} — {reason}", extra_paths)
     if push and result.commit:
         _push(root)
     return result
+
+
+def _render(root: Path, channel: str, release: str, targets: tuple[str, ...]) -> dict[str, str]:
+    """What serves `release` on `channel`, rendered from its pins (deploy render)."""
+    from releasectl.deploy import render_release
+    from releasectl.manifest.loader import load_manifest, release_path
+
+    return render_release(load_manifest(release_path(root, release)), channel, targets)
 
 
 def _gate_for(root: Path, release: str, gate_file: Path | None) -> tuple[dict[str, Any] | None, str, Path]:
@@ -238,6 +258,7 @@ def promote_channel(
     commit: bool = True,
     push: bool = False,
     dry_run: bool = False,
+    render: tuple[str, ...] = (),
 ) -> MoveResult:
     """Point `channel` at `release`, which needs a passing gate for the channel's stage bound to
     the manifest's current digest, unless forced (with a reason, recorded)."""
@@ -291,11 +312,16 @@ def promote_channel(
         push=push,
         dry_run=dry_run,
         extra={"override": problem} if problem else None,
+        render=render,
     )
-    result.next_steps = [
-        f"deploy: point the {channel} serving layer at releases/{release}.yaml (every artifact is pinned there)"
-    ]
+    result.next_steps = [_deploy_step(result, channel, release, "(every artifact is pinned there)")]
     return result
+
+
+def _deploy_step(result: MoveResult, channel: str, release: str, note: str) -> str:
+    if result.rendered:
+        return f"deploy: the GitOps controller watching deploy/rendered/{channel} applies this commit ({len(result.rendered)} rendered files)"
+    return f"deploy: point the {channel} serving layer at releases/{release}.yaml {note}"
 
 
 def previous_release(state: State, channel: str) -> str | None:
@@ -331,6 +357,7 @@ def rollback_channel(
     push: bool = False,
     dry_run: bool = False,
     trigger: dict[str, Any] | None = None,
+    render: tuple[str, ...] = (),
 ) -> MoveResult:
     """Re-point `channel` to `to` (default: the release before the current one), append history,
     and commit. Refuses a release that never held the channel or whose manifest no longer
@@ -387,9 +414,12 @@ def rollback_channel(
         extra=extra,
         tolerate_other_channels=True,
         skip_damage=force and to is not None,
+        render=render,
     )
     result.next_steps = [
-        f"deploy: point the {channel} serving layer at releases/{result.to_release}.yaml — nothing is rebuilt, every artifact is pinned there",
+        _deploy_step(
+            result, channel, result.to_release, "— nothing is rebuilt, every artifact is pinned there"
+        ),
         f"keep {result.from_release} running as hot standby until traffic has moved and {result.to_release} is verified (seed 004: under 5 minutes)",
         "then write up the incident and schedule the postmortem",
     ]

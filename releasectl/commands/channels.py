@@ -25,6 +25,13 @@ def move_options(fn: Any) -> Any:
         click.option("--no-commit", is_flag=True, help="Do not make a git commit."),
         click.option("--push", is_flag=True, help="Push the commit to the branch's upstream."),
         click.option("--dry-run", is_flag=True, help="Check and show the move without writing anything."),
+        click.option(
+            "--render",
+            "render",
+            type=click.Choice(["vllm", "kubernetes"]),
+            multiple=True,
+            help="Re-render what serves the channel (deploy/rendered/CHANNEL) in the same commit. Repeatable.",
+        ),
         format_option(),
     ]
     for option in reversed(options):
@@ -71,7 +78,8 @@ def _report(result: Any, fmt: str) -> int:
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.commit:
-        click.echo(f"commit {result.commit[:12]}: releases/channels.yaml, releases/history.jsonl")
+        rendered = f", {len(result.rendered)} rendered files" if result.rendered else ""
+        click.echo(f"commit {result.commit[:12]}: releases/channels.yaml, releases/history.jsonl{rendered}")
     for step in result.next_steps:
         click.echo(f"next: {step}")
     return 0
@@ -106,6 +114,7 @@ def promote(
     no_commit: bool,
     push: bool,
     dry_run: bool,
+    render: tuple[str, ...],
     fmt: str,
 ) -> int:
     """Point CHANNEL at RELEASE, which needs a passing gate bound to its manifest's digest.
@@ -126,6 +135,7 @@ def promote(
         commit=not no_commit,
         push=push,
         dry_run=dry_run,
+        render=render,
     )
 
 
@@ -156,6 +166,7 @@ def rollback(
     no_commit: bool,
     push: bool,
     dry_run: bool,
+    render: tuple[str, ...],
     fmt: str,
 ) -> int:
     """Re-point CHANNEL to RELEASE (default: the release before the current one), fast.
@@ -176,6 +187,7 @@ def rollback(
         commit=not no_commit,
         push=push,
         dry_run=dry_run,
+        render=render,
     )
 
 
