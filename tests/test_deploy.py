@@ -177,3 +177,9 @@ def test_a_move_whose_release_cannot_be_rendered_is_refused_before_anything_chan
     result = cli("rollback", "--reason", "x", "--render", "kubernetes", cwd=example_repo)
     assert result.code == 2 and "pins no vLLM version" in result.stderr
     assert (example_repo / "releases" / "history.jsonl").read_bytes() == before
+
+
+def test_an_unwritable_out_directory_is_bad_input(cli, example_repo, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = cli("deploy", "render", "--out", str(tmp_path / "file"), cwd=example_repo)
+    assert result.code == 2 and "cannot write the rendered config" in result.stderr

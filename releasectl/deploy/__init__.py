@@ -59,10 +59,16 @@ def write_rendered(out_dir: Path, channel: str, files: dict[str, str]) -> list[P
     written = []
     for rel, text in sorted(files.items()):
         path = out_dir / channel / rel
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
-            continue
-        atomic_write_text(path, text)
-        if path.suffix == ".sh":
-            path.chmod(0o755)
+        try:
+            if path.is_file() and path.read_bytes() == text.encode("utf-8"):
+                continue
+            atomic_write_text(path, text)
+            if path.suffix == ".sh":
+                path.chmod(0o755)
+        except OSError as e:
+            raise BadInput(
+                f"cannot write the rendered config {path}: {e.strerror or e}",
+                hint="choose a writable directory with --out",
+            ) from None
         written.append(path)
     return written
