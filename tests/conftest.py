@@ -90,17 +90,22 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
-@pytest.fixture
-def example_repo(tmp_path: Path) -> Path:
-    """A copy of this repository's releases repository in a fresh git repo (one commit)."""
-    dest = tmp_path / "repo"
-    dest.mkdir()
+def copy_releases_repo(dest: Path) -> Path:
+    """A copy of this repository's releases repository (manifests, suite, pins) at `dest`."""
+    dest.mkdir(parents=True)
     for part in RELEASES_REPO_PARTS:
         src = REPO_ROOT / part
         if src.is_dir():
             shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         elif src.is_file():
             shutil.copy2(src, dest / part)
+    return dest
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Path:
+    """A copy of this repository's releases repository in a fresh git repo (one commit)."""
+    dest = copy_releases_repo(tmp_path / "repo")
     git(dest, "init", "-q", "-b", "main")
     git(dest, "config", "user.name", "Test")
     git(dest, "config", "user.email", "test@example.invalid")

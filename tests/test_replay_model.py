@@ -28,18 +28,9 @@ pytestmark = pytest.mark.model
 @pytest.fixture(scope="module")
 def quick_repo(tmp_path_factory):
     """The example repo with v1.3 made quick: 16 new tokens, batches of 2."""
-    import shutil
+    from conftest import copy_releases_repo
 
-    from conftest import RELEASES_REPO_PARTS, REPO_ROOT
-
-    dest = tmp_path_factory.mktemp("quick") / "repo"
-    dest.mkdir()
-    for part in RELEASES_REPO_PARTS:
-        src = REPO_ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part)
-        elif src.is_file():
-            shutil.copy2(src, dest / part)
+    dest = copy_releases_repo(tmp_path_factory.mktemp("quick") / "repo")
     m = dest / "releases" / "v1.3.yaml"
     m.write_text(
         m.read_text().replace("max_tokens: 96", "max_tokens: 16").replace("batch_size: 8", "batch_size: 2")
@@ -193,21 +184,54 @@ def test_device_drift_is_refused_unless_allowed_and_recorded(cli, quick_repo, tm
     m.write_text(m.read_text().replace("device: cpu", "device: NVIDIA H100 80GB HBM3"))
     refused = cli("replay", "releases/v1.3.yaml", "--limit", "1", "--out", str(tmp_path / "a"), cwd=repo)
     assert refused.code == 3
-    assert "pins runtime.device 'NVIDIA H100 80GB HBM3'" in refused.stderr and "--allow-device-drift" in refused.stderr
-    allowed = cli("replay", "releases/v1.3.yaml", "--limit", "1", "--out", str(tmp_path / "b"), "--allow-device-drift", "--format", "json", cwd=repo)
+    assert (
+        "pins runtime.device 'NVIDIA H100 80GB HBM3'" in refused.stderr
+        and "--allow-device-drift" in refused.stderr
+    )
+    allowed = cli(
+        "replay",
+        "releases/v1.3.yaml",
+        "--limit",
+        "1",
+        "--out",
+        str(tmp_path / "b"),
+        "--allow-device-drift",
+        "--format",
+        "json",
+        cwd=repo,
+    )
     assert allowed.code == 0, allowed.output
     run = json.loads((tmp_path / "b" / "run.json").read_text())
-    assert run["allow_device_drift"] is True and run["device"] == "cpu" and run["pinned_device"] == "NVIDIA H100 80GB HBM3"
+    assert (
+        run["allow_device_drift"] is True
+        and run["device"] == "cpu"
+        and run["pinned_device"] == "NVIDIA H100 80GB HBM3"
+    )
 
 
 def test_ctrl_c_leaves_a_resumable_directory(quick_repo, loaded, full_run, tmp_path):
     out = tmp_path / "interrupted"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "releasectl", "replay", "releases/v1.3.yaml", "--limit", "1", "--out", str(out)],
-        cwd=quick_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "releasectl",
+            "replay",
+            "releases/v1.3.yaml",
+            "--limit",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=quick_repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not ((out / "results.jsonl").exists() and (out / "results.jsonl").read_text().count("\n") >= 2):
+    while time.monotonic() < deadline and not (
+        (out / "results.jsonl").exists() and (out / "results.jsonl").read_text().count("\n") >= 2
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,16 +29,9 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """The example repo with v1.3 made quick (16 new tokens), plus v1.3.1: v1.3 without its adapter."""
-    from conftest import RELEASES_REPO_PARTS, REPO_ROOT
+    from conftest import copy_releases_repo
 
-    dest = tmp_path_factory.mktemp("vllm") / "repo"
-    dest.mkdir()
-    for part in RELEASES_REPO_PARTS:
-        src = REPO_ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part)
-        elif src.is_file():
-            shutil.copy2(src, dest / part)
+    dest = copy_releases_repo(tmp_path_factory.mktemp("vllm") / "repo")
     m = dest / "releases" / "v1.3.yaml"
     text = m.read_text().replace("max_tokens: 96", "max_tokens: 16")
     m.write_text(text)
@@ -57,7 +49,9 @@ def full_run(repo, tmp_path_factory):
 
 
 def outputs(run_dir: Path) -> list[tuple]:
-    return [(r["case_id"], r["output"], r["completion_tokens"]) for r in read_results(run_dir / "results.jsonl")]
+    return [
+        (r["case_id"], r["output"], r["completion_tokens"]) for r in read_results(run_dir / "results.jsonl")
+    ]
 
 
 def replay_cmd(*args: str) -> list[str]:
@@ -158,8 +152,9 @@ def test_the_lora_release_differs_from_its_base(repo, full_run, tmp_path):
     base_run = run_replay(base, tmp_path / "base", engine="vllm", limit=1)
     assert base_run.run["provenance"]["settings"]["llm_kwargs"].get("enable_lora") is None
     assert base_run.run["output_digest"] != full_run.run["output_digest"]
-    lora, plain = dict((c, o) for c, o, _ in outputs(full_run.run_dir)), dict(
-        (c, o) for c, o, _ in outputs(tmp_path / "base")
+    lora, plain = (
+        dict((c, o) for c, o, _ in outputs(full_run.run_dir)),
+        dict((c, o) for c, o, _ in outputs(tmp_path / "base")),
     )
     differing = [c for c in lora if lora[c] != plain[c]]
     assert differing, "the adapter changed no output"
@@ -172,7 +167,14 @@ def test_a_gate_between_runs_of_two_engines_is_refused_unless_allowed(cli, repo,
     hf_run = run_replay(loaded, tmp_path / "hf", engine="hf", limit=1)
     same = sum(a == b for a, b in zip(outputs(full_run.run_dir), outputs(hf_run.run_dir), strict=True))
     print(f"hf vs vllm greedy float32 outputs identical on {same} of {len(outputs(hf_run.run_dir))} cases")
-    args = ["gate", "releases/v1.3.yaml", "--run", str(full_run.run_dir), "--baseline-run", str(hf_run.run_dir)]
+    args = [
+        "gate",
+        "releases/v1.3.yaml",
+        "--run",
+        str(full_run.run_dir),
+        "--baseline-run",
+        str(hf_run.run_dir),
+    ]
     refused = cli(*args, "--stage", "staging", "--out", str(tmp_path / "g0.json"), cwd=repo)
     assert refused.code == 2, refused.output
     assert "vllm" in refused.stderr and "hf" in refused.stderr

@@ -47,6 +47,29 @@ def resolve_release(root: Path | None, release: str | None, channel: str) -> tup
     return current, f"served by {channel}"
 
 
+def monitored_release(
+    root: Path | None, release: str | None, channel: str, auto_rollback: bool
+) -> tuple[Path | None, str | None, str, Any]:
+    """(releases root, the release monitored, how it was chosen, its loaded manifest or None)."""
+    root = root or find_releases_root()
+    if auto_rollback and root is None:
+        raise BadInput(
+            "--auto-rollback needs a releases repository (a folder with releases/channels.yaml)",
+            hint="run from the releases repository or set RELEASECTL_ROOT",
+        )
+    name, how = resolve_release(root, release, channel)
+    if name is None:
+        return root, None, how, None
+    if root is None:
+        raise BadInput(
+            f"--release {name}: no releases/ folder here",
+            hint="run from the releases repository or set RELEASECTL_ROOT",
+        )
+    from releasectl.manifest.loader import load_manifest, release_path
+
+    return root, name, how, load_manifest(release_path(root, name), root)
+
+
 def run_monitor(
     logs: Path,
     *,
@@ -60,23 +83,7 @@ def run_monitor(
 ) -> dict[str, Any]:
     """Everything `releasectl monitor` reports, as one JSON-ready dict (`exit_code` included)."""
     win = parse_window(window)
-    root = root or find_releases_root()
-    if auto_rollback and root is None:
-        raise BadInput(
-            "--auto-rollback needs a releases repository (a folder with releases/channels.yaml)",
-            hint="run from the releases repository or set RELEASECTL_ROOT",
-        )
-    name, how = resolve_release(root, release, channel)
-    loaded = None
-    if name is not None:
-        from releasectl.manifest.loader import load_manifest, release_path
-
-        if root is None:
-            raise BadInput(
-                f"--release {name}: no releases/ folder here",
-                hint="run from the releases repository or set RELEASECTL_ROOT",
-            )
-        loaded = load_manifest(release_path(root, name), root)
+    root, name, how, loaded = monitored_release(root, release, channel, auto_rollback)
     infra = loaded.manifest.infrastructure if loaded else None
     basis = CostBasis(infra.gpu_hourly_usd, infra.tokens_per_second_per_gpu) if infra else CostBasis()
 
@@ -172,18 +179,9 @@ def run_monitor_prometheus(
     from releasectl.monitoring.prometheus import PrometheusClient, QueryMap, parse_window, release_metrics
 
     window = parse_window(window)
-    root = root or find_releases_root()
-    if auto_rollback and root is None:
-        raise BadInput(
-            "--auto-rollback needs a releases repository (a folder with releases/channels.yaml)",
-            hint="run from the releases repository or set RELEASECTL_ROOT",
-        )
-    name, how = resolve_release(root, release, channel)
+    root, name, how, loaded = monitored_release(root, release, channel, auto_rollback)
     if name is None or root is None:
         raise BadInput(f"no release to monitor: {how}", hint="pass --release vX.Y")
-    from releasectl.manifest.loader import load_manifest, release_path
-
-    loaded = load_manifest(release_path(root, name), root)
     client, queries = PrometheusClient(url), QueryMap()
     current = release_metrics(client, queries, name, window)
     base = release_metrics(client, queries, baseline_release, window) if baseline_release else None
