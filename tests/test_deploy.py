@@ -125,6 +125,7 @@ def serve_and_list_models(repo: Path, timeout: float = 420.0) -> dict:
 
 @pytest.mark.vllm
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_serve_the_rendered_release_then_roll_back_and_serve_the_previous_one(cli, example_repo):
     promoted = cli("promote", "v1.3", "--to", "production", "--force", "--reason", "lora", cwd=example_repo)
     assert promoted.code == 0, promoted.output

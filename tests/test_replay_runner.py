@@ -218,3 +218,12 @@ def test_merge_accepts_shards_that_do_not_say_when_they_ran(loaded, tmp_path):
         (tmp_path / f"s{i}" / "run.json").write_text(json.dumps(run))
     merged = merge_runs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "m")
     assert merged.run["cases"] == 7 and merged.run["started_at"] is None
+
+
+def test_a_replay_into_a_used_directory_starts_over_unless_resumed(loaded, tmp_path):
+    first = run_replay(loaded, tmp_path / "r", limit=1, engine_instance=FakeEngine())
+    engine = FakeEngine()
+    again = run_replay(loaded, tmp_path / "r", limit=1, engine_instance=engine)
+    assert again.run["output_digest"] == first.run["output_digest"] and again.run["cases"] == 7
+    assert sum(len(c) for c in engine.calls) == 7  # everything generated again, nothing kept
+    assert len((tmp_path / "r" / "results.jsonl").read_text().splitlines()) == 7

@@ -23,7 +23,7 @@ from releasectl.replay import Shard, run_replay
 from releasectl.replay.merge import merge_runs
 from releasectl.replay.writer import read_results
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")
