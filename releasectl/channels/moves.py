@@ -1,8 +1,10 @@
 """Moving channels: `promote` (needs a passing gate bound to the manifest) and `rollback`.
 
-Both go through `_move`, which holds the lock for read → check → append → rewrite → commit, so
-concurrent invocations serialise and a compare-and-set (`expect`) sees the state it checks.
+Both go through `record_move`, which holds the lock for read → check → append → rewrite → commit,
+so concurrent invocations serialise and a compare-and-set (`expect`) sees the state it checks.
 `releasectl monitor --auto-rollback` calls `rollback_channel`, the same code path as the CLI.
+The traffic steps of a rollout (`releasectl.rollout.steps`) are events through `record_move` too,
+ones that leave the channel where it is; the promote that completes a rollout is `promote_channel`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import getpass
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,11 +25,13 @@ from releasectl.channels.state import (
     HISTORY_FILE,
     RESTORE_HINT,
     State,
+    aborted_rollout,
     append_event,
     channels_from_history,
     check_channel,
     locked,
     read_state,
+    rollouts_from_history,
     scan_history,
     write_view,
 )
@@ -63,6 +68,7 @@ class MoveResult:
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
     rendered: list[str] = field(default_factory=list)  # deploy/rendered/<channel>/… in the same commit
+    rollout: dict[str, Any] | None = None  # the rollout record this event carries
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,7 +97,7 @@ def actor() -> str:
     return getpass.getuser()
 
 
-def _now() -> str:
+def now_utc() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -137,7 +143,7 @@ def _test_pause(point: str) -> None:
         time.sleep(float(os.environ.get("RELEASECTL_TEST_PAUSE_S", "30")))
 
 
-def _move(
+def record_move(
     root: Path,
     *,
     action: str,
@@ -154,7 +160,16 @@ def _move(
     tolerate_other_channels: bool = False,
     skip_damage: bool = False,
     render: tuple[str, ...] = (),
+    moves: bool = True,
+    when: str | None = None,
+    message: Callable[[dict[str, Any]], str] | None = None,
 ) -> MoveResult:
+    """Under the channels lock: read and check the log, ask `target(state, current)` for the
+    release (and the gate relied on), append the event, rewrite the view, render, commit.
+
+    `moves=False` records an event that leaves the channel where it is (a rollout step: `to` is
+    the candidate); `when` fixes the event's time (a rollout record repeats it); `message(event)`
+    words the commit message."""
     check_channel(channel)
     who = actor_name or actor()
     with locked(root):
@@ -170,10 +185,15 @@ def _move(
         to_release, gate = target(state, current)
         if to_release == current:
             raise Refused(f"{channel} already holds {to_release}")
+        if not moves and current is None:
+            raise Refused(
+                f"{channel} holds no release yet",
+                hint=f"promote the first release: releasectl promote vX.Y --to {channel}",
+            )
         revision = state.revision + 1
         event: dict[str, Any] = {
             "revision": revision,
-            "time": _now(),
+            "time": when or now_utc(),
             "actor": who,
             "action": action,
             "channel": channel,
@@ -187,6 +207,7 @@ def _move(
         result = MoveResult(
             action, channel, current, to_release, revision, reason, who, forced, None, gate, dry_run=dry_run
         )
+        result.rollout = event.get("rollout")
         result.warnings = [
             f"{p.render()} (skipped: {'it names channel ' + ln.channel_hint if ln.channel_hint and ln.channel_hint != channel else 'forced past it'}; {RESTORE_HINT})"
             for ln in state.skipped
@@ -201,15 +222,16 @@ def _move(
             )
         # The served config is rendered before anything is written: a release that cannot be
         # rendered refuses the move instead of leaving the channel and its config apart.
-        rendered = _render(root, channel, to_release, render) if render else {}
+        served = to_release if moves else current
+        rendered = _render(root, channel, served, render) if render and served else {}
         if dry_run:
             return result
         if state.repaired:
-            write_view(root, state.channels, state.revision)
+            write_view(root, state.channels, state.revision, state.rollouts)
         append_event(root, event)
         _test_pause("after-history")
-        channels = {**state.channels, channel: to_release}
-        write_view(root, channels, revision)
+        channels = {**state.channels, channel: to_release} if moves else state.channels
+        write_view(root, channels, revision, rollouts_from_history([event], state.rollouts))
         extra_paths = []
         if rendered:
             from releasectl.deploy import DEFAULT_OUT, write_rendered
@@ -219,7 +241,8 @@ def _move(
             result.rendered = sorted(f"{DEFAULT_OUT}/{channel}/{rel}" for rel in rendered)
         if commit and _in_git(root):
             arrow = f"{current or '∅'} → {to_release}"
-            result.commit = _commit(root, f"{action}({channel}): {arrow} — {reason}", extra_paths)
+            subject = message(event) if message else f"{action}({channel}): {arrow} — {reason}"
+            result.commit = _commit(root, subject, extra_paths)
     if push and result.commit:
         _push(root)
     return result
@@ -245,6 +268,57 @@ def _gate_for(root: Path, release: str, gate_file: Path | None) -> tuple[dict[st
     return doc, digest, path
 
 
+def promotion_gate(
+    root: Path, release: str, channel: str, gate_file: Path | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """What promoting `release` to `channel` relies on: (the gate as history records it, or None;
+    why it does not allow the move, or None). A passing gate for the channel's stage, bound to the
+    manifest's current digest (an unknown or invalid manifest is exit 2). `rollout` starts on the
+    same checks."""
+    from releasectl.manifest.loader import load_manifest, release_path
+
+    check_channel(channel)
+    loaded = load_manifest(release_path(root, release))
+    stage = STAGE_FOR_CHANNEL[channel]
+    doc, digest, path = _gate_for(root, release, gate_file)
+    if doc is None:
+        return None, f"no gate result at {path}"
+    gate = {
+        "verdict": doc.get("verdict"),
+        "stage": doc.get("stage"),
+        "sha256": digest,
+        "file": str(path),
+        "run_url": doc.get("run_url") or run_url(),
+    }
+    problem = None
+    if doc.get("release") != release:
+        problem = f"{path} is the gate of {doc.get('release')}, not {release}"
+    elif doc.get("stage") != stage:
+        problem = f"{path} gated stage '{doc.get('stage')}', but {channel} needs stage '{stage}'"
+    elif doc.get("manifest_digest") != loaded.digest:
+        problem = f"{path} was made for manifest {doc.get('manifest_digest')}, but releases/{release}.yaml is now {loaded.digest}"
+    elif doc.get("verdict") != "promote":
+        problem = f"the gate says {doc.get('verdict')}: {doc.get('verdict_reason', '')}"
+    return gate, problem
+
+
+def gate_hint(release: str, channel: str) -> str:
+    stage = STAGE_FOR_CHANNEL[channel]
+    return f'replay and gate it: releasectl replay releases/{release}.yaml && releasectl gate releases/{release}.yaml --run runs/{release} --stage {stage}; or --force --reason "…"'
+
+
+def rollout_in_progress(state: State, channel: str) -> Refused | None:
+    """The refusal for a plain move of a channel whose traffic is being stepped, or None."""
+    record = state.rollouts.get(channel)
+    if record is None:
+        return None
+    where = f"step {record['step'] + 1}/{len(record['plan'])}, {record['weight']} %"
+    return Refused(
+        f"{channel} has a rollout of {record['release']} in progress ({where}, {record['state']})",
+        hint=f"finish it (releasectl rollout advance --channel {channel}) or end it (releasectl rollout abort --channel {channel})",
+    )
+
+
 def promote_channel(
     root: Path,
     release: str,
@@ -259,47 +333,30 @@ def promote_channel(
     push: bool = False,
     dry_run: bool = False,
     render: tuple[str, ...] = (),
+    completes: Any = None,
 ) -> MoveResult:
     """Point `channel` at `release`, which needs a passing gate for the channel's stage bound to
-    the manifest's current digest, unless forced (with a reason, recorded)."""
-    from releasectl.manifest.loader import load_manifest, release_path
+    the manifest's current digest, unless forced (with a reason, recorded).
 
-    check_channel(channel)
+    A channel with a rollout in progress is refused; `completes(state)` (the last step of that
+    rollout, `releasectl.rollout.steps`) is called under the lock instead and returns the rollout
+    record the promote carries."""
     if force and not reason:
         raise BadInput("--force needs --reason: the override is recorded in the audit trail")
-    loaded = load_manifest(release_path(root, release))
-    stage = STAGE_FOR_CHANNEL[channel]
-    doc, digest, path = _gate_for(root, release, gate_file)
-    gate = None
-    problem = None
-    if doc is None:
-        problem = f"no gate result at {path}"
-    else:
-        gate = {
-            "verdict": doc.get("verdict"),
-            "stage": doc.get("stage"),
-            "sha256": digest,
-            "file": str(path),
-            "run_url": doc.get("run_url") or run_url(),
-        }
-        if doc.get("release") != release:
-            problem = f"{path} is the gate of {doc.get('release')}, not {release}"
-        elif doc.get("stage") != stage:
-            problem = f"{path} gated stage '{doc.get('stage')}', but {channel} needs stage '{stage}'"
-        elif doc.get("manifest_digest") != loaded.digest:
-            problem = f"{path} was made for manifest {doc.get('manifest_digest')}, but releases/{release}.yaml is now {loaded.digest}"
-        elif doc.get("verdict") != "promote":
-            problem = f"the gate says {doc.get('verdict')}: {doc.get('verdict_reason', '')}"
+    gate, problem = promotion_gate(root, release, channel, gate_file)
     if problem and not force:
-        raise Refused(
-            f"cannot promote {release} to {channel}: {problem}",
-            hint=f'replay and gate it: releasectl replay releases/{release}.yaml && releasectl gate releases/{release}.yaml --run runs/{release} --stage {stage}; or --force --reason "…"',
-        )
+        raise Refused(f"cannot promote {release} to {channel}: {problem}", hint=gate_hint(release, channel))
+    extra: dict[str, Any] = {"override": problem} if problem else {}
 
     def target(state: State, current: str | None) -> tuple[str, dict[str, Any] | None]:
+        if completes is not None:
+            extra["rollout"] = completes(state)
+        elif refusal := rollout_in_progress(state, channel):
+            raise refusal
         return release, gate
 
-    result = _move(
+    stage = STAGE_FOR_CHANNEL[channel]
+    result = record_move(
         root,
         action="promote",
         channel=channel,
@@ -311,7 +368,7 @@ def promote_channel(
         commit=commit,
         push=push,
         dry_run=dry_run,
-        extra={"override": problem} if problem else None,
+        extra=extra,
         render=render,
     )
     result.next_steps = [_deploy_step(result, channel, release, "(every artifact is pinned there)")]
@@ -326,7 +383,7 @@ def _deploy_step(result: MoveResult, channel: str, release: str, note: str) -> s
 
 def previous_release(state: State, channel: str) -> str | None:
     """Helm-like: the release that held the channel before the current one."""
-    for e in reversed(state.events):
+    for e in reversed(state.moves):
         if e["channel"] == channel:
             return e["from"]
     return None
@@ -334,14 +391,14 @@ def previous_release(state: State, channel: str) -> str | None:
 
 def gate_relied_on(state: State, channel: str, release: str) -> dict[str, Any] | None:
     """The gate recorded when `release` last entered `channel` (a rollback relies on it again)."""
-    for e in reversed(state.events):
+    for e in reversed(state.moves):
         if e["channel"] == channel and e["to"] == release and e.get("gate"):
             return e["gate"]
     return None
 
 
 def held_channel(state: State, channel: str, release: str) -> bool:
-    return any(e["channel"] == channel and release in (e["to"], e["from"]) for e in state.events)
+    return any(e["channel"] == channel and release in (e["to"], e["from"]) for e in state.moves)
 
 
 def rollback_channel(
@@ -361,7 +418,8 @@ def rollback_channel(
 ) -> MoveResult:
     """Re-point `channel` to `to` (default: the release before the current one), append history,
     and commit. Refuses a release that never held the channel or whose manifest no longer
-    validates, unless `force`."""
+    validates, unless `force`. A rollout in progress on the channel ends with it (its canary
+    weight goes to 0; the event records that as `rollout.state: aborted`)."""
     if to is not None:
         from releasectl.manifest.loader import release_path
 
@@ -370,7 +428,7 @@ def rollback_channel(
         except BadInput as e:
             known = sorted(p.stem for p in (root / "releases").glob("v*.yaml"))
             raise BadInput(e.message, hint="known releases: " + (", ".join(known) or "none")) from None
-    # Filled in by `target` under the lock; _move spreads it into the event after calling target.
+    # Filled in by `target` under the lock; record_move spreads it into the event after calling target.
     extra: dict[str, Any] = {"trigger": trigger} if trigger else {}
 
     def target(state: State, current: str | None) -> tuple[str, dict[str, Any] | None]:
@@ -382,7 +440,7 @@ def rollback_channel(
         overrides = []
         if not held_channel(state, channel, release):
             if not force:
-                held = sorted({e["to"] for e in state.events if e["channel"] == channel and e["to"]})
+                held = sorted({e["to"] for e in state.moves if e["channel"] == channel and e["to"]})
                 raise Refused(
                     f"{release} never held {channel}",
                     hint=f"releases that did: {', '.join(held) or 'none'}; --force to override",
@@ -397,9 +455,11 @@ def rollback_channel(
         overrides += problems[:3]
         if overrides:
             extra["override"] = "; ".join(overrides)
+        if channel in state.rollouts:
+            extra["rollout"] = aborted_rollout(state.rollouts[channel])
         return release, gate_relied_on(state, channel, release)
 
-    result = _move(
+    result = record_move(
         root,
         action="rollback",
         channel=channel,
@@ -506,15 +566,16 @@ def repair_history(root: Path, *, commit: bool = True) -> RepairResult:
         events = log.events
         try:
             state = read_state(root)
-            channels, view_rebuilt = state.channels, state.repaired
+            channels, rollouts, view_rebuilt = state.channels, state.rollouts, state.repaired
         except BadInput:
             if events:
                 raise
             # no events and a damaged view: nothing to rebuild it from but an empty map
             channels, view_rebuilt = channels_from_history([], {c: None for c in CHANNELS}), True
+            rollouts = {}
         revision = events[-1]["revision"] if events else 0
         if view_rebuilt or tail:
-            write_view(root, channels, revision)
+            write_view(root, channels, revision, rollouts)
         result = RepairResult(
             bool(tail) or view_rebuilt,
             tail[0].number if tail else None,

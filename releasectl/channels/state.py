@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from releasectl.errors import BadInput, EnvironmentFailure, Problem
 from releasectl.fsutil import atomic_write_text, fsync_dir
@@ -47,8 +47,33 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REQUIRED = frozenset(
     ("revision", "time", "actor", "action", "channel", "from", "to", "reason", "forced", "gate")
 )
-_KEYS = _REQUIRED | {"override", "trigger"}
+_KEYS = _REQUIRED | {"override", "trigger", "rollout"}
 _GATE_KEYS = frozenset(("verdict", "stage", "sha256", "file", "run_url"))
+# A traffic-step rollout (releasectl.contracts.history.RolloutRecord). "rollout" events record a
+# step without moving the channel; the promote that completes one, and a rollback during one,
+# carry the record too.
+MOVES = ("promote", "rollback")
+ROLLOUT_STATES_OF = {
+    "rollout": ("started", "advanced", "paused", "resumed", "aborted"),
+    "promote": ("completed",),
+    "rollback": ("aborted",),
+}
+ACTIVE_STATES = ("started", "advanced", "paused", "resumed")
+_MAX_STEPS = 20
+_ROLLOUT_KEYS = frozenset(("release", "plan", "step", "weight", "state", "started", "step_started"))
+_ANALYSIS_KEYS = frozenset(
+    (
+        "outcome",
+        "canary_requests",
+        "baseline_requests",
+        "task_completion",
+        "latency_p95_ms",
+        "error_rate",
+        "satisfaction",
+    )
+)
+_DECISIONS = ("pass", "fail", "undecided", "not_tracked")
+_MAX_REQUESTS = 10**15
 
 
 def _text(v: Any, *, min_len: int = 0) -> bool:
@@ -59,6 +84,78 @@ def _release(v: Any) -> bool:
     return type(v) is str and len(v) <= 40 and _RELEASE.fullmatch(v) is not None
 
 
+def _time(v: Any) -> bool:
+    if type(v) is not str or _TIME.fullmatch(v) is None:
+        return False
+    try:
+        datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _one_of(v: Any, allowed: tuple[str, ...]) -> bool:
+    return type(v) is str and v in allowed
+
+
+def _analysis_ok(a: Any) -> bool:
+    if a is None:
+        return True
+    if (
+        type(a) is not dict
+        or a.keys() != _ANALYSIS_KEYS
+        or not _one_of(a["outcome"], ("pass", "fail", "hold"))
+    ):
+        return False
+    if not all(
+        type(a[k]) is int and 0 <= a[k] <= _MAX_REQUESTS for k in ("canary_requests", "baseline_requests")
+    ):
+        return False
+    return all(
+        _one_of(a[k], _DECISIONS)
+        for k in _ANALYSIS_KEYS - {"outcome", "canary_requests", "baseline_requests"}
+    )
+
+
+def rollout_record_ok(r: Any) -> bool:
+    """True only for a rollout record `RolloutRecord` accepts (the same invariants, by hand)."""
+    if type(r) is not dict or not (_ROLLOUT_KEYS <= r.keys() <= _ROLLOUT_KEYS | {"analysis"}):
+        return False
+    plan, step, weight, state = r["plan"], r["step"], r["weight"], r["state"]
+    if type(plan) is not list or not 1 <= len(plan) <= _MAX_STEPS:
+        return False
+    if not all(type(w) is int and 1 <= w <= 100 for w in plan):
+        return False
+    if any(b <= a for a, b in zip(plan, plan[1:], strict=False)) or plan[-1] != 100:
+        return False
+    if (
+        type(step) is not int
+        or not 0 <= step < len(plan)
+        or not _one_of(state, ROLLOUT_STATES_OF["rollout"] + ("completed",))
+    ):
+        return False
+    expected = {"aborted": 0, "completed": 100}.get(state, plan[step])
+    if type(weight) is not int or weight != expected or (state == "completed" and step != len(plan) - 1):
+        return False
+    started, step_started = r["started"], r["step_started"]
+    if not (_release(r["release"]) and _time(started) and _time(step_started)) or step_started < started:
+        return False
+    if state == "started" and (step != 0 or step_started != started):
+        return False
+    return _analysis_ok(r.get("analysis"))
+
+
+def _event_rollout_ok(e: dict[str, Any]) -> bool:
+    r = e.get("rollout")
+    if r is None:
+        return e["action"] != "rollout"
+    if not rollout_record_ok(r) or r["state"] not in ROLLOUT_STATES_OF[e["action"]]:
+        return False
+    if e["action"] != "rollback" and r["release"] != e["to"]:
+        return False
+    return (e["action"] != "rollout" or e["from"] is not None) and r["step_started"] <= e["time"]
+
+
 def fast_event_ok(e: Any) -> bool:
     """True only for an event `HistoryEvent` accepts as it stands."""
     if type(e) is not dict or not (_REQUIRED <= e.keys() <= _KEYS):
@@ -66,13 +163,13 @@ def fast_event_ok(e: Any) -> bool:
     rev, when, gate = e["revision"], e["time"], e["gate"]
     if type(rev) is not int or not 1 <= rev <= _MAX_REVISION:
         return False
-    if type(when) is not str or _TIME.fullmatch(when) is None:
+    if not _time(when):
         return False
-    try:
-        datetime.fromisoformat(when.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if not (_text(e["actor"], min_len=1) and _text(e["reason"]) and e["action"] in ("promote", "rollback")):
+    if not (
+        _text(e["actor"], min_len=1)
+        and _text(e["reason"])
+        and _one_of(e["action"], ("promote", "rollback", "rollout"))
+    ):
         return False
     if type(e["channel"]) is not str or e["channel"] not in CHANNELS or type(e["forced"]) is not bool:
         return False
@@ -88,7 +185,9 @@ def fast_event_ok(e: Any) -> bool:
     if e.get("override") is not None and not _text(e["override"]):
         return False
     trigger = e.get("trigger")
-    return trigger is None or (type(trigger) is dict and all(type(k) is str for k in trigger))
+    if not (trigger is None or (type(trigger) is dict and all(type(k) is str for k in trigger))):
+        return False
+    return _event_rollout_ok(e)
 
 
 def explain_event(obj: Any, *, file: str, line: int) -> tuple[dict[str, Any] | None, list[Problem]]:
@@ -103,7 +202,7 @@ def explain_event(obj: Any, *, file: str, line: int) -> tuple[dict[str, Any] | N
     except ValidationError as e:
         return None, problems_of(e, file=file, line=line)
     event = model.model_dump(by_alias=True, mode="json")
-    for optional in ("override", "trigger"):
+    for optional in ("override", "trigger", "rollout"):
         if event.get(optional) is None:
             event.pop(optional, None)
     return event, []
@@ -252,10 +351,16 @@ class State:
     view_revision: int = 0
     repaired: bool = False
     skipped: list[LogLine] = field(default_factory=list)  # damaged lines a rollback did without
+    rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)  # channel -> active rollout
 
     @property
     def revision(self) -> int:
         return self.events[-1]["revision"] if self.events else 0
+
+    @property
+    def moves(self) -> list[dict[str, Any]]:
+        """The events that moved a channel (promote, rollback): not the rollout steps between."""
+        return [e for e in self.events if e["action"] in MOVES]
 
 
 def check_channel(channel: str) -> None:
@@ -269,17 +374,30 @@ def check_channel(channel: str) -> None:
         )
 
 
-def _fast_view(data: Any) -> tuple[dict[str, str | None], int] | None:
-    if type(data) is not dict or not data.keys() <= {"channels", "revision"} or "channels" not in data:
+class View(NamedTuple):
+    channels: dict[str, str | None]
+    revision: int
+    rollouts: dict[str, dict[str, Any]]
+
+
+def _fast_view(data: Any) -> View | None:
+    keys = {"channels", "rollouts", "revision"}
+    if type(data) is not dict or not data.keys() <= keys or "channels" not in data:
         return None
-    chans, rev = data["channels"], data.get("revision", 0)
+    chans, rev, rollouts = data["channels"], data.get("revision", 0), data.get("rollouts", {})
     if type(chans) is not dict or not chans.keys() <= set(CHANNELS):
         return None
     if not all(v is None or _release(v) for v in chans.values()):
         return None
     if type(rev) is not int or not 0 <= rev <= _MAX_REVISION:
         return None
-    return {c: chans.get(c) for c in CHANNELS}, rev
+    if type(rollouts) is not dict or not rollouts.keys() <= set(CHANNELS):
+        return None
+    if not all(r is None or rollout_record_ok(r) and r["state"] in ACTIVE_STATES for r in rollouts.values()):
+        return None
+    return View(
+        {c: chans.get(c) for c in CHANNELS}, rev, {c: r for c, r in rollouts.items() if r is not None}
+    )
 
 
 def _view_error(data: Any, text: str) -> BadInput:
@@ -307,14 +425,14 @@ def _view_error(data: Any, text: str) -> BadInput:
     )
 
 
-def _parse_view(root: Path) -> tuple[dict[str, str | None], int]:
+def _parse_view(root: Path) -> View:
     import yaml
 
     from releasectl import safeio
 
     path = root / CHANNELS_FILE
     if not os.path.lexists(path):
-        return {c: None for c in CHANNELS}, 0
+        return View({c: None for c in CHANNELS}, 0, {})
     text = safeio.read_text(path, what="channels view", name=str(CHANNELS_FILE), max_bytes=1 << 20)
     try:
         data = yaml.safe_load(text)
@@ -336,20 +454,55 @@ def _parse_view(root: Path) -> tuple[dict[str, str | None], int]:
 def channels_from_history(events: list[dict[str, Any]], base: dict[str, str | None]) -> dict[str, str | None]:
     channels = dict(base)
     for e in events:
-        channels[e["channel"]] = e["to"]
+        if e["action"] in MOVES:  # a rollout step does not move the channel
+            channels[e["channel"]] = e["to"]
     return channels
 
 
-def _derive(
-    events: list[dict[str, Any]], view: tuple[dict[str, str | None], int] | None
-) -> dict[str, str | None]:
-    """The channels the log says. A log from revision 1 says everything; a shorter one (a
-    repository that started its log late) applies what it has on top of the view."""
+def active_rollout(record: dict[str, Any]) -> dict[str, Any]:
+    """A rollout record as the view keeps it: the step the channel is at, without its analysis."""
+    return {k: v for k, v in record.items() if k != "analysis"}
+
+
+def aborted_rollout(record: dict[str, Any]) -> dict[str, Any]:
+    """The record that ends a rollout in progress without completing it: no traffic to the candidate."""
+    return {**active_rollout(record), "state": "aborted", "weight": 0}
+
+
+def rollouts_from_history(
+    events: list[dict[str, Any]], base: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """channel -> its rollout in progress. Any move ends one (completed, or a rollback)."""
+    rollouts = dict(base)
+    for e in events:
+        record = e.get("rollout")
+        if e["action"] in MOVES or record is None or record["state"] not in ACTIVE_STATES:
+            rollouts.pop(e["channel"], None)
+        else:
+            rollouts[e["channel"]] = active_rollout(record)
+    return rollouts
+
+
+def _derive(events: list[dict[str, Any]], view: View | None) -> View:
+    """The channels (and rollouts) the log says. A log from revision 1 says everything; a shorter
+    one (a repository that started its log late) applies what it has on top of the view."""
+    revision = events[-1]["revision"] if events else 0
     if not events:
-        return dict(view[0]) if view else {c: None for c in CHANNELS}
+        return (
+            View(dict(view.channels), view.revision, dict(view.rollouts))
+            if view
+            else View({c: None for c in CHANNELS}, 0, {})
+        )
     if events[0]["revision"] == 1 or view is None:
-        return channels_from_history(events, {c: None for c in CHANNELS})
-    return channels_from_history([e for e in events if e["revision"] > view[1]], view[0])
+        return View(
+            channels_from_history(events, {c: None for c in CHANNELS}),
+            revision,
+            rollouts_from_history(events, {}),
+        )
+    later = [e for e in events if e["revision"] > view.revision]
+    return View(
+        channels_from_history(later, view.channels), revision, rollouts_from_history(later, view.rollouts)
+    )
 
 
 def read_state(root: Path, *, channel_needed: str | None = None, skip_damage: bool = False) -> State:
@@ -385,20 +538,37 @@ def read_state(root: Path, *, channel_needed: str | None = None, skip_damage: bo
             )
         skipped = log.middle
     try:
-        view: tuple[dict[str, str | None], int] | None = _parse_view(root)
+        view: View | None = _parse_view(root)
     except BadInput:
         if not events:
             raise
         view = None  # a damaged view is rebuilt from the log
-    if skipped and view is not None and view[1] == (events[-1]["revision"] if events else 0):
-        channels = dict(view[0])  # the view saw the damaged events while they were whole
+    if skipped and view is not None and view.revision == (events[-1]["revision"] if events else 0):
+        derived = view  # the view saw the damaged events while they were whole
     else:
-        channels = _derive(events, view)
-    repaired = view is None or (bool(events) and (view[0] != channels or view[1] != events[-1]["revision"]))
-    return State(root, channels, events, view[1] if view else 0, repaired, skipped)
+        derived = _derive(events, view)
+    repaired = view is None or (
+        bool(events)
+        and (
+            view.channels != derived.channels
+            or view.revision != events[-1]["revision"]
+            or view.rollouts != derived.rollouts
+        )
+    )
+    return State(
+        root,
+        dict(derived.channels),
+        events,
+        view.revision if view else 0,
+        repaired,
+        skipped,
+        dict(derived.rollouts),
+    )
 
 
-def render_view(channels: dict[str, str | None], revision: int) -> str:
+def render_view(
+    channels: dict[str, str | None], revision: int, rollouts: dict[str, dict[str, Any]] | None = None
+) -> str:
     lines = [
         "# Which release each channel serves. Written by releasectl (promote, rollback) under a lock;",
         "# the audit trail behind it is releases/history.jsonl. Do not edit by hand.",
@@ -406,12 +576,24 @@ def render_view(channels: dict[str, str | None], revision: int) -> str:
     ]
     for c in CHANNELS:
         lines.append(f"  {c}: {channels.get(c) or 'null'}")
+    if rollouts:
+        # The candidate's traffic share per channel in a rollout (releasectl rollout); a JSON
+        # flow mapping is YAML too, and keeps the times strings.
+        lines.append("rollouts:")
+        for c in CHANNELS:
+            if c in rollouts:
+                lines.append(f"  {c}: {json.dumps(rollouts[c], ensure_ascii=False)}")
     lines.append(f"revision: {revision}")
     return "\n".join(lines) + "\n"
 
 
-def write_view(root: Path, channels: dict[str, str | None], revision: int) -> None:
-    atomic_write_text(root / CHANNELS_FILE, render_view(channels, revision))
+def write_view(
+    root: Path,
+    channels: dict[str, str | None],
+    revision: int,
+    rollouts: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    atomic_write_text(root / CHANNELS_FILE, render_view(channels, revision, rollouts))
 
 
 def append_event(root: Path, event: dict[str, Any]) -> None:
@@ -466,5 +648,5 @@ def repair_view(root: Path) -> bool:
     with locked(root):
         state = read_state(root)  # re-read under the lock: another writer may have fixed it
         if state.repaired:
-            write_view(root, state.channels, state.revision)
+            write_view(root, state.channels, state.revision, state.rollouts)
         return state.repaired
