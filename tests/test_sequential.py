@@ -75,3 +75,76 @@ def test_p95_latency_rule():
 @pytest.mark.parametrize("p", [0.01, 0.05, 0.3, 0.5, 0.9])
 def test_the_bernoulli_variance_proxy_is_at_most_a_quarter(p):
     assert p * (1 - p) <= bernoulli_variance_proxy(p) + 1e-12 <= 0.25 + 1e-12
+
+
+# --- the paired always-valid test and the delta CS (issue 13 §2) ------------------------------
+
+
+def _first_rejections(rng, sims, pairs, pi, side, discordance=0.3):
+    """Share of simulated paired streams whose always-valid p-value ever reaches α = 0.05 when
+    looked at after every pair (optional stopping at its most aggressive)."""
+    from releasectl.stats.sequential import discordant_e_path
+
+    rejected = 0
+    for _ in range(sims):
+        discordant = rng.random(pairs) < discordance
+        wins = rng.random(int(discordant.sum())) < pi
+        rejected += bool(np.any(discordant_e_path(wins, side=side) >= 1 / 0.05))
+    return rejected / sims
+
+
+def test_the_paired_sign_test_keeps_type_one_error_under_optional_stopping():
+    rng = np.random.default_rng(21)
+    # McNemar's null (π = ½), checked after every one of 2,000 pairs: stopping at the first
+    # p ≤ 0.05 rejects in at most α of streams (a fixed-n test checked this often: far more).
+    assert _first_rejections(rng, 1000, 2000, 0.5, "two-sided") <= 0.05
+    # The composite one-sided null "the candidate is no better" (π ≤ ½), at π = ½ and below it.
+    assert _first_rejections(rng, 1000, 2000, 0.5, "greater") <= 0.05
+    assert _first_rejections(rng, 500, 2000, 0.4, "greater") <= 0.01
+
+
+def test_a_repeatedly_checked_fixed_n_mcnemar_exceeds_alpha_where_the_e_process_does_not():
+    from releasectl.gate.stats import mcnemar_exact
+
+    rng = np.random.default_rng(4)
+    naive = 0
+    for _ in range(300):
+        wins = rng.random(400) < 0.5
+        k = np.cumsum(wins)
+        naive += any(mcnemar_exact(int(m - k[m - 1]), int(k[m - 1])) < 0.05 for m in range(10, 401, 10))
+    assert naive / 300 > 0.1  # 40 looks at a fixed-n test: well above α
+
+
+def test_the_e_process_equals_its_mixture_integral_and_finds_a_real_difference():
+    from scipy.integrate import quad
+
+    from releasectl.stats.sequential import discordant_e_path, paired_sign_test
+
+    wins = [True, True, False, True, True, True, False, True]
+    k, m = sum(wins), len(wins)
+    for side, (lo, hi) in (("two-sided", (0, 1)), ("greater", (0.5, 1)), ("less", (0, 0.5))):
+        mass = quad(lambda p: 1.0, lo, hi)[0]
+        integral = quad(lambda p: p**k * (1 - p) ** (m - k) / 0.5**m, lo, hi)[0] / mass
+        assert discordant_e_path(wins, side=side)[-1] == pytest.approx(integral, rel=1e-9)
+    rng = np.random.default_rng(9)
+    base = rng.random(600) < 0.5
+    better = np.where(rng.random(600) < 0.25, True, base)  # 25 % of cases fixed, none broken
+    test = paired_sign_test(better, base)
+    assert test.p_value < 1e-6 and test.candidate_better == test.discordant
+    assert paired_sign_test(base, base).p_value == 1.0
+
+
+def test_the_paired_delta_cs_covers_the_truth_at_every_look():
+    from releasectl.stats.sequential import mean_cs_path, paired_delta_cs
+
+    rng = np.random.default_rng(13)
+    misses = 0
+    for _ in range(300):
+        u = rng.random(1500)
+        base = u < 0.70
+        cand = np.where(rng.random(1500) < 0.8, u, rng.random(1500)) < 0.67  # truth Δ = −0.03
+        lower, upper, _ = mean_cs_path((cand.astype(float) - base + 1) / 2, 0.05)
+        misses += bool(np.any((2 * lower - 1 > -0.03) | (2 * upper - 1 < -0.03)))
+    assert misses / 300 <= 0.05
+    iv = paired_delta_cs(cand, base, 0.05)
+    assert -1 <= iv.lower <= iv.estimate <= iv.upper <= 1 and iv.n == 1500
