@@ -10,10 +10,13 @@ and continuation are free). Two constructions are used, both closed-form and O(n
   predictable plug-in empirical-Bernstein CS of Waudby-Smith & Ramdas (2023), "Estimating means
   of bounded random variables by betting", JRSS-B 86(1), Theorem 2 — adapts to the variance, so a
   2 % error rate gets a much tighter sequence than the worst case;
-- **quantiles** (p95 latency): the CS for a quantile from a CS for the proportion of
-  observations below it (Howard & Ramdas 2022, "Sequential estimation of quantiles with
-  applications to A/B-testing and best-arm identification", Bernoulli 28(3)), with the normal
-  mixture boundary of Robbins (1970) / Howard et al. (2021, Ann. Statist. 49(2), eq. 3.7).
+- **quantiles** (p95 latency): the CS for a quantile from a CS for the count of observations
+  below it (Howard & Ramdas 2022, "Sequential estimation of quantiles with applications to
+  A/B-testing and best-arm identification", Bernoulli 28(3)), with the beta-binomial mixture
+  boundary of Howard et al. (2021, Ann. Statist. 49(2), §3.2);
+- **paired deltas** (candidate against baseline on the same cases): an always-valid sign test on
+  the discordant pairs (a mixture SPRT, Ramdas et al. 2023) and a CS for the mean paired
+  difference (the betting CS above), which also decides non-inferiority margins.
 
 Comparisons of two streams (candidate against baseline) use one-sided CSs at α/2 per stream: a
 wrong decision needs one of the two bounds it compares to be wrong, so by the union bound each
@@ -83,38 +86,37 @@ def one_sided_bounds(x: Sequence[float] | np.ndarray, alpha: float) -> Interval:
     return Interval(float(lower[-1]), float(upper[-1]), float(estimate[-1]), len(xs))
 
 
-def bernoulli_variance_proxy(p: float) -> float:
-    """The optimal sub-Gaussian variance proxy of Bernoulli(p) (Kearns & Saul 1998): ≤ 1/4."""
-    if p <= 0 or p >= 1 or abs(p - 0.5) < 1e-9:
-        return 0.25
-    return (1 - 2 * p) / (2 * math.log((1 - p) / p))
+def bernoulli_count_range(n: int, p: float, alpha: float, *, concentration: float = 100.0) -> tuple[int, int]:
+    """The counts s of n Bernoulli(p) trials (p known) that a two-sided (1 − α) CS keeps at n.
 
+    The beta-binomial mixture martingale M_n(s) = ∫ (π/p)^s ((1 − π)/(1 − p))^(n−s) dBeta(π) with a
+    Beta(p·c, (1 − p)·c) prior is ≥ 1/α at some n with probability ≤ α (Ville); log M_n is convex in
+    s, so the kept counts are an interval (Howard, Ramdas, McAuliffe & Sekhon 2021, §3.2;
+    Howard & Ramdas 2022). With the Bernoulli likelihood it is much tighter than a sub-Gaussian
+    boundary for p far from ½: a p95 gets a finite upper bound from a few hundred observations."""
+    from scipy.special import betaln
 
-def normal_mixture_radius(n: int, alpha: float, *, sigma2: float = 0.25, rho: float | None = None) -> float:
-    """Two-sided normal-mixture boundary for a mean of n sub-Gaussian(σ²) observations.
-
-    P(∃n: |mean_n − μ| ≥ r_n) ≤ α (Howard et al. 2021, eq. 3.7). `rho` tunes where the boundary is
-    tightest; any ρ > 0 is valid, and the default suits a few hundred to a few thousand observations.
-    """
     if n == 0:
-        return math.inf
-    rho = rho if rho is not None else sigma2 * 500
-    v = n * sigma2
-    return math.sqrt(2 * (v + rho) * math.log(math.sqrt((v + rho) / rho) / (alpha / 2))) / n
+        return 0, 0
+    a, b = p * concentration, (1 - p) * concentration
+    s = np.arange(n + 1, dtype=float)
+    log_m = betaln(a + s, b + n - s) - betaln(a, b) - s * math.log(p) - (n - s) * math.log1p(-p)
+    kept = np.flatnonzero(log_m < math.log(1 / alpha))
+    return int(kept[0]), int(kept[-1])
 
 
 def quantile_cs(x: Sequence[float] | np.ndarray, p: float, alpha: float) -> Interval:
-    """CS for the p-quantile: the order statistics at p ∓ r_n, r_n from a CS for a Bernoulli(p) mean."""
+    """CS for the p-quantile: the order statistics at the ends of the count CS of the observations
+    at or below it, which are Bernoulli(p) trials (Howard & Ramdas 2022)."""
     xs = np.sort(np.asarray(x, dtype=float))
     n = len(xs)
     if n == 0:
         return Interval(-math.inf, math.inf, math.nan, 0)
-    r = normal_mixture_radius(n, alpha, sigma2=bernoulli_variance_proxy(p))
-    # Whp at least n(p − r) and at most n(p + r) observations lie at or below q_p, so q_p lies
-    # between the ⌈n(p − r)⌉-th and the (⌊n(p + r)⌋ + 1)-th order statistics (1-based).
-    lo, hi = math.ceil(n * (p - r)), math.floor(n * (p + r)) + 1
+    # Whp at least `lo` and at most `hi` observations lie at or below q_p, so q_p lies between the
+    # lo-th and the (hi + 1)-th order statistics (1-based).
+    lo, hi = bernoulli_count_range(n, p, alpha)
     lower = float(xs[lo - 1]) if lo >= 1 else -math.inf
-    upper = float(xs[hi - 1]) if hi <= n else math.inf
+    upper = float(xs[hi]) if hi + 1 <= n else math.inf
     return Interval(lower, upper, float(np.quantile(xs, p)), n)
 
 
