@@ -159,3 +159,27 @@ def test_the_paired_delta_cs_covers_the_truth_at_every_look():
     assert misses / 300 <= 0.05
     iv = paired_delta_cs(cand, base, 0.05)
     assert -1 <= iv.lower <= iv.estimate <= iv.upper <= 1 and iv.n == 1500
+
+
+@pytest.mark.parametrize("p", [0.02, 0.5, 0.97])
+def test_the_bernoulli_cs_covers_the_rate_at_every_look(p):
+    from releasectl.stats.sequential import bernoulli_cs, bernoulli_log_mixture
+
+    rng = np.random.default_rng(23)
+    n = np.arange(1, 3001)
+    misses = sum(
+        bool(np.any(bernoulli_log_mixture(np.cumsum(rng.random(3000) < p), n, p) >= np.log(20)))
+        for _ in range(400)
+    )
+    assert misses / 400 <= 0.05  # the truth leaves the CS at ANY of 3,000 looks in ≤ α of streams
+    iv = bernoulli_cs(92, 100, 0.05)
+    assert 0.79 < iv.lower < 0.81 and 0.97 < iv.upper < 0.99  # tight at both ends
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 400), st.integers(1, 400), st.floats(0.001, 0.5))
+def test_bernoulli_cs_bounds_are_ordered_and_contain_the_estimate(k, n, alpha):
+    from releasectl.stats.sequential import bernoulli_cs
+
+    iv = bernoulli_cs(min(k, n), n, alpha)
+    assert 0.0 <= iv.lower <= iv.estimate <= iv.upper <= 1.0
