@@ -58,23 +58,28 @@ def mean_cs(x: Sequence[float] | np.ndarray, alpha: float, *, c: float = 0.5) ->
 def mean_cs_path(
     x: np.ndarray, alpha: float, *, c: float = 0.5, two_sided: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The CS after every observation at once (lower, upper, running mean), in O(n).
+    """The CS after every observation at once (lower, upper, running mean), in O(n), along the
+    last axis (a 2-D array is many streams at once).
 
     With `two_sided=False`, `lower` and `upper` are each a one-sided (1 − α) confidence sequence."""
     xs = np.clip(np.asarray(x, dtype=float), 0.0, 1.0)
-    i = np.arange(1, len(xs) + 1, dtype=float)
+    i = np.arange(1, xs.shape[-1] + 1, dtype=float)
     # Running mean and variance estimates with a prior of one pseudo-observation (1/2, 1/4).
-    mu_hat = (0.5 + np.cumsum(xs)) / (i + 1)
-    sigma2 = (0.25 + np.cumsum((xs - mu_hat) ** 2)) / (i + 1)
-    prev_sigma2 = np.concatenate(([0.25], sigma2[:-1]))
-    prev_mu = np.concatenate(([0.5], mu_hat[:-1]))
+    mu_hat = (0.5 + np.cumsum(xs, axis=-1)) / (i + 1)
+    sigma2 = (0.25 + np.cumsum((xs - mu_hat) ** 2, axis=-1)) / (i + 1)
+    prev_sigma2 = np.concatenate((np.full(xs.shape[:-1] + (1,), 0.25), sigma2[..., :-1]), axis=-1)
+    prev_mu = np.concatenate((np.full(xs.shape[:-1] + (1,), 0.5), mu_hat[..., :-1]), axis=-1)
     log_term = math.log((2 if two_sided else 1) / alpha)
     lam = np.minimum(np.sqrt(2 * log_term / (prev_sigma2 * i * np.log1p(i))), c)
     psi = (-np.log1p(-lam) - lam) / 4
-    weight = np.cumsum(lam)
-    centre = np.cumsum(lam * xs) / weight
-    radius = (log_term + np.cumsum(4 * (xs - prev_mu) ** 2 * psi)) / weight
-    return np.maximum(0.0, centre - radius), np.minimum(1.0, centre + radius), np.cumsum(xs) / i
+    weight = np.cumsum(lam, axis=-1)
+    centre = np.cumsum(lam * xs, axis=-1) / weight
+    radius = (log_term + np.cumsum(4 * (xs - prev_mu) ** 2 * psi, axis=-1)) / weight
+    return (
+        np.maximum(0.0, centre - radius),
+        np.minimum(1.0, centre + radius),
+        np.cumsum(xs, axis=-1) / i,
+    )
 
 
 def bernoulli_log_mixture(
@@ -92,32 +97,47 @@ def bernoulli_log_mixture(
     return np.asarray(betaln(a + k, b + m - k) - betaln(a, b) - xlogy(k, q) - xlog1py(m - k, -q))
 
 
+def bernoulli_cs_bounds(
+    successes: int | np.ndarray,
+    n: int | np.ndarray,
+    alpha: float,
+    *,
+    prior: tuple[float, float] = (0.5, 0.5),
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of the beta-mixture CS {p : M_n(p) < 1/α} for arrays of counts at once.
+
+    log M_n(p) is convex in p and below log(1/α) at p = k/n, so each end is found by bisection
+    between k/n and 0 (or 1); where k = 0 (k = n) the lower (upper) end is 0 (1)."""
+    k = np.asarray(successes, dtype=float)
+    m = np.broadcast_to(np.asarray(n, dtype=float), k.shape)
+    bound = math.log(1 / alpha)
+    p_hat = np.divide(k, m, out=np.full(k.shape, 0.5), where=m > 0)
+
+    def end(out: np.ndarray) -> np.ndarray:
+        inside, far = p_hat.copy(), out.copy()
+        for _ in range(50):
+            mid = (inside + far) / 2
+            outside = bernoulli_log_mixture(k, m, mid, prior) >= bound
+            inside, far = np.where(outside, inside, mid), np.where(outside, mid, far)
+        return inside
+
+    eps = 1e-15
+    lower = np.where((k == 0) | (m == 0), 0.0, end(np.full(k.shape, eps)))
+    upper = np.where((k == m) | (m == 0), 1.0, end(np.full(k.shape, 1 - eps)))
+    return np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
+
+
 def bernoulli_cs(
     successes: int, n: int, alpha: float, *, prior: tuple[float, float] = (0.5, 0.5)
 ) -> Interval:
     """CS for a pass rate from 0/1 outcomes: {p : M_n(p) < 1/α}, valid at every n at once.
 
     The beta-mixture martingale uses the Bernoulli likelihood itself, so it is tight at both ends
-    (a 0.92 rate after 100 cases: [0.80, 0.98]) and depends on the count only, not the order.
-    log M_n(p) is convex in p, so the set is an interval; its ends are found by bisection."""
+    (a 0.92 rate after 100 cases: [0.80, 0.98]) and depends on the count only, not the order."""
     if n == 0:
         return Interval(0.0, 1.0, math.nan, 0)
-    k = int(successes)
-    p_hat = k / n
-    bound = math.log(1 / alpha)
-
-    def outside(p: float) -> bool:
-        return float(bernoulli_log_mixture(k, n, p, prior)) >= bound
-
-    def end(inside: float, out: float) -> float:
-        for _ in range(60):
-            mid = (inside + out) / 2
-            inside, out = (inside, mid) if outside(mid) else (mid, out)
-        return inside
-
-    lower = 0.0 if k == 0 or not outside(1e-15) else end(p_hat, 1e-15)
-    upper = 1.0 if k == n or not outside(1 - 1e-15) else end(p_hat, 1 - 1e-15)
-    return Interval(lower, upper, p_hat, n)
+    lower, upper = bernoulli_cs_bounds(successes, n, alpha, prior=prior)
+    return Interval(float(lower), float(upper), successes / n, n)
 
 
 def one_sided_bounds(x: Sequence[float] | np.ndarray, alpha: float) -> Interval:
@@ -314,20 +334,37 @@ def paired_sign_test(
     return AlwaysValidTest(min(1.0, 1.0 / e_max), float(path[-1]), e_max, int(np.sum(wins)), int(wins.size))
 
 
+def paired_delta_path(
+    candidate: np.ndarray, baseline: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CS for Δ = P(candidate passes) − P(baseline passes) after every pair (along the last axis).
+
+    The intersection of two CSs at α/2 each: the empirical-Bernstein CS of the paired differences
+    d ∈ {−1, 0, 1} mapped to [0, 1], which adapts to their variance and is tight for many pairs, and
+    Δ = q₁₀ − q₀₁ from beta-mixture CSs (α/4 each) for the two discordance rates, which is tight
+    for few. Valid at every n for any Δ bound, a non-inferiority margin included (the sign test's
+    null fixes Δ only through the unknown discordance rate)."""
+    c, b = np.asarray(candidate, dtype=float), np.asarray(baseline, dtype=float)
+    if c.shape != b.shape:
+        raise ValueError(f"paired outcomes of different shapes: {c.shape} and {b.shape}")
+    lo_eb, hi_eb, _ = mean_cs_path((c - b + 1) / 2, alpha / 2)
+    n = np.arange(1, c.shape[-1] + 1)
+    wins, losses = np.cumsum(c > b, axis=-1), np.cumsum(c < b, axis=-1)
+    lo_w, hi_w = bernoulli_cs_bounds(wins, n, alpha / 4)
+    lo_l, hi_l = bernoulli_cs_bounds(losses, n, alpha / 4)
+    lower = np.maximum(2 * lo_eb - 1, lo_w - hi_l)
+    upper = np.minimum(2 * hi_eb - 1, hi_w - lo_l)
+    return lower, upper, (wins - losses) / n
+
+
 def paired_delta_cs(
     candidate: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray, alpha: float
 ) -> Interval:
-    """CS for Δ = mean(candidate) − mean(baseline) from paired observations in [0, 1], in arrival order.
-
-    The paired differences d ∈ [−1, 1] are mapped to (d + 1)/2 ∈ [0, 1] and given the
-    empirical-Bernstein CS of `mean_cs`, which adapts to their variance: when most pairs agree
-    (a frozen suite, two close releases), the sequence is far tighter than one for two independent
-    rates. Valid at every n for any Δ bound (a non-inferiority margin included), unlike the sign
-    test, whose null fixes Δ only through the unknown discordance rate."""
+    """`paired_delta_path` after the last pair: paired 0/1 outcomes in arrival order."""
     c, b = np.asarray(candidate, dtype=float), np.asarray(baseline, dtype=float)
     if c.shape != b.shape:
         raise ValueError(f"paired outcomes of different lengths: {c.size} and {b.size}")
     if c.size == 0:
         return Interval(-1.0, 1.0, math.nan, 0)
-    iv = mean_cs((c - b + 1) / 2, alpha)
-    return Interval(2 * iv.lower - 1, 2 * iv.upper - 1, float(np.mean(c - b)), int(c.size))
+    lower, upper, estimate = paired_delta_path(c, b, alpha)
+    return Interval(float(lower[-1]), float(upper[-1]), float(estimate[-1]), int(c.size))
