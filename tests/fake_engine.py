@@ -3,7 +3,9 @@
 It implements the real Engine protocol, but generates text from a hash instead of a model: this
 tests releasectl's own logic, not a model. Its output depends on exactly what a real engine's
 would: the prompt and the seed (and, in fixed-batch mode, the batch: the seed is per batch), so a
-runner that put a case in the wrong batch or with the wrong seed changes the digest.
+runner that put a case in the wrong batch or with the wrong seed changes the digest. With
+per-request `seeds` (repeated sampling) each prompt's output depends on its own seed, and
+so samples of one case differ.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class FakeEngine:
         self.adapters: tuple[str, ...] = ()
         self.adapters_seen: set[tuple[str, ...]] = set()
         self.kill_after_calls = kill_after_calls
+        self.seeds_seen: list[list[int]] = []
 
     @property
     def runtime(self) -> Runtime:
@@ -49,14 +52,18 @@ class FakeEngine:
     def close(self) -> None:
         self.closed = True
 
-    def generate(self, prompts: Sequence[Prompt], sampling: object, *, seed: int) -> list[Generation]:
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: object, *, seed: int, seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
         if self.kill_after_calls is not None and len(self.calls) >= self.kill_after_calls:
             os.kill(os.getpid(), signal.SIGKILL)  # a real SIGKILL mid-run, between two batches' writes
         self.calls.append([p.messages[-1]["content"][:40] for p in prompts])
+        self.seeds_seen.append(list(seeds) if seeds is not None else [seed] * len(prompts))
         self.adapters_seen.add(self.adapters)
         out = []
-        for p in prompts:
-            key = json.dumps([p.messages, seed, self.adapters], sort_keys=True).encode()
+        for i, p in enumerate(prompts):
+            own = seed if seeds is None else seeds[i]
+            key = json.dumps([p.messages, own, self.adapters], sort_keys=True).encode()
             digest = hashlib.sha256(key).hexdigest()
             out.append(
                 Generation(

@@ -21,7 +21,7 @@ from releasectl.errors import BadInput
 from releasectl.gate.runs import row_ok
 
 GOOD = case_row("c-1", "s", {"v": (True, "correctness"), "w": (True, "format")}, steps=3)
-FIELDS = [*GOOD, "ttft_ms", "extra_field"]
+FIELDS = [*GOOD, "ttft_ms", "sample", "seed", "extra_field"]
 
 json_scalars = st.one_of(
     st.none(),
@@ -94,6 +94,13 @@ def test_the_equivalence_sees_both_sides() -> None:
     assert row_ok(GOOD) and model_accepts(GOOD)
     for bad in ({**GOOD, "passed": "false"}, {**GOOD, "latency_ms": float("nan")}, {**GOOD, "steps": True}):
         assert not row_ok(bad) and not model_accepts(bad)
+    # repeated sampling: `sample` and `seed` are absent or integers in range, never null/bool/str
+    for good in ({**GOOD, "sample": 0, "seed": 7}, {**GOOD, "sample": 999}, {**GOOD, "seed": 10**15}):
+        assert row_ok(good) and model_accepts(good), good
+    for key, values in (("sample", (None, True, "1", 1.0, -1, 1000)), ("seed", (None, False, "7", -1))):
+        for value in values:
+            bad = {**GOOD, key: value}
+            assert not row_ok(bad) and not model_accepts(bad), bad
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -19,7 +19,7 @@ from releasectl.errors import BadInput, EnvironmentFailure
 from releasectl.manifest.loader import load_manifest
 from releasectl.replay import Shard, run_replay
 from releasectl.replay.merge import merge_runs
-from releasectl.replay.plan import Batch, pending, plan_replay, select_cases
+from releasectl.replay.plan import Batch, Item, pending, plan_replay, select_cases
 from releasectl.replay.writer import read_results
 from releasectl.suite import load_suite
 
@@ -67,9 +67,10 @@ def test_a_partly_written_fixed_batch_is_redone_whole():
     from releasectl.suite import Case
 
     cases = tuple(Case(id=f"c{i}", slice="s", input={}, expected={}, verifiers=[]) for i in range(3))  # type: ignore[call-arg]
-    assert pending(Batch(0, 1, cases, atomic=True), {"c0"}) == cases
-    assert pending(Batch(0, 1, cases, atomic=False), {"c0"}) == cases[1:]
-    assert pending(Batch(0, 1, cases, atomic=True), {"c0", "c1", "c2"}) == ()
+    items = tuple(Item(c, 0, 1) for c in cases)
+    assert pending(Batch(0, 1, items, atomic=True), {("c0", 0)}) == items
+    assert pending(Batch(0, 1, items, atomic=False), {("c0", 0)}) == items[1:]
+    assert pending(Batch(0, 1, items, atomic=True), {("c0", 0), ("c1", 0), ("c2", 0)}) == ()
 
 
 def test_resume_continues_and_equals_one_run(loaded, tmp_path):

@@ -1,5 +1,10 @@
 """A results.jsonl row (SPEC §5.1): one case's output and verifier verdicts.
 
+With repeated sampling (`sampling.n` > 1) a row is one *sample* of a case: its identity is
+(`case_id`, `sample`), and `seed` is the seed that generated it. A row without `sample` is sample 0,
+so results written before sampling existed read as one sample per case. Across rows, a run must
+hold samples 0..n−1 of every case exactly once (checked by the readers, `gate.runs`).
+
 `ResultRow` is the one definition; `releasectl.gate.runs` reads a million rows through a columnar
 fast path that enforces exactly this contract (tests/test_contracts.py proves the equivalence)
 and asks this model for the message of the first row it refuses.
@@ -11,11 +16,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from releasectl.contracts._types import MAX_OUTPUT, MAX_TEXT, Artifact, Bool, Count, Millis, Name
+from releasectl.contracts._types import MAX_COUNT, MAX_OUTPUT, MAX_TEXT, Artifact, Bool, Count, Millis, Name
 
 VerifierKind = Literal["rule", "format", "correctness", "tool", "quality"]
 VERIFIER_KINDS: tuple[str, ...] = ("rule", "format", "correctness", "tool", "quality")
 MAX_VERIFIERS = 256
+MAX_SAMPLES_PER_CASE = 1000  # rows of one case; a replay makes at most `sampling.n` <= 100
+MAX_SEED = MAX_COUNT
+SampleIndex = Annotated[int, Field(ge=0, lt=MAX_SAMPLES_PER_CASE)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class VerifierVerdict(Artifact):
@@ -30,6 +39,8 @@ class ResultRow(Artifact):
     """One line of results.jsonl. `passed` must equal "every verifier passed"."""
 
     case_id: Name
+    sample: SampleIndex | None = None  # absent: sample 0; present, it must be an integer (not null)
+    seed: Seed | None = None  # absent: not recorded; present, an integer
     slice: Name
     verifiers: Annotated[dict[Name, VerifierVerdict], Field(max_length=MAX_VERIFIERS)]
     passed: Bool  # after `verifiers`: it must equal "every verifier passed"
@@ -39,6 +50,13 @@ class ResultRow(Artifact):
     latency_ms: Millis
     steps: Count | None = None
     ttft_ms: Millis | None = None
+
+    @field_validator("sample", "seed")
+    @classmethod
+    def _present_means_an_integer(cls, value: int | None, info: ValidationInfo) -> int:
+        if value is None:  # a default is not validated: this is an explicit null
+            raise ValueError(f"{info.field_name} is null; leave it out or give an integer")
+        return value
 
     @field_validator("passed")
     @classmethod
@@ -60,7 +78,8 @@ class ResultRow(Artifact):
         """The row as one results.jsonl line (newline included)."""
         import orjson
 
-        return orjson.dumps(self.model_dump(mode="json")) + b"\n"
+        absent = {k for k in ("sample", "seed") if getattr(self, k) is None}
+        return orjson.dumps(self.model_dump(mode="json", exclude=absent or None)) + b"\n"
 
 
 RESULTS_EXPECTED = "a results row as in SPEC §5.1 (`releasectl schema --artifact results`)"

@@ -50,6 +50,14 @@ class Drift(Artifact):
     device: DriftEntry | None = None
 
 
+class SamplingFacts(Artifact):
+    """How many samples of each case the run holds, and how their seeds were chosen."""
+
+    n: Annotated[int, Field(ge=1, le=1000)]
+    temperature: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    seed_derivation: Text | None = None
+
+
 class RunRecord(Artifact):
     """run.json. `gpus` ≥ 1 and a finite, non-negative `gpu_hourly_usd`: the cost rule divides by
     neither, but a zero or negative cost would pass any cost ceiling."""
@@ -59,7 +67,9 @@ class RunRecord(Artifact):
     suite_digest: Text
     engine: Engine
     device: Text
-    cases: Count
+    cases: Count  # distinct case ids
+    generations: Count | None = None  # results rows: cases × sampling.n (absent: = cases)
+    sampling: SamplingFacts | None = None  # absent: one sample per case
     generation_seconds: NonNegative
     gpus: Annotated[int, Field(ge=1, le=1_000_000)]
     gpu_hourly_usd: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]

@@ -14,17 +14,18 @@ from that text alone, that orjson reads it the same way and the contract accepts
   hides in a string);
 - every read key occurs exactly once as `"key"` in the text (DuckDB keeps a duplicated key's
   first value, orjson the last): `"passed"` once plus once per verifier, `"kind"` once per
-  verifier, `"detail"` once per verifier that has one, `steps`/`ttft_ms` at most once;
+  verifier, `"detail"` once per verifier that has one, `steps`/`ttft_ms`/`sample`/`seed` at most
+  once;
 - JSON types from the first character, and the contract's bounds: strings of 1..256 characters
   (raw byte length, an upper bound of the character count, else a candidate), `output` and
-  `detail` within their caps, strict booleans, token counts and steps as plain digit strings up to
-  10^15, latency and ttft finite numbers in [0, 1e12], at most 256 verifiers with known kinds,
-  and `passed` equal to "every verifier passed".
+  `detail` within their caps, strict booleans, token counts, steps and seeds as plain digit
+  strings up to 10^15, a sample index as one below 1,000, latency and ttft finite numbers in
+  [0, 1e12], at most 256 verifiers with known kinds, and `passed` equal to "every verifier passed".
 
 Candidates, and the first `MAX_EXAMPLES` failing cases (whose output and verifier details the
 report shows), are read again by line number through the Python path. A candidate it refuses, a
-duplicate case id, or an empty file sends the whole file to the Python path, so errors read exactly
-as they always have. The whole file also goes there when DuckDB cannot read it (invalid UTF-8, a
+duplicate case id (or (case id, sample)), an incomplete set of samples, or an empty file sends the
+whole file to the Python path, so errors read exactly as they always have. The whole file also goes there when DuckDB cannot read it (invalid UTF-8, a
 line over 2 MB), when `duckjson.byte_check` finds a byte DuckDB would split on, or when there are
 more than `CANDIDATE_CAP` candidates.
 
@@ -50,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from releasectl.contracts._types import MAX_COUNT, MAX_MS, MAX_NAME, MAX_OUTPUT, MAX_TEXT
-from releasectl.contracts.results import MAX_VERIFIERS, VERIFIER_KINDS
+from releasectl.contracts.results import MAX_SAMPLES_PER_CASE, MAX_SEED, MAX_VERIFIERS, VERIFIER_KINDS
 
 CANDIDATE_CAP = 20_000  # candidate lines re-read in Python; more and the Python path reads it all
 MAX_EMPTY_LINES = 100_000  # DuckDB drops empty lines; more of them than this and Python reads it all
@@ -67,6 +68,8 @@ _TOP = (
     "steps",
     "ttft_ms",
     "verifiers",
+    "sample",
+    "seed",
 )
 
 
@@ -114,6 +117,9 @@ def _sql() -> str:
             millis("latency_ms"),
             f"(steps IS NULL OR steps = 'null' OR {count('steps')})",
             f"(ttft IS NULL OR ttft = 'null' OR {millis('ttft')})",
+            # sample and seed: absent, or plain integers (an explicit null is refused)
+            f"(sample IS NULL OR ({count('sample')} AND TRY_CAST(sample AS BIGINT) < {MAX_SAMPLES_PER_CASE}))",
+            f"(seed IS NULL OR ({count('seed')} AND TRY_CAST(seed AS BIGINT) <= {MAX_SEED}))",
             "left(verifiers, 1) = '{'",
             f"len(names) <= {MAX_VERIFIERS}",
             "len(names) = len(list_distinct(names))",
@@ -163,6 +169,7 @@ SELECT
   CASE WHEN good THEN TRY_CAST(completion_tokens AS BIGINT) END AS completion,
   CASE WHEN good THEN TRY_CAST(prompt_tokens AS BIGINT) END AS prompt,
   CASE WHEN good THEN coalesce(TRY_CAST(steps AS DOUBLE), 'nan'::DOUBLE) END AS steps,
+  CASE WHEN good THEN coalesce(TRY_CAST(sample AS BIGINT), -1) END AS sample,
   CASE WHEN good THEN array_to_string(names, chr(31)) END AS shape,
   CASE WHEN good THEN coalesce(list_aggregate(list_transform(ws,
     lambda w: CASE WHEN w[1] = 'true' THEN '1' ELSE '0' END), 'string_agg', ''), '') END AS bits

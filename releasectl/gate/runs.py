@@ -1,4 +1,10 @@
-"""Load a run directory (SPEC §5.1) into columns, so metrics over a million cases stay fast."""
+"""Load a run directory (SPEC §5.1) into columns, so metrics over a million cases stay fast.
+
+Columns are per results row. With repeated sampling a row is one sample of a case: `cases`,
+`case_index` (row → case) and `samples_per_case` give the per-case structure the gate's
+statistics use (the case is the unit), after checking that every case holds samples
+0..n−1 exactly once, all in one slice (exit 2 at the offending file:line otherwise).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from releasectl.contracts._types import MAX_COUNT, MAX_MS, MAX_NAME, MAX_OUTPUT, MAX_TEXT
-from releasectl.contracts.results import MAX_VERIFIERS, RESULTS_EXPECTED, VERIFIER_KINDS
+from releasectl.contracts.results import (
+    MAX_SAMPLES_PER_CASE,
+    MAX_SEED,
+    MAX_VERIFIERS,
+    RESULTS_EXPECTED,
+    VERIFIER_KINDS,
+)
 from releasectl.errors import BadInput, Problem
 
 MAX_EXAMPLES = 500  # failing examples kept in memory for the report; the rest are counted
@@ -38,10 +50,40 @@ class RunData:
     failing_total: int = 0
     reader: str = "python"  # which reader built the columns: "python" or "duckdb"
     reader_note: str | None = None  # why the DuckDB reader handed the file to the Python one
+    samples_per_case: int = 1  # sampling.n: rows per case
+    sample: np.ndarray | None = None  # each row's sample index (None: every row is sample 0)
+    cases: list[str] | None = None  # distinct case ids, first-seen order (None: case_ids)
+    case_index: np.ndarray | None = None  # each row's index into `cases` (None: the row's own)
 
     @property
     def n(self) -> int:
+        """Rows (cases × samples)."""
         return len(self.case_ids)
+
+    @property
+    def sampled(self) -> bool:
+        """Whether cases hold more than one sample: then the case, not the row, is the unit."""
+        return self.samples_per_case > 1
+
+    @property
+    def case_list(self) -> list[str]:
+        return self.cases if self.cases is not None else self.case_ids
+
+    @property
+    def n_cases(self) -> int:
+        return len(self.case_list)
+
+    def case_slice_mask(self, name: str | None) -> np.ndarray:
+        """`slice_mask` per case (every sample of a case is in the case's slice)."""
+        rows = self.slice_mask(name)
+        if self.case_index is None:
+            return rows
+        cache = self.__dict__.setdefault("_case_masks", {})
+        if name not in cache:
+            out = np.zeros(self.n_cases, dtype=bool)
+            out[self.case_index[rows]] = True
+            cache[name] = out
+        return cache[name]  # type: ignore[no-any-return]
 
     def slice_mask(self, name: str | None) -> np.ndarray:
         cache = self.__dict__.setdefault("_masks", {})
@@ -88,7 +130,8 @@ _ROW_KEY_SET = frozenset(
 )
 
 
-Extracted = tuple[str, str, bool, bool, bool, tuple[str, ...], tuple[bool, ...], float, int, int, float]
+Extracted = tuple[str, str, bool, bool, bool, tuple[str, ...], tuple[bool, ...], float, int, int, float, int]
+NO_SAMPLE = -1  # the `sample` column of a row that has none (it reads as sample 0)
 
 
 def row_ok(row: Any) -> bool:
@@ -100,7 +143,8 @@ def row_ok(row: Any) -> bool:
 def _extract(row: Any) -> Extracted | None:
     """Check a row as `ResultRow` would and, in the same pass, take the columns the gate needs:
     (case_id, slice, passed, rule_ok, format_ok, verifier names, their passes, latency, completion
-    tokens, prompt tokens, steps or NaN); None when the model would refuse the row."""
+    tokens, prompt tokens, steps or NaN, sample or NO_SAMPLE); None when the model would refuse
+    the row."""
     if type(row) is not dict or not row.keys() >= _ROW_KEY_SET:
         return None
     cid, sl, ok, verifiers, out = row["case_id"], row["slice"], row["passed"], row["verifiers"], row["output"]
@@ -143,12 +187,21 @@ def _extract(row: Any) -> Extracted | None:
     ttft = row.get("ttft_ms")
     if ttft is not None and ((type(ttft) is not float and type(ttft) is not int) or not 0 <= ttft <= MAX_MS):
         return None
+    sample = NO_SAMPLE
+    if "sample" in row:  # present, it is an integer (null, a bool or a string is refused)
+        sample = row["sample"]
+        if type(sample) is not int or not 0 <= sample < MAX_SAMPLES_PER_CASE:
+            return None
+    if "seed" in row:
+        seed = row["seed"]
+        if type(seed) is not int or not 0 <= seed <= MAX_SEED:
+            return None
     st = row.get("steps")
     if st is None:
-        return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, _NAN)
+        return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, _NAN, sample)
     if type(st) is not int or not 0 <= st <= MAX_COUNT:
         return None
-    return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, st)
+    return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, st, sample)
 
 
 def row_problems(row: Any, *, file: str, line: int) -> list[Problem]:
@@ -232,6 +285,7 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
     completion: list[int] = []
     prompt: list[int] = []
     steps: list[float] = []
+    samples: list[int] = []
     shapes: dict[tuple[str, ...], tuple[list[int], list[tuple[bool, ...]]]] = {}
     failing: list[dict[str, Any]] = []
     failing_total = 0
@@ -258,7 +312,7 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
                 row_problems(row, file=str(results_file), line=lineno),
                 hint="each line is one case (SPEC §5.1; `releasectl schema --artifact results`)",
             )
-        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp = cols
+        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp, smp = cols
         shape = shapes.get(names)
         if shape is None:
             shape = shapes[names] = ([], [])
@@ -274,32 +328,20 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
         completion.append(comp)
         prompt.append(prm)
         steps.append(stp)
+        samples.append(smp)
         if not ok:
             failing_total += 1
             if len(failing) < MAX_EXAMPLES:
-                failing.append(_example(row))
+                failing.append(row)
     n = len(case_ids)
     if n == 0:
         raise BadInput(
             f"{results_file} has no results",
             hint="a run with no cases cannot be gated; replay again (an empty run is never an all-clear)",
         )
-    if len(set(case_ids)) != n:
-        first: dict[str, int] = {}
-        problems = []
-        for cid, line in zip(case_ids, lines, strict=True):
-            if cid in first:
-                problems.append(
-                    Problem(
-                        f"duplicate case_id {cid!r} (first on line {first[cid]})",
-                        file=str(results_file),
-                        line=line,
-                        field="case_id",
-                    )
-                )
-            else:
-                first[cid] = line
-        raise BadInput(f"{results_file} has duplicate case ids", problems[:20])
+    slice_arr = np.asarray(slice_idx, dtype=np.int32)
+    structure = sample_structure(case_ids, samples, slice_arr, lines, run, results_file)
+    failing = _examples(failing, structure["samples_per_case"])
     verifier_pass = _verifier_table(
         n,
         (
@@ -312,7 +354,7 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
         run=run,
         case_ids=case_ids,
         slices=list(slice_names),
-        slice_idx=np.asarray(slice_idx, dtype=np.int32),
+        slice_idx=slice_arr,
         passed=np.asarray(passed, dtype=bool),
         rule_ok=np.asarray(rule_ok, dtype=bool),
         format_ok=np.asarray(format_ok, dtype=bool),
@@ -323,13 +365,145 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
         verifier_pass=verifier_pass,
         failing=failing,
         failing_total=failing_total,
+        **structure,
     )
+
+
+def _duplicate_ids(case_ids: list[str], lines: Any, results_file: Path) -> BadInput:
+    first: dict[str, int] = {}
+    problems = []
+    for cid, line in zip(case_ids, lines, strict=True):
+        if cid in first:
+            problems.append(
+                Problem(
+                    f"duplicate case_id {cid!r} (first on line {first[cid]})",
+                    file=str(results_file),
+                    line=int(line),
+                    field="case_id",
+                )
+            )
+        else:
+            first[cid] = int(line)
+    return BadInput(f"{results_file} has duplicate case ids", problems[:20])
+
+
+def _declared_samples(run: dict[str, Any]) -> int | None:
+    sampling = run.get("sampling")
+    n = sampling.get("n") if isinstance(sampling, dict) else None
+    return n if type(n) is int else None
+
+
+def sample_structure(
+    case_ids: list[str],
+    samples: list[int] | np.ndarray,
+    slice_idx: np.ndarray,
+    lines: list[int] | np.ndarray,
+    run: dict[str, Any],
+    results_file: Path,
+) -> dict[str, Any]:
+    """The per-case structure of the rows (RunData's `samples_per_case`, `sample`, `cases`,
+    `case_index`), after checking it: every case holds samples 0..n−1 exactly once (n from
+    run.json's `sampling.n`, else the largest sample + 1), all in one slice. Rows without
+    `sample` are sample 0, so an old run is one sample per case. BadInput names file:line."""
+    smp = np.asarray(samples, dtype=np.int64)
+    smp = np.where(smp == NO_SAMPLE, 0, smp)
+    declared = _declared_samples(run)
+    n_rows = len(case_ids)
+    if declared in (None, 1) and (smp.size == 0 or int(smp.max()) == 0):
+        # One sample per case (or a run from before sampling): the row is the case, as it always was.
+        if len(set(case_ids)) != n_rows:
+            raise _duplicate_ids(case_ids, lines, results_file)
+        return {"samples_per_case": 1, "sample": None, "cases": None, "case_index": None}
+    index: dict[str, int] = {}
+    case_index = np.fromiter((index.setdefault(c, len(index)) for c in case_ids), np.int64, n_rows)
+    cases = list(index)
+    file = str(results_file)
+    line_of = np.asarray(lines, dtype=np.int64)
+    k = declared if declared is not None else int(smp.max()) + 1
+    problems: list[Problem] = []
+    # One slice per case: the slice of its first row.
+    first_row = np.full(len(cases), n_rows, dtype=np.int64)
+    np.minimum.at(first_row, case_index, np.arange(n_rows))
+    other = np.flatnonzero(slice_idx != slice_idx[first_row[case_index]])
+    for i in other[:20].tolist():
+        c = int(case_index[i])
+        problems.append(
+            Problem(
+                f"case {case_ids[i]!r} is in another slice than its sample on line {int(line_of[first_row[c]])}",
+                file=file,
+                line=int(line_of[i]),
+                field="slice",
+            )
+        )
+    # Each (case, sample) once.
+    keys = case_index * MAX_SAMPLES_PER_CASE + smp
+    order = np.argsort(keys, kind="stable")
+    repeated = np.flatnonzero(keys[order][1:] == keys[order][:-1])
+    for j in repeated[:20].tolist():
+        i, earlier = int(order[j + 1]), int(order[j])
+        problems.append(
+            Problem(
+                f"duplicate sample {int(smp[i])} of case {case_ids[i]!r} (first on line {int(line_of[earlier])})",
+                file=file,
+                line=int(line_of[i]),
+                field="sample",
+            )
+        )
+    # Samples 0..k-1 of every case.
+    beyond = np.flatnonzero(smp >= k)
+    for i in beyond[:20].tolist():
+        problems.append(
+            Problem(
+                f"sample {int(smp[i])} of case {case_ids[i]!r}, but the run has {k} sample(s) per case"
+                + (" (run.json sampling.n)" if declared is not None else ""),
+                file=file,
+                line=int(line_of[i]),
+                field="sample",
+                expected=f"a sample index in 0..{k - 1}",
+            )
+        )
+    present = np.zeros(len(cases), dtype=np.int64)
+    np.add.at(present, case_index[smp < k], 1)
+    if repeated.size == 0:
+        for c in np.flatnonzero(present != k)[:20].tolist():
+            have = sorted(int(x) for x in smp[(case_index == c) & (smp < k)])
+            missing = sorted(set(range(k)) - set(have))
+            problems.append(
+                Problem(
+                    f"case {cases[c]!r} lacks sample(s) {_listing(missing)} of 0..{k - 1}",
+                    file=file,
+                    line=int(line_of[first_row[c]]),
+                    field="sample",
+                    expected=f"{k} samples per case"
+                    + (" (run.json sampling.n)" if declared is not None else " (the largest sample + 1)"),
+                    found=f"samples {_listing(have)}",
+                )
+            )
+    if problems:
+        problems.sort(key=lambda p: p.line or 0)
+        raise BadInput(f"{results_file} does not hold every sample of every case exactly once", problems[:20])
+    return {"samples_per_case": k, "sample": smp, "cases": cases, "case_index": case_index}
+
+
+def _listing(values: list[int]) -> str:
+    text = ", ".join(str(v) for v in values[:10])
+    return text + (f", … ({len(values)} in all)" if len(values) > 10 else "")
+
+
+def _examples(rows: list[dict[str, Any]], samples_per_case: int) -> list[dict[str, Any]]:
+    """Failing rows as the report shows them; with several samples a row says which sample it is."""
+    out = [_example(r) for r in rows]
+    if samples_per_case == 1:
+        for e in out:
+            e.pop("sample", None)
+    return out
 
 
 def _example(row: dict[str, Any]) -> dict[str, Any]:
     """A failing case as the report shows it (from a row `_extract` accepted)."""
     return {
         "case_id": row["case_id"],
+        **({"sample": row["sample"]} if "sample" in row else {}),
         "slice": row["slice"],
         "output": row["output"],
         "failed_verifiers": [
@@ -402,6 +576,7 @@ def _load_duckdb(path: Path, run: dict[str, Any], results_file: Path) -> tuple[R
     completion = np.asarray(cols["completion"], dtype=np.int64)
     prompt = np.asarray(cols["prompt"], dtype=np.int64)
     steps = np.asarray(cols["steps"], dtype=np.float64)
+    sample = np.asarray(cols["sample"], dtype=np.int64)
     keep = np.ones(rows, dtype=bool)
     extra: dict[tuple[str, ...], tuple[list[int], list[tuple[bool, ...]]]] = {}
     for i in cand_idx.tolist():
@@ -412,9 +587,9 @@ def _load_duckdb(path: Path, run: dict[str, Any], results_file: Path) -> tuple[R
         got = _extract(row)
         if got is None:
             return None, f"line {int(line_of[i])} is refused by the contract"
-        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp = got
+        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp, smp = got
         case_ids[i], slices[i], passed[i], rule_ok[i], format_ok[i] = cid, sl, ok, r_ok, f_ok
-        latency[i], completion[i], prompt[i], steps[i] = lat, comp, prm, stp
+        latency[i], completion[i], prompt[i], steps[i], sample[i] = lat, comp, prm, stp, smp
         shape = extra.setdefault(names, ([], []))
         shape[0].append(i)
         shape[1].append(passes)
@@ -428,10 +603,11 @@ def _load_duckdb(path: Path, run: dict[str, Any], results_file: Path) -> tuple[R
         slices = [slices[i] for i in kept.tolist()]
         passed, rule_ok, format_ok = passed[kept], rule_ok[kept], format_ok[kept]
         latency, completion, prompt, steps = latency[kept], completion[kept], prompt[kept], steps[kept]
+        sample = sample[kept]
     else:
         kept = renumber = np.arange(rows)
     n = len(case_ids)
-    if n == 0 or len(set(case_ids)) != n:
+    if n == 0:
         return None, "the Python reader words this error"
     # Verifier shapes: the SQL rows' by their joined names, the candidates' as parsed; first-seen order.
     by_key: dict[str, list[int]] = {}
@@ -463,8 +639,14 @@ def _load_duckdb(path: Path, run: dict[str, Any], results_file: Path) -> tuple[R
     verifier_pass = _verifier_table(n, ((names, idx, p) for _, names, idx, p in groups))
     slice_names: dict[str, int] = {}
     slice_idx = np.asarray([slice_names.setdefault(s, len(slice_names)) for s in slices], dtype=np.int32)
+    try:
+        structure = sample_structure(case_ids, sample, slice_idx, line_of[kept], run, results_file)
+    except BadInput:
+        return None, "the Python reader words this error"
     failing_rows = np.flatnonzero(~passed)
-    failing = [_example(parsed[int(kept[i])]) for i in failing_rows[:MAX_EXAMPLES]]
+    failing = _examples(
+        [parsed[int(kept[i])] for i in failing_rows[:MAX_EXAMPLES]], structure["samples_per_case"]
+    )
     return (
         RunData(
             path=path,
@@ -483,6 +665,7 @@ def _load_duckdb(path: Path, run: dict[str, Any], results_file: Path) -> tuple[R
             failing=failing,
             failing_total=len(failing_rows),
             reader="duckdb",
+            **structure,
         ),
         None,
     )

@@ -8,9 +8,18 @@ repo) live in `loader.py` and the checklist.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
 RELEASE_NAME = re.compile(r"^v\d+\.\d+(\.\d+)?$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -129,6 +138,9 @@ class InputSpec(Strict):
     )
 
 
+MAX_SAMPLES = 100  # samples per case a replay makes; more costs more than it tells
+
+
 class Sampling(Strict):
     temperature: float = Field(ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -137,6 +149,32 @@ class Sampling(Strict):
     seed: int = Field(ge=0)
     repetition_penalty: float = Field(1.0, gt=0.0)
     stop: list[str] = Field(default_factory=list)
+    n: int = Field(
+        1,
+        ge=1,
+        le=MAX_SAMPLES,
+        description="Samples per case. Each has its own seed, derived from `seed`, the case id and the "
+        "sample index (docs/repeated_sampling.md); with n > 1 the gate treats the case as the unit "
+        "and offers pass@k and pass^k.",
+    )
+
+    @field_validator("n")
+    @classmethod
+    def _n_needs_temperature(cls, n: int, info: ValidationInfo) -> int:
+        if n > 1 and info.data.get("temperature") == 0:
+            raise ValueError(
+                f"{n} samples at temperature 0 are one greedy completion {n} times (replay is "
+                "deterministic); set a temperature > 0 to sample, or n: 1"
+            )
+        return n
+
+    @model_serializer(mode="wrap")
+    def _omit_one_sample(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # n: 1 is left out of the dump, so manifests that do not sample keep their digests.
+        data = handler(self)
+        if self.n == 1 and isinstance(data, dict):
+            data.pop("n", None)
+        return data
 
 
 class Tool(Strict):

@@ -124,8 +124,11 @@ def recorded_key(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     if not results.exists():
         return fields, [f"{results} does not exist"]
     rows = [loads_json(raw, source=str(results), line=n) for n, raw in iter_lines(results) if raw.strip()]
-    if len(rows) != record.cases:
-        problems.append(f"{results} has {len(rows)} rows, run.json says {record.cases} cases")
+    # One row per case and sample: `generations` rows (a run without it has one sample per case).
+    expected = record.generations if record.generations is not None else record.cases
+    if len(rows) != expected:
+        what = "generations" if record.generations is not None else "cases"
+        problems.append(f"{results} has {len(rows)} rows, run.json says {expected} {what}")
     elif record.output_digest and output_digest(rows) != record.output_digest:
         problems.append(f"{results} does not match run.json's output_digest {record.output_digest}")
     return fields, problems

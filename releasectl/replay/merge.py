@@ -10,8 +10,10 @@ from releasectl.replay.writer import (
     RESULTS,
     RUN_JSON,
     RunSummary,
+    count_cases,
     output_digest,
     read_results,
+    row_key,
     slice_summary,
     write_rows,
     write_run,
@@ -26,6 +28,7 @@ _SAME = (
     "limit",
     "batch_size",
     "seed",
+    "sampling",
     "device",
 )
 
@@ -68,21 +71,24 @@ def merge_runs(shard_dirs: list[Path], out_dir: Path) -> RunSummary:
             + (f"; repeated {dupes}" if dupes else "")
         )
     rows: list[dict[str, Any]] = []
-    seen: dict[str, Path] = {}
+    seen: dict[tuple[str, int], Path] = {}
     for d in shard_dirs:
         for row in read_results(d / RESULTS):
-            if row["case_id"] in seen:
-                raise BadInput(f"case {row['case_id']} is in both {seen[row['case_id']]} and {d}")
-            seen[row["case_id"]] = d
+            key = row_key(row)
+            if key in seen:
+                what = f"case {key[0]}" + (f" sample {key[1]}" if "sample" in row and key[1] else "")
+                raise BadInput(f"{what} is in both {seen[key]} and {d}")
+            seen[key] = d
             rows.append(row)
-    rows.sort(key=lambda r: r["case_id"])
+    rows.sort(key=row_key)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_rows(out_dir / RESULTS, rows)
     merged = {
         **first,
         "shard": None,
         "merged_from": [str(d) for d in shard_dirs],
-        "cases": len(rows),
+        "cases": count_cases(rows),
+        "generations": len(rows),
         "output_digest": output_digest(rows),
         "generation_seconds": round(sum(float(r.get("generation_seconds", 0)) for r in runs), 3),
         # Shards made elsewhere may not say when they ran; the merged run then does not either.

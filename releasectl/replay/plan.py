@@ -11,11 +11,22 @@ Two batching modes, chosen by the engine:
   round-robin, and the work is cut into chunks only for progress and resume.
 
 Either way the output digest of a resumed, or sharded-and-merged, run equals one uninterrupted run.
+
+**Repeated sampling** (`sampling.n` > 1): every case is generated n times. The unit of work is an
+`Item` (a case's sample), identified by (case id, sample index) and generated with its own seed,
+`sample_seed(sampling.seed, case_id, sample)`: the first four bytes of
+sha256("releasectl.sample.v1:<seed>:<case id>:<sample>") as a big-endian uint32. It depends on
+neither the batch nor the shard nor the other cases, so adding a case to the suite, `--limit` or
+`--shard` never changes another sample's seed. Items go case by case, a case's samples together
+(fixed batches cut through that order; batch-invariant shards take whole cases round-robin).
+With n = 1 nothing changes: the seeds are the batch seeds above.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from releasectl.errors import BadInput
 from releasectl.suite import Case, Suite
@@ -57,14 +68,40 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
+SEED_DERIVATION = "sha256-uint32-v1"  # recorded in run.json: how sample seeds were derived
+
+
+def sample_seed(seed: int, case_id: str, sample: int) -> int:
+    """The seed of one sample of one case (module docstring): a uint32 from sha256."""
+    text = f"releasectl.sample.v1:{seed}:{case_id}:{sample}"
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big")
+
+
+class Item(NamedTuple):
+    """One generation: sample `sample` of `case`, generated with `seed`."""
+
+    case: Case
+    sample: int
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.case.id, self.sample)
+
+
 @dataclass(frozen=True)
 class Batch:
-    """One generate() call: its cases and the sampling seed they use."""
+    """One generate() call: its items and the seed of the call."""
 
     index: int
     seed: int
-    cases: tuple[Case, ...]
+    items: tuple[Item, ...]
     atomic: bool  # redo it whole when partly written (its outputs depend on its composition)
+
+    @property
+    def cases(self) -> tuple[Case, ...]:
+        """The case of each item (a case appears once per sample)."""
+        return tuple(i.case for i in self.items)
 
 
 @dataclass(frozen=True)
@@ -72,10 +109,12 @@ class Plan:
     cases: tuple[Case, ...]  # this shard's cases
     batches: tuple[Batch, ...]
     batch_size: int | None
+    samples: int = 1  # sampling.n: items per case
 
     @property
     def total(self) -> int:
-        return len(self.cases)
+        """Generations in this shard (with n samples a case counts n times)."""
+        return sum(len(b.items) for b in self.batches)
 
 
 def select_cases(suite: Suite, limit: int | None) -> list[Case]:
@@ -91,26 +130,44 @@ def select_cases(suite: Suite, limit: int | None) -> list[Case]:
     return out
 
 
-def plan_replay(cases: list[Case], *, batch_size: int | None, seed: int, shard: Shard | None = None) -> Plan:
-    """Cut the selected cases into this shard's batches."""
+def _items(cases: list[Case], samples: int, seed: int) -> list[Item]:
+    """Every sample of every case, case by case; the seed is filled in by the batch when n = 1."""
+    if samples == 1:
+        return [Item(c, 0, seed) for c in cases]
+    return [Item(c, s, sample_seed(seed, c.id, s)) for c in cases for s in range(samples)]
+
+
+def plan_replay(
+    cases: list[Case], *, batch_size: int | None, seed: int, shard: Shard | None = None, samples: int = 1
+) -> Plan:
+    """Cut the selected cases' samples into this shard's batches."""
+    if samples < 1:
+        raise BadInput(f"sampling.n is {samples}: expected a positive integer")
     if batch_size is not None:
-        every = [
-            Batch(k, seed + k, tuple(cases[i : i + batch_size]), atomic=True)
-            for k, i in enumerate(range(0, len(cases), batch_size))
-        ]
+        items = _items(cases, samples, seed)
+        every = []
+        for k, i in enumerate(range(0, len(items), batch_size)):
+            chunk = items[i : i + batch_size]
+            if samples == 1:  # the batch's seed is every item's seed, as before sampling existed
+                chunk = [it._replace(seed=seed + k) for it in chunk]
+            every.append(Batch(k, seed + k, tuple(chunk), atomic=True))
         mine = [b for b in every if shard is None or b.index % shard.count == shard.index]
-        return Plan(tuple(c for b in mine for c in b.cases), tuple(mine), batch_size)
-    own = [c for i, c in enumerate(cases) if shard is None or i % shard.count == shard.index]
+        own = list(dict.fromkeys(i.case.id for b in mine for i in b.items))
+        by_id = {c.id: c for c in cases}
+        return Plan(tuple(by_id[c] for c in own), tuple(mine), batch_size, samples)
+    own_cases = [c for i, c in enumerate(cases) if shard is None or i % shard.count == shard.index]
+    own_items = _items(own_cases, samples, seed)
     size = chunk_size()
     chunks = tuple(
-        Batch(k, seed, tuple(own[i : i + size]), atomic=False) for k, i in enumerate(range(0, len(own), size))
+        Batch(k, seed, tuple(own_items[i : i + size]), atomic=False)
+        for k, i in enumerate(range(0, len(own_items), size))
     )
-    return Plan(tuple(own), chunks, None)
+    return Plan(tuple(own_cases), chunks, None, samples)
 
 
-def pending(batch: Batch, done: set[str]) -> tuple[Case, ...]:
-    """The cases of `batch` still to generate: all of an atomic batch that is not complete."""
-    todo = tuple(c for c in batch.cases if c.id not in done)
+def pending(batch: Batch, done: set[tuple[str, int]]) -> tuple[Item, ...]:
+    """The items of `batch` still to generate: all of an atomic batch that is not complete."""
+    todo = tuple(i for i in batch.items if i.key not in done)
     if todo and batch.atomic:
-        return batch.cases
+        return batch.items
     return todo

@@ -18,7 +18,7 @@ from releasectl.errors import BadInput
 from releasectl.manifest.loader import LoadedManifest
 from releasectl.manifest.models import Endpoint
 from releasectl.replay.engines.base import Adapter, Engine, Generation, Prompt, Runtime
-from releasectl.replay.plan import Plan, Shard, pending, plan_replay, select_cases
+from releasectl.replay.plan import SEED_DERIVATION, Item, Plan, Shard, pending, plan_replay, select_cases
 from releasectl.replay.writer import (
     RESULTS,
     RUN_JSON,
@@ -29,7 +29,7 @@ from releasectl.replay.writer import (
     read_results,
     slice_summary,
 )
-from releasectl.suite import Case, Suite, load_suite, score_case
+from releasectl.suite import Suite, load_suite, score_case
 
 __all__ = [
     "RESULTS",
@@ -229,7 +229,7 @@ def replay_state(
     loaded: LoadedManifest, suite: Suite, engine: str, limit: int | None, shard: Shard | None, plan: Plan
 ) -> dict[str, Any]:
     """What identifies a run for --resume."""
-    return {
+    state: dict[str, Any] = {
         "release": loaded.manifest.release,
         "manifest_digest": loaded.digest,
         "suite_digest": suite.digest,
@@ -238,11 +238,18 @@ def replay_state(
         "shard": str(shard) if shard else None,
         "batch_size": plan.batch_size,
     }
+    if plan.samples > 1:  # only then: a run started before sampling existed still resumes
+        state["samples"] = plan.samples
+    return state
 
 
-def result_row(case: Case, gen: Generation, scored: Any) -> dict[str, Any]:
+def result_row(item: Item, gen: Generation, scored: Any) -> dict[str, Any]:
+    """One results.jsonl row; its identity is (case_id, sample), and `seed` is what generated it."""
+    case = item.case
     row: dict[str, Any] = {
         "case_id": case.id,
+        "sample": item.sample,
+        "seed": item.seed,
         "slice": case.slice,
         "passed": scored.passed,
         "verifiers": scored.verifiers,
@@ -268,29 +275,37 @@ def generate_plan(
     """The generation loop: each pending batch through the engine, scored, appended durably."""
     m = loaded.manifest
     done = run_dir.done
-    completed = len(done & {c.id for c in plan.cases})
+    completed = len(done & {i.key for b in plan.batches for i in b.items})
     if on_progress:
         on_progress(completed, plan.total)
+    rendered: dict[str, Any] = {}  # a case's prompt, rendered once for all its samples
     with engine.use_adapters(inputs.adapters):
         for batch in plan.batches:
             todo = pending(batch, done)
             if not todo:
                 continue
-            prompts = [render_prompt(inputs.template, dict(c.input)) for c in todo]
+            prompts = []
+            for item in todo:
+                if item.case.id not in rendered:
+                    rendered = {item.case.id: render_prompt(inputs.template, dict(item.case.input))}
+                prompts.append(rendered[item.case.id])
             t0 = time.perf_counter()
-            gens = engine.generate(prompts, m.sampling, seed=batch.seed)
+            if plan.samples > 1:  # each sample its own derived seed (plan.sample_seed)
+                gens = engine.generate(prompts, m.sampling, seed=batch.seed, seeds=[i.seed for i in todo])
+            else:
+                gens = engine.generate(prompts, m.sampling, seed=batch.seed)
             seconds = time.perf_counter() - t0
             if len(gens) != len(todo):
                 raise BadInput(
                     f"the {engine.name} engine returned {len(gens)} completions for {len(todo)} prompts"
                 )
             rows = []
-            for case, gen in zip(todo, gens, strict=True):
-                if case.id in done:
+            for item, gen in zip(todo, gens, strict=True):
+                if item.key in done:
                     continue  # an atomic batch redone whole keeps the rows it had
-                scored = score_case(case, gen.text, m.verifiers, fixtures_dir=inputs.suite.fixtures_dir)
-                rows.append(result_row(case, gen, scored))
-                done.add(case.id)
+                scored = score_case(item.case, gen.text, m.verifiers, fixtures_dir=inputs.suite.fixtures_dir)
+                rows.append(result_row(item, gen, scored))
+                done.add(item.key)
             run_dir.append(rows, seconds)
             completed += len(rows)
             if on_progress:
@@ -325,6 +340,12 @@ def run_record(
         "runtime": runtime.as_dict(),
         "drift": drift,
         "seed": m.sampling.seed,
+        "sampling": {
+            "n": plan.samples,
+            "temperature": m.sampling.temperature,
+            # per-sample seeds (replay/plan.py) or, with one sample, the seed of each generate call
+            "seed_derivation": SEED_DERIVATION if plan.samples > 1 else "batch",
+        },
         "limit": limit,
         "shard": str(shard) if shard else None,
         "batch_size": plan.batch_size,
@@ -382,7 +403,9 @@ def run_replay(
         loaded, engine_name, inputs, runtime, device=device, endpoint=endpoint, on_status=on_status
     )
     cases = select_cases(inputs.suite, limit)
-    plan = plan_replay(cases, batch_size=eng.batch_size, seed=m.sampling.seed, shard=shard)
+    plan = plan_replay(
+        cases, batch_size=eng.batch_size, seed=m.sampling.seed, shard=shard, samples=m.sampling.n
+    )
     run_dir = RunDirectory(out_dir, replay_state(loaded, inputs.suite, engine_name, limit, shard, plan))
     run_dir.start(resume=resume)
     started = datetime.now(UTC)

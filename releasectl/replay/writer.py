@@ -3,7 +3,7 @@
 ```
 runs/<release>/
   run.json        provenance: manifest and suite digests, runtime, device, seed, timings, output digest
-  results.jsonl   one line per case, sorted by case id when the run completes
+  results.jsonl   one line per case and sample, sorted by (case id, sample) when the run completes
   .state.json     what the run is (manifest, suite, engine, limit, shard) so --resume continues only the same run
 ```
 Rows are appended and fsynced batch by batch, so a killed replay loses at most the batch in
@@ -34,11 +34,21 @@ class RunSummary:
     slices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, int]:
+    """A row's identity: (case id, sample index); a row without `sample` is sample 0."""
+    return (row["case_id"], row.get("sample") or 0)
+
+
 def output_digest(rows: list[dict[str, Any]]) -> str:
-    """sha256 over what the model produced, in case-id order (timings are not outputs)."""
+    """sha256 over what the model produced, in (case id, sample) order (timings are not outputs).
+
+    A sample other than 0 adds its index to its line; sample 0 hashes as a row did before
+    repeated sampling existed, so one-sample runs keep their digests."""
     h = hashlib.sha256()
-    for row in sorted(rows, key=lambda r: r["case_id"]):
+    for row in sorted(rows, key=row_key):
         key = {k: row[k] for k in ("case_id", "output", "prompt_tokens", "completion_tokens")}
+        if row.get("sample"):
+            key["sample"] = row["sample"]
         h.update(json.dumps(key, sort_keys=True, ensure_ascii=False).encode() + b"\n")
     return "sha256:" + h.hexdigest()
 
@@ -89,14 +99,26 @@ def _checked_row(row: Any, path: Path, line: int) -> dict[str, Any]:
 
 
 def slice_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per slice: cases, passed (samples that passed), success@1 (mean over samples); with
+    several samples per case also `samples` (rows)."""
     out: dict[str, dict[str, Any]] = {}
+    cases: dict[str, set[str]] = {}
     for r in rows:
-        s = out.setdefault(r["slice"], {"cases": 0, "passed": 0})
-        s["cases"] += 1
+        s = out.setdefault(r["slice"], {"cases": 0, "passed": 0, "samples": 0})
+        cases.setdefault(r["slice"], set()).add(r["case_id"])
+        s["samples"] += 1
         s["passed"] += bool(r["passed"])
-    for s in out.values():
-        s["success_at_1"] = round(s["passed"] / s["cases"], 4) if s["cases"] else None
+    for name, s in out.items():
+        s["cases"] = len(cases[name])
+        s["success_at_1"] = round(s["passed"] / s["samples"], 4) if s["samples"] else None
+        if s["samples"] == s["cases"]:
+            del s["samples"]  # one sample per case: the summary reads as it always did
     return dict(sorted(out.items()))
+
+
+def count_cases(rows: list[dict[str, Any]]) -> int:
+    """Distinct case ids (rows are cases × samples)."""
+    return len({r["case_id"] for r in rows})
 
 
 def dump_rows(rows: list[dict[str, Any]]) -> bytes:
@@ -107,10 +129,10 @@ def dump_rows(rows: list[dict[str, Any]]) -> bytes:
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """results.jsonl in case-id order, atomically."""
+    """results.jsonl in (case id, sample) order, atomically."""
     from releasectl.fsutil import atomic_write_bytes
 
-    atomic_write_bytes(path, dump_rows(sorted(rows, key=lambda r: r["case_id"])))
+    atomic_write_bytes(path, dump_rows(sorted(rows, key=row_key)))
 
 
 def write_run(path: Path, run: dict[str, Any]) -> dict[str, Any]:
@@ -133,8 +155,9 @@ class RunDirectory:
         self._sink: IO[bytes] | None = None
 
     @property
-    def done(self) -> set[str]:
-        return {r["case_id"] for r in self.rows}
+    def done(self) -> set[tuple[str, int]]:
+        """The (case id, sample) of every row written."""
+        return {row_key(r) for r in self.rows}
 
     def prepare(self) -> None:
         """Make sure the directory can be written, before any slow work (the model load) starts."""
@@ -206,6 +229,12 @@ class RunDirectory:
         self.close()
         write_rows(self.path / RESULTS, self.rows)
         run = write_run(
-            self.path / RUN_JSON, {**run, "output_digest": output_digest(self.rows), "cases": len(self.rows)}
+            self.path / RUN_JSON,
+            {
+                **run,
+                "output_digest": output_digest(self.rows),
+                "cases": count_cases(self.rows),
+                "generations": len(self.rows),
+            },
         )
         return RunSummary(self.path, run, slice_summary(self.rows))

@@ -100,8 +100,14 @@ class Engine(Protocol):
         """Attach `adapters` while the context is open; restore the base model afterwards."""
         ...
 
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int) -> list[Generation]:
-        """One completion per prompt, in input order, deterministically for `seed`."""
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int, seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
+        """One completion per prompt, in input order, deterministically for `seed`.
+
+        `seeds` (repeated sampling, one per prompt) gives each prompt its own seed, so a case's
+        samples differ and each is reproducible on its own; the runner passes it only when
+        `sampling.n` > 1, so an engine written before repeated sampling keeps working for n = 1."""
         ...
 
     def close(self) -> None:

@@ -188,7 +188,9 @@ class HfEngine:
     def close(self) -> None:
         """Nothing to release: the loaded model stays cached for the next replay in this process."""
 
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int) -> list[Generation]:
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int, seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
         import torch
 
         chat_template = all(p.chat_template for p in prompts)
@@ -209,6 +211,18 @@ class HfEngine:
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
                 top_k=sampling.top_k if sampling.top_k > 0 else 0,
+            )
+        if seeds is not None and sampling.temperature > 0:
+            # Repeated sampling: each prompt draws from its own seed (seeded_sampler), so greedy
+            # decoding over Gumbel-perturbed scores replaces transformers' shared-RNG sampling.
+            from transformers import LogitsProcessorList
+
+            kwargs.update(
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                logits_processor=LogitsProcessorList([seeded_sampler(seeds, sampling)]),
             )
         if sampling.stop:
             kwargs["stop_strings"] = sampling.stop
@@ -234,3 +248,43 @@ class HfEngine:
                 )
             )
         return results
+
+
+def seeded_sampler(seeds: Sequence[int], sampling: Sampling) -> Any:
+    """A logits processor that samples row i of the batch from its own `torch.Generator(seeds[i])`.
+
+    transformers' sampling draws every row from one global RNG, so a row's tokens would depend on
+    its batch neighbours. Here the pinned warpers (temperature, top-k, top-p, in transformers'
+    order) shape the scores, and a Gumbel(0, 1) draw per vocabulary entry from the row's own
+    generator is added to the log-probabilities: the argmax greedy decoding then takes is a draw
+    from softmax(scores) (the Gumbel-max trick), reproducible from the row's seed alone."""
+    import torch
+    from transformers import LogitsProcessor
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    warpers: list[Any] = []
+    if sampling.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(sampling.temperature))
+    if sampling.top_k > 0:
+        warpers.append(TopKLogitsWarper(top_k=sampling.top_k))
+    if sampling.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=sampling.top_p))
+    generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+    tiny = torch.finfo(torch.float64).tiny
+
+    class SeededSampler(LogitsProcessor):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            for warp in warpers:
+                scores = warp(input_ids, scores)
+            log_p = torch.log_softmax(scores.float(), dim=-1)
+            uniform = torch.stack(
+                [torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in generators]
+            )
+            gumbel = -torch.log(-torch.log(uniform.clamp_min(tiny)))
+            return log_p + gumbel.to(device=log_p.device, dtype=log_p.dtype)
+
+    return SeededSampler()

@@ -521,14 +521,18 @@ class OpenAIEngine:
     def close(self) -> None:
         self._client.close()
 
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int) -> list[Generation]:
-        """One request per prompt, at most `concurrency` in flight; results in input order."""
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int, seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
+        """One request per prompt, at most `concurrency` in flight; results in input order.
+        With `seeds` (repeated sampling) each request carries its own seed."""
         if not prompts:
             return []
         workers = min(self.endpoint.concurrency, len(prompts))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-engine")
         try:
-            futures = [pool.submit(self._one, p, sampling, seed) for p in prompts]
+            own = list(seeds) if seeds is not None else [seed] * len(prompts)
+            futures = [pool.submit(self._one, p, sampling, s) for p, s in zip(prompts, own, strict=True)]
             wait(futures, return_when=FIRST_EXCEPTION)
             for future in futures:
                 failure = future.exception() if future.done() else None

@@ -285,8 +285,16 @@ class VllmEngine:
     def close(self) -> None:
         """Nothing to release: the loaded model stays cached for the next replay in this process."""
 
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int) -> list[Generation]:
-        params = self._vllm.SamplingParams(**sampling_kwargs(sampling, seed=seed))
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, *, seed: int, seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
+        make = self._vllm.SamplingParams
+        # Per-request seeds (repeated sampling): vLLM takes one SamplingParams per prompt.
+        params: Any = (
+            make(**sampling_kwargs(sampling, seed=seed))
+            if seeds is None
+            else [make(**sampling_kwargs(sampling, seed=s)) for s in seeds]
+        )
         t0 = time.perf_counter()
         try:
             outputs = self._call(prompts, params)
