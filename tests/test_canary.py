@@ -200,3 +200,75 @@ def test_unreadable_or_empty_logs_are_exit_2_naming_the_file(cli, repo_root, tmp
         r = cli("canary", "releases/v1.3.yaml", *[x for kv in args.items() for x in kv], cwd=repo_root)
         assert r.code == 2, (path.name, r.output)
         assert str(path) in r.output and "internal error" not in r.output
+
+
+# --- the Prometheus path's latency test, on histogram buckets (no Prometheus needed) --------
+
+# vLLM 0.32's bounds for vllm:e2e_request_latency_seconds (tests/fixtures/prometheus/).
+VLLM_BOUNDS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+FINE_BOUNDS = tuple(round(0.5 * 1.05**i, 4) for i in range(80))  # 5 % apart, 0.5 s .. 24 s
+
+
+def binned(samples, bounds=VLLM_BOUNDS):
+    from bisect import bisect_left
+
+    from releasectl.monitoring.prometheus import Histogram
+
+    counts = [0] * (len(bounds) + 1)
+    for x in samples:
+        counts[bisect_left(bounds, x)] += 1
+    cumulative, total = [], 0
+    for c in counts:
+        total += c
+        cumulative.append(total)
+    return Histogram((*bounds, float("inf")), tuple(cumulative))
+
+
+def lognormal(rng, n, scale=1.0, mu=0.5):
+    return [rng.lognormvariate(mu, 0.4) * scale for _ in range(n)]
+
+
+def test_the_quantile_bracket_covers_the_true_p95():
+    import math
+
+    from releasectl.monitoring.canary import quantile_bracket
+
+    true_p95 = math.exp(0.5 + 0.4 * 1.6448536)
+    rng = random.Random(7)
+    misses = 0
+    for _ in range(400):
+        lo, hi = quantile_bracket(binned(lognormal(rng, 300), FINE_BOUNDS), 0.95, 0.025)
+        misses += not (lo <= true_p95 <= hi)
+    assert misses / 400 <= 0.05  # two one-sided 2.5 % bounds
+
+
+def test_the_histogram_test_rarely_fails_a_candidate_no_slower():
+    from releasectl.monitoring.canary import histogram_latency_test
+
+    rng = random.Random(11)
+    outcomes = []
+    for _ in range(300):
+        doc = histogram_latency_test(
+            binned(lognormal(rng, 400), FINE_BOUNDS), binned(lognormal(rng, 400), FINE_BOUNDS), margin=0.1
+        )
+        outcomes.append("inconclusive" if "inconclusive_reason" in doc else doc["p_value"] >= 0.05)
+    assert outcomes.count(False) / 300 <= 0.05  # false fails: at most alpha
+    assert outcomes.count(True) / 300 >= 0.5  # with 5 % buckets a 10 % margin mostly decides
+
+
+def test_the_histogram_test_fails_a_slower_candidate_and_holds_where_buckets_straddle():
+    from releasectl.monitoring.canary import histogram_latency_test
+
+    rng = random.Random(3)
+    # p95 about 1.9 s, in vLLM's (1.5 s, 2 s] bucket.
+    base = binned(lognormal(rng, 2000, mu=0.0))
+    slow = histogram_latency_test(binned(lognormal(rng, 2000, scale=2.0, mu=0.0)), base, margin=0.1)
+    assert "inconclusive_reason" not in slow and slow["p_value"] < 1e-6
+    same = histogram_latency_test(binned(lognormal(rng, 2000, mu=0.0)), base, margin=0.1)
+    assert "buckets cannot decide" in same["inconclusive_reason"]  # vLLM's buckets are 25-100 % wide
+    wide = histogram_latency_test(binned(lognormal(rng, 2000, mu=0.0)), base, margin=1.0)
+    assert "inconclusive_reason" not in wide and wide["p_value"] >= 0.05
+    few = histogram_latency_test(binned(lognormal(rng, 10)), base)
+    assert few["inconclusive_reason"] == "fewer than 20 latencies on a side"
+    missing = histogram_latency_test(None, base)
+    assert missing["inconclusive_reason"].startswith("no data")

@@ -306,11 +306,33 @@ def feedback(logs: Path, out: Path, params_path: Path | None, fmt: str) -> int:
 @click.argument("manifest", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--canary-logs",
-    required=True,
+    default=None,
     type=LogPath,
     help="Logs of the canary (the candidate release), JSON lines, plain or gzip.",
 )
-@click.option("--baseline-logs", required=True, type=LogPath, help="Logs of production over the same period.")
+@click.option("--baseline-logs", default=None, type=LogPath, help="Logs of production over the same period.")
+@click.option(
+    "--prometheus",
+    "prometheus_url",
+    default=None,
+    metavar="URL",
+    help="Read both releases' serving metrics from Prometheus (vLLM's metric names) instead of logs.",
+)
+@click.option(
+    "--release",
+    default=None,
+    help="With --prometheus: the candidate whose series are the canary (default: MANIFEST's release, else the canary channel's).",
+)
+@click.option(
+    "--baseline-release",
+    default=None,
+    help="With --prometheus: the release whose series are the baseline (default: production's, else the candidate's parent).",
+)
+@click.option(
+    "--window",
+    default=None,
+    help="With --prometheus: the range judged, e.g. 30m, 24h (default: --min-hours).",
+)
 @click.option(
     "--rules",
     "rules_path",
@@ -339,13 +361,17 @@ def feedback(logs: Path, out: Path, params_path: Path | None, fmt: str) -> int:
     type=float,
     default=0.10,
     show_default=True,
-    help="Latency rank test: fail only when the canary is significantly slower by more than this fraction.",
+    help="Latency test: fail only when the canary is significantly slower by more than this fraction.",
 )
 @format_option()
 def canary(
     manifest: Path | None,
-    canary_logs: Path,
-    baseline_logs: Path,
+    canary_logs: Path | None,
+    baseline_logs: Path | None,
+    prometheus_url: str | None,
+    release: str | None,
+    baseline_release: str | None,
+    window: str | None,
     rules_path: Path | None,
     out: Path | None,
     min_requests: int,
@@ -353,54 +379,117 @@ def canary(
     margin: float,
     fmt: str,
 ) -> int:
-    """Evaluate the staging→production canary rules on canary vs baseline logs.
+    """Evaluate the staging→production canary rules on canary vs baseline traffic.
 
-    MANIFEST defaults to the release the canary channel serves. Verdict promote (exit 0), block
-    or hold (exit 1); hold when N or the window is too small to decide.
+    From logs (--canary-logs, --baseline-logs) or from Prometheus (--prometheus URL: the two
+    releases' vLLM series, selected by the release label). MANIFEST defaults to the release the
+    canary channel serves. Verdict promote (exit 0), block or hold (exit 1); hold when N or the
+    window is too small to decide, or a series is missing. Usable as an Argo Rollouts Job analysis.
     """
     from releasectl.errors import BadInput
-    from releasectl.fsutil import atomic_write_text
-    from releasectl.monitoring.canary import canary_rules, run_canary
+
+    for name, value in (("--min-requests", min_requests), ("--min-hours", min_hours), ("--margin", margin)):
+        if value < 0:
+            raise BadInput(f"{name} must be >= 0, found {value}")
+    if prometheus_url is None:
+        if canary_logs is None or baseline_logs is None:
+            raise BadInput("give --canary-logs and --baseline-logs, or --prometheus URL")
+        given = [
+            f
+            for f, v in (
+                ("--release", release),
+                ("--baseline-release", baseline_release),
+                ("--window", window),
+            )
+            if v
+        ]
+        if given:
+            raise BadInput(f"{', '.join(given)} go with --prometheus; logs name their release by file")
+        doc = _canary_from_logs(
+            manifest, canary_logs, baseline_logs, rules_path, min_requests, min_hours, margin
+        )
+    else:
+        if canary_logs is not None or baseline_logs is not None:
+            raise BadInput("give logs or --prometheus URL, not both")
+        doc = _canary_from_prometheus(
+            prometheus_url,
+            manifest,
+            release,
+            baseline_release,
+            window,
+            rules_path,
+            min_requests,
+            min_hours,
+            margin,
+        )
+    if out is not None:
+        from releasectl.console import dumps
+        from releasectl.fsutil import atomic_write_text
+
+        atomic_write_text(out, dumps(doc) + "\n")
+    code = 0 if doc["verdict"] == "promote" else 1
+    if fmt == "json":
+        emit_json(doc)
+        return code
+    _canary_table(doc, margin)
+    say("verdict: [bold]{}[/] — {}{}", doc["verdict"], doc["reason"], f" · wrote {out}" if out else "")
+    return code
+
+
+def _rules_and_basis(loaded: Any, rules_path: Path | None) -> tuple[list[Any], Path, Any]:
+    """The canary.* rules (from --rules or the manifest's production policy) and the cost basis."""
+    from releasectl.errors import BadInput
+    from releasectl.monitoring.canary import canary_rules
     from releasectl.monitoring.families import CostBasis
-    from releasectl.monitoring.monitor import find_releases_root
 
     basis = CostBasis()
-    if manifest is None and rules_path is None:
-        root = find_releases_root()
-        if root is not None and (root / "releases" / "channels.yaml").is_file():
-            from releasectl.channels import read_state
-            from releasectl.manifest.loader import release_path
-
-            name = read_state(root).channels.get("canary")
-            manifest = release_path(root, name) if name else None
-        if manifest is None:
-            raise BadInput(
-                "no rules: pass MANIFEST or --rules FILE",
-                hint="e.g. releasectl canary releases/v1.3.yaml --canary-logs ... --baseline-logs ...",
-            )
-    if manifest is not None:
-        from releasectl.manifest.loader import load_manifest
-
-        loaded = load_manifest(manifest)
+    if loaded is not None:
         infra = loaded.manifest.infrastructure
         basis = CostBasis(infra.gpu_hourly_usd, infra.tokens_per_second_per_gpu)
         if rules_path is None:
             stage = loaded.manifest.policy.promotion.get("production")
             if stage is None:
                 raise BadInput(
-                    f"{manifest}: policy.promotion has no 'production' rules file",
+                    f"{loaded.display}: policy.promotion has no 'production' rules file",
                     hint="add production: checklists/policies/staging_to_production.rules, or pass --rules",
                 )
             rules_path = loaded.root / stage
-    for name, value in (("--min-requests", min_requests), ("--min-hours", min_hours), ("--margin", margin)):
-        if value < 0:
-            raise BadInput(f"{name} must be >= 0, found {value}")
+    if rules_path is None:
+        raise BadInput(
+            "no rules: pass MANIFEST or --rules FILE",
+            hint="e.g. releasectl canary releases/v1.3.yaml --canary-logs ... --baseline-logs ...",
+        )
     rules = canary_rules(rules_path)
     if not rules:
         raise BadInput(
             f"{rules_path}: no canary.* rules",
             hint="canary rules look like: canary.latency_p95_ms.point <= 950",
         )
+    return rules, rules_path, basis
+
+
+def _canary_from_logs(
+    manifest: Path | None,
+    canary_logs: Path,
+    baseline_logs: Path,
+    rules_path: Path | None,
+    min_requests: int,
+    min_hours: float,
+    margin: float,
+) -> dict[str, Any]:
+    from releasectl.manifest.loader import load_manifest
+    from releasectl.monitoring.canary import run_canary
+    from releasectl.monitoring.monitor import find_releases_root, resolve_release
+
+    if manifest is None and rules_path is None:
+        root = find_releases_root()
+        name, _ = resolve_release(root, None, "canary")
+        if name and root is not None:
+            from releasectl.manifest.loader import release_path
+
+            manifest = release_path(root, name)
+    loaded = load_manifest(manifest) if manifest is not None else None
+    rules, rules_path, basis = _rules_and_basis(loaded, rules_path)
     doc = run_canary(
         canary_logs,
         baseline_logs,
@@ -411,20 +500,79 @@ def canary(
         margin=margin,
     )
     doc["rules_file"] = str(rules_path)
-    if out is not None:
-        from releasectl.console import dumps
+    return doc
 
-        atomic_write_text(out, dumps(doc) + "\n")
-    code = 0 if doc["verdict"] == "promote" else 1
-    if fmt == "json":
-        emit_json(doc)
-        return code
+
+def _canary_from_prometheus(
+    url: str,
+    manifest: Path | None,
+    release: str | None,
+    baseline_release: str | None,
+    window: str | None,
+    rules_path: Path | None,
+    min_requests: int,
+    min_hours: float,
+    margin: float,
+) -> dict[str, Any]:
+    """The candidate as monitor chooses a release (on the canary channel), the baseline as the
+    release production serves, else the candidate's parent."""
+    from releasectl.errors import BadInput
+    from releasectl.manifest.loader import load_manifest
+    from releasectl.monitoring.canary import PrometheusCanary, run_canary_prometheus
+    from releasectl.monitoring.monitor import find_releases_root, monitored_release, resolve_release
+    from releasectl.monitoring.prometheus import PrometheusClient, parse_window, query_map_for
+
+    client = PrometheusClient(url)
+    window = parse_window(window or _hours_window(min_hours))
+    root, loaded, how = find_releases_root(), None, "--release"
+    if manifest is not None:
+        loaded = load_manifest(manifest)
+        if release and release != loaded.manifest.release:
+            raise BadInput(f"MANIFEST is {loaded.manifest.release} but --release is {release}; give one")
+        release, how = loaded.manifest.release, "MANIFEST"
+    elif root is not None or release is None:
+        root, release, how, loaded = monitored_release(root, release, "canary", False)
+        if release is None:
+            raise BadInput(f"no canary release: {how}", hint="pass MANIFEST or --release vX.Y")
+    assert release is not None
+    baseline, baseline_how = resolve_release(root, baseline_release, "production")
+    if baseline == release and not baseline_release:
+        parent = loaded.manifest.parent if loaded is not None else None
+        baseline, baseline_how = parent, f"the parent of {release} (production serves {release} itself)"
+    if baseline is None:
+        raise BadInput(f"no baseline release: {baseline_how}", hint="pass --baseline-release vX.Y")
+    if baseline == release:
+        raise BadInput(
+            f"--baseline-release {baseline} is the candidate itself; compare against another release"
+        )
+    rules, rules_path, basis = _rules_and_basis(loaded, rules_path)
+    source = PrometheusCanary(client, query_map_for(loaded), release, baseline, window)
+    doc = run_canary_prometheus(
+        source, rules, basis, min_requests=min_requests, min_hours=min_hours, margin=margin
+    )
+    doc["release_source"], doc["baseline_release_source"] = how, baseline_how
+    doc["rules_file"] = str(rules_path)
+    return doc
+
+
+def _hours_window(hours: float) -> str:
+    """--min-hours as a Prometheus range: 24 -> '24h', 0.5 -> '30m'; at least a minute."""
+    if hours >= 1 and float(hours).is_integer():
+        return f"{int(hours)}h"
+    return f"{max(1, round(hours * 60))}m"
+
+
+def _canary_table(doc: dict[str, Any], margin: float) -> None:
     from rich.table import Table
 
-    t = Table(
-        title=f"canary {doc['requests']:,} requests over {doc['window_hours'] or 0:.1f} h vs baseline {doc['baseline_requests']:,}",
-        title_justify="left",
-    )
+    hours = doc["window_hours"] or 0
+    span = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+    base_n = "–" if doc["baseline_requests"] is None else f"{doc['baseline_requests']:,}"
+    if "prometheus" in doc:
+        title = f"canary {doc['release']}: {doc['requests'] or 0:,} requests over {span} vs baseline {doc['baseline_release']}: {base_n} (Prometheus {doc['source']}, {doc['prometheus']['window']})"
+    else:
+        title = f"canary {doc['requests']:,} requests over {span} vs baseline {base_n}"
+    t = Table(title=text(title), title_justify="left")
     for col in ("rule", "observed", "outcome", "detail"):
         t.add_column(col)
     colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
@@ -438,10 +586,18 @@ def canary(
         )
     o = console()
     o.print(t)
-    mw = doc["metrics"]["latency_mann_whitney"]
-    if mw.get("p_value") is not None:
+    mw = doc["metrics"].get("latency_mann_whitney")
+    if mw and mw.get("p_value") is not None:
         o.print(
             f"latency rank test (Mann-Whitney, one-sided, margin {margin:.0%}): median shift {mw['value']:+.1%}, p = {mw['p_value']:.3g}"
         )
-    say("verdict: [bold]{}[/] — {}{}", doc["verdict"], doc["reason"], f" · wrote {out}" if out else "")
-    return code
+    ht = doc["metrics"].get("latency_histogram_test")
+    if ht:
+        shift = "–" if ht["value"] is None else f"{ht['value']:+.1%}"
+        found = ht.get("inconclusive_reason") or f"p = {ht['p_value']:.3g}"
+        say(
+            "latency histogram test (p95 vs baseline p95 × (1 + {})): p95 shift {}, {}",
+            f"{margin:.0%}",
+            shift,
+            found,
+        )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from releasectl.contracts._types import Artifact, Count, Finite, Text
+from releasectl.contracts._types import Artifact, Count, Finite, Name, Text
 from releasectl.contracts.gate import RuleResult, Verdict
 
 
@@ -21,12 +21,27 @@ class CanaryMetric(Artifact):
     inconclusive_reason: Text | None = None
 
 
+class PrometheusSource(Artifact):
+    """Where `canary --prometheus` read: the server, the window, and every PromQL query it ran."""
+
+    url: Text
+    window: Text
+    release_label: Text
+    queries: dict[Text, Text]
+    baseline_queries: dict[Text, Text]
+
+
 class CanaryRecord(Artifact):
-    """canary.json; the gate needs only `metrics` (the rest is what `releasectl canary` also writes)."""
+    """canary.json; the gate needs only `metrics` (the rest is what `releasectl canary` also writes).
+    From logs, `source`/`baseline` are the log files; from Prometheus, its URL, with `release`,
+    `baseline_release` and `prometheus` (the queries) saying which series were compared."""
 
     schema_version: int = 1
     source: Text | None = None
     baseline: Text | None = None
+    release: Name | None = None
+    baseline_release: Name | None = None
+    prometheus: PrometheusSource | None = None
     window_hours: Finite | None = None
     requests: Count | None = None
     baseline_requests: Count | None = None

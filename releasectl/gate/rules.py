@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,7 +47,7 @@ class MetricRef:
     def __str__(self) -> str:
         sel = ""
         if self.args or self.kwargs:
-            parts = list(self.args) + [f"{k}={v!r}" for k, v in self.kwargs]
+            parts = list(self.args) + [f"{k}={v if v.isdigit() else repr(v)}" for k, v in self.kwargs]
             sel = "(" + ", ".join(parts) + ")"
         ns = f"{self.namespace}." if self.namespace else ""
         return f"{ns}{self.name}{sel}.{self.field}"
@@ -369,7 +370,11 @@ GATE_METRICS: dict[str, str] = {
     "latency_p99_ms": "latency percentile over cases (ms)",
     "tokens_per_request": "mean completion tokens per case",
     "cost_per_1k_tokens_usd": "gpu_hourly_usd × gpus / (completion tokens/s × 3600) × 1000",
+    "pass@k": "chance that k of a case's samples include a pass (unbiased, Chen et al. 2021): pass@k(S, k=5)",
+    "pass^k": "chance that k of a case's samples all pass (unbiased): pass^k(S, k=5)",
 }
+# Metrics over a case's repeated samples (sampling.n), which take k as `k=`.
+SAMPLED_METRICS = ("pass@k", "pass^k")
 # Metrics `releasectl canary` observes on live traffic (namespace `canary.`).
 CANARY_METRICS = (
     "abandon_rate",
@@ -381,6 +386,7 @@ CANARY_METRICS = (
     "error_rate",
     "requests",
     "latency_mann_whitney",
+    "latency_histogram_test",
 )
 ALIASES = {
     "math_correct_rate": "math_correct",
@@ -436,15 +442,28 @@ def validate_rules(
                 problem(rule, ref.column, f"{ref.name} is not a finite number", "thresholds must be finite")
                 continue
             if ref.name not in pool:
+                spelled = re.fullmatch(r"pass([@^])(\d+)", ref.name)
                 problem(
                     rule,
                     ref.column,
                     f"unknown metric '{ref.name}'",
-                    _near(ref.name, pool) or "known: " + ", ".join(sorted(pool)),
+                    f"write pass{spelled[1]}k({ref.slice or 'slice'}, k={spelled[2]})"
+                    if spelled and ref.namespace != "canary"
+                    else _near(ref.name, pool) or "known: " + ", ".join(sorted(pool)),
                 )
                 continue
             if ref.slice is not None and ref.namespace != "canary" and ref.slice not in slices:
                 problem(rule, ref.column, f"unknown slice '{ref.slice}' in {ref}", _near(ref.slice, slices))
+            if ref.name in SAMPLED_METRICS and ref.namespace != "canary":
+                k = dict(ref.kwargs).get("k")
+                if k is None or not k.isdigit() or int(k) < 1:
+                    found = "no k" if k is None else f"k={k!r}"
+                    problem(
+                        rule,
+                        ref.column,
+                        f"{ref.name} needs k, a positive integer ({found})",
+                        f"e.g. {ref.name}({ref.slice or 'slice'}, k=5)",
+                    )
             if ref.name == "pass_rate" and verifiers is not None and len(ref.args) > 1:
                 pass  # verifier instance names are per slice; checked at gate time
     return problems
@@ -596,4 +615,16 @@ def _evaluate_no_regressions(rule: NoRegressions, resolver: MetricResolver) -> R
 
 
 def evaluate_rules(rules: list[Rule], resolver: MetricResolver) -> list[RuleOutcome]:
+    """Every rule's outcome. A resolver with `check_rules` (the gate's) first refuses the policy
+    errors only its data reveal, e.g. pass@k with k above the runs' samples per case (exit 2)."""
+    check = getattr(resolver, "check_rules", None)
+    if check is not None:
+        problems = check(rules)
+        if problems:
+            source = next((p.file for p in problems if p.file), None) or "rules"
+            raise BadInput(
+                f"{source}: {len(problems)} rule(s) ask for more than the runs hold",
+                problems,
+                hint="a rule that cannot be evaluated would silently weaken the policy; fix the rule",
+            )
     return [evaluate_rule(r, resolver) for r in rules]

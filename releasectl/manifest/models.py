@@ -257,6 +257,19 @@ class Alert(Strict):
     description: str = ""
 
 
+class PrometheusSpec(Strict):
+    """How `monitor --prometheus` and `canary --prometheus` read this release's serving metrics."""
+
+    queries: dict[str, str] = Field(
+        default_factory=dict,
+        description="releasectl metric -> PromQL template, overriding vLLM's mapping "
+        "(releasectl/monitoring/prometheus.py, docs/production.md); {sel} is the release's label "
+        "selector, {w} the window; other braces doubled.",
+    )
+    release_label: str = Field("release", min_length=1, description="The label naming the release.")
+    selector: str = Field("", description='Extra label matchers for every query, e.g. namespace="llm".')
+
+
 class PolicySpec(Strict):
     promotion: dict[str, RepoPath] = Field(
         description="Stage name -> rules file, e.g. staging: checklists/policies/dev_to_staging.rules"
@@ -267,6 +280,17 @@ class PolicySpec(Strict):
     correction: Literal["holm", "bh", "none"] = "holm"
     slos: list[Alert] = Field(default_factory=list)
     alerts: list[Alert] = Field(default_factory=list)
+    prometheus: PrometheusSpec | None = Field(
+        None, description="Prometheus query overrides for monitor/canary --prometheus."
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_prometheus(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Unset, it is left out of the dump, so manifests without it keep their digests.
+        data = handler(self)
+        if self.prometheus is None and isinstance(data, dict):
+            data.pop("prometheus", None)
+        return data
 
 
 class KvCache(Strict):

@@ -176,13 +176,18 @@ def run_monitor_prometheus(
     (satisfaction, say) is reported as not measured by this source."""
     from releasectl.gate.rules import Observation
     from releasectl.monitoring.families import LogResolver
-    from releasectl.monitoring.prometheus import PrometheusClient, QueryMap, parse_window, release_metrics
+    from releasectl.monitoring.prometheus import (
+        PrometheusClient,
+        parse_window,
+        query_map_for,
+        release_metrics,
+    )
 
     window = parse_window(window)
     root, name, how, loaded = monitored_release(root, release, channel, auto_rollback)
     if name is None or root is None:
         raise BadInput(f"no release to monitor: {how}", hint="pass --release vX.Y")
-    client, queries = PrometheusClient(url), QueryMap()
+    client, queries = PrometheusClient(url), query_map_for(loaded)  # vLLM's names + policy.prometheus
     current = release_metrics(client, queries, name, window)
     base = release_metrics(client, queries, baseline_release, window) if baseline_release else None
     requests = current.values.get("requests")

@@ -8,6 +8,11 @@ can override any query. A release's series are selected by a label naming it (`r
 default: the pod label `releasectl/release` that `deploy render` sets, relabelled by Prometheus).
 
 A query that returns no series gives *no data* (None), never zero: an alert on it is inconclusive.
+
+`canary --prometheus` also reads the latency histogram's buckets (`latency_seconds_buckets`, a
+vector by `le`, in seconds as vLLM exports them) to test the canary's p95 against the baseline's
+(`releasectl.monitoring.canary.histogram_latency_test`), and metrics vLLM does not export
+(`OPTIONAL_METRICS`: abandon rate, safety incidents, ...) can be mapped to a stack's own series.
 """
 
 from __future__ import annotations
@@ -43,7 +48,24 @@ VLLM_QUERIES: dict[str, str] = {
         'sum(increase(vllm:request_success_total{{{sel},finished_reason="length"}}[{w}]))'
         " / sum(increase(vllm:request_success_total{{{sel}}}[{w}]))"
     ),
+    # The counts behind error_rate (its Wilson interval in canary.json).
+    "errors": f'sum(increase(http_requests_total{{{{{{sel}},{_COMPLETIONS},status="5xx"}}}}[{{w}}]))',
+    "completion_requests": f"sum(increase(http_requests_total{{{{{{sel}},{_COMPLETIONS}}}}}[{{w}}]))",
+    # How long the release's series have been scraped, up to the window: a canary that started
+    # ten minutes ago has not shown a 24 h window, whatever --window says.
+    "span_seconds": (
+        "time() - min(min_over_time(timestamp(vllm:e2e_request_latency_seconds_count{{{sel}}})[{w}:]))"
+    ),
+    # A vector by `le` (seconds), not one value: the buckets the canary's latency test reads.
+    "latency_seconds_buckets": (
+        "sum by (le) (increase(vllm:e2e_request_latency_seconds_bucket{{{sel}}}[{w}]))"
+    ),
 }
+VECTOR_METRICS = frozenset({"latency_seconds_buckets"})
+# Metrics vLLM does not export, which a manifest may map to its stack's own series (an app-level
+# counter of abandoned sessions or safety incidents, a cost gauge). Unmapped, a rule on one is
+# "not measured by this source".
+OPTIONAL_METRICS = ("abandon_rate", "safety_incidents", "cost_per_1k_tokens_usd", "avg_satisfaction")
 
 
 @dataclass(frozen=True)
@@ -60,16 +82,35 @@ class QueryMap:
         return ",".join(parts)
 
     def render(self, metric: str, release: str, window: str) -> str:
-        return self.queries[metric].format(sel=self.selector(release), w=window)
+        try:
+            return self.queries[metric].format(sel=self.selector(release), w=window)
+        except (KeyError, IndexError, ValueError) as e:
+            raise BadInput(
+                f"the Prometheus query for {metric} is not a template releasectl can fill ({type(e).__name__}: {e})",
+                hint=f"use {{sel}} for the release's selector, {{w}} for the window and double other braces: {self.queries[metric]}",
+            ) from None
+
+    def scalar_metrics(self) -> list[str]:
+        """The mapped metrics whose query gives one value (every one but the histogram buckets)."""
+        return [name for name in self.queries if name not in VECTOR_METRICS]
 
     def with_overrides(self, overrides: dict[str, str]) -> QueryMap:
-        unknown = sorted(set(overrides) - set(self.queries))
+        unknown = sorted(set(overrides) - set(self.queries) - set(OPTIONAL_METRICS))
         if unknown:
             raise BadInput(
                 f"no Prometheus query maps to {', '.join(unknown)}",
-                hint="known metrics: " + ", ".join(sorted(self.queries)),
+                hint="known metrics: " + ", ".join(sorted({*self.queries, *OPTIONAL_METRICS})),
             )
         return QueryMap({**self.queries, **overrides}, self.release_label, self.extra_selector)
+
+
+def query_map_for(loaded: Any) -> QueryMap:
+    """vLLM's mapping with the manifest's `policy.prometheus` overrides (queries, label, selector)."""
+    spec = getattr(loaded.manifest.policy, "prometheus", None) if loaded is not None else None
+    if spec is None:
+        return QueryMap()
+    base = QueryMap(release_label=spec.release_label, extra_selector=spec.selector)
+    return base.with_overrides(dict(spec.queries))
 
 
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -94,6 +135,25 @@ class PrometheusClient:
 
     def query(self, promql: str, *, at: float | None = None) -> float | None:
         """The query's single value now (or `at`), None when it selects no series or is NaN."""
+        return _single_value(self._data(promql, at), promql)
+
+    def query_vector(self, promql: str, *, at: float | None = None) -> list[tuple[dict[str, str], float]]:
+        """Every series of an instant-vector query as (labels, value); NaN and infinite values left out."""
+        data = self._data(promql, at)
+        if data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+            raise BadInput(
+                f"the query returns a {data.get('resultType')}, expected an instant vector", hint=promql
+            )
+        out = []
+        for series in data["result"]:
+            labels = series.get("metric") if isinstance(series, dict) else None
+            value = series.get("value", [None, None])[1] if isinstance(series, dict) else None
+            number = _number(value, promql)
+            if isinstance(labels, dict) and number is not None:
+                out.append(({str(k): str(v) for k, v in labels.items()}, number))
+        return out
+
+    def _data(self, promql: str, at: float | None) -> dict[str, Any]:
         import httpx
 
         from releasectl.retry import RetriesExhausted, Retryable, RetryPolicy
@@ -132,12 +192,13 @@ class PrometheusClient:
                     f"Prometheus refused the query ({kind}: {message})", hint=f"the query: {promql}"
                 )
             raise EnvironmentFailure(f"Prometheus at {self.url} failed: {kind}: {message}")
-        return _single_value(doc.get("data"), promql)
+        data = doc.get("data")
+        if not isinstance(data, dict):
+            raise EnvironmentFailure(f"Prometheus answered no data object for {promql}")
+        return data
 
 
-def _single_value(data: Any, promql: str) -> float | None:
-    if not isinstance(data, dict):
-        raise EnvironmentFailure(f"Prometheus answered no data object for {promql}")
+def _single_value(data: dict[str, Any], promql: str) -> float | None:
     kind, result = data.get("resultType"), data.get("result")
     if kind == "scalar":
         value = result[1] if isinstance(result, list) and len(result) == 2 else None
@@ -152,8 +213,12 @@ def _single_value(data: Any, promql: str) -> float | None:
         value = result[0].get("value", [None, None])[1] if isinstance(result[0], dict) else None
     else:
         raise BadInput(f"the query returns a {kind}, expected an instant vector or scalar", hint=promql)
+    return _number(value, promql)
+
+
+def _number(value: Any, promql: str) -> float | None:
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
     except (TypeError, ValueError):
         raise EnvironmentFailure(f"Prometheus answered a non-number {value!r} for {promql}") from None
     return None if math.isnan(number) or math.isinf(number) else number
@@ -174,8 +239,63 @@ class ReleaseMetrics:
 def release_metrics(
     client: PrometheusClient, query_map: QueryMap, release: str, window: str, *, at: float | None = None
 ) -> ReleaseMetrics:
-    """Every mapped metric of `release` over `window` (None where there is no data)."""
-    queries = {name: query_map.render(name, release, window) for name in query_map.queries}
+    """Every mapped one-value metric of `release` over `window` (None where there is no data)."""
+    queries = {name: query_map.render(name, release, window) for name in query_map.scalar_metrics()}
     return ReleaseMetrics(
         release, window, {name: client.query(q, at=at) for name, q in queries.items()}, queries
     )
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A cumulative histogram over a window: upper bounds ascending (the last one +Inf) and the
+    number of observations at or below each, as whole counts."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return self.cumulative[-1]
+
+    def above(self, threshold: float, *, certainly: bool) -> int:
+        """Observations slower than `threshold`: those certainly slower (above the first bound at or
+        past it), or those possibly slower (above the last bound at or below it)."""
+        if certainly:
+            j = next(i for i, b in enumerate(self.bounds) if b >= threshold)
+            return self.total - self.cumulative[j]
+        below = [i for i, b in enumerate(self.bounds) if b <= threshold]
+        return self.total - (self.cumulative[below[-1]] if below else 0)
+
+
+def release_histogram(
+    client: PrometheusClient, query_map: QueryMap, release: str, window: str, *, at: float | None = None
+) -> tuple[Histogram | None, str]:
+    """The release's latency histogram over `window` (bounds in seconds) and its query; None
+    without series. `increase()` extrapolates, so counts are rounded and made monotone."""
+    promql = query_map.render("latency_seconds_buckets", release, window)
+    rows = []
+    for labels, value in client.query_vector(promql, at=at):
+        le = labels.get("le")
+        try:
+            bound = float(le) if le is not None else None
+        except ValueError:
+            bound = None
+        if bound is None or math.isnan(bound):
+            raise BadInput(
+                f"the latency histogram query gives a series without a numeric le label: {labels}",
+                hint=promql,
+            )
+        rows.append((bound, value))
+    if not rows:
+        return None, promql
+    rows.sort()
+    if rows[-1][0] != math.inf:
+        raise BadInput(
+            'the latency histogram query gives no le="+Inf" bucket, so its total is unknown', hint=promql
+        )
+    cumulative, top = [], 0
+    for _, value in rows:
+        top = max(top, round(value))
+        cumulative.append(top)
+    return Histogram(tuple(b for b, _ in rows), tuple(cumulative)), promql
