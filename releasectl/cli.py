@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "github": ("releasectl.commands.github:github", "Post the sticky PR comment and the commit status."),
     "promote": ("releasectl.commands.channels:promote", "Point a channel at a release that passed its gate."),
     "rollback": ("releasectl.commands.channels:rollback", "Re-point a channel to an earlier release, fast."),
+    "rollout": (
+        "releasectl.commands.channels:rollout",
+        "Step a channel's traffic to a release (5→20→50→100 %), each step gated anytime-validly.",
+    ),
     "history": ("releasectl.commands.channels:history", "Show the channel history (the audit trail)."),
     "status": (
         "releasectl.commands.channels:status",

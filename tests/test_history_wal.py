@@ -222,7 +222,9 @@ json_value = st.recursive(
 mutated_event = st.builds(
     lambda drop, change: {k: v for k, v in {**GOOD, **change}.items() if k not in drop},
     st.sets(st.sampled_from(sorted(GOOD)), max_size=2),
-    st.dictionaries(st.sampled_from([*sorted(GOOD), "override", "trigger", "extra"]), json_value, max_size=3),
+    st.dictionaries(
+        st.sampled_from([*sorted(GOOD), "override", "trigger", "rollout", "extra"]), json_value, max_size=3
+    ),
 )
 
 

@@ -333,20 +333,22 @@ def promote_channel(
     push: bool = False,
     dry_run: bool = False,
     render: tuple[str, ...] = (),
-    completes: Any = None,
+    completes: Callable[[State], dict[str, Any]] | None = None,
+    override: str | None = None,
 ) -> MoveResult:
     """Point `channel` at `release`, which needs a passing gate for the channel's stage bound to
     the manifest's current digest, unless forced (with a reason, recorded).
 
     A channel with a rollout in progress is refused; `completes(state)` (the last step of that
     rollout, `releasectl.rollout.steps`) is called under the lock instead and returns the rollout
-    record the promote carries."""
+    record the promote carries. `override` is a refusal the caller overrode (recorded; forced)."""
     if force and not reason:
         raise BadInput("--force needs --reason: the override is recorded in the audit trail")
     gate, problem = promotion_gate(root, release, channel, gate_file)
     if problem and not force:
         raise Refused(f"cannot promote {release} to {channel}: {problem}", hint=gate_hint(release, channel))
-    extra: dict[str, Any] = {"override": problem} if problem else {}
+    overrides = "; ".join(x for x in (problem, override) if x)
+    extra: dict[str, Any] = {"override": overrides} if overrides else {}
 
     def target(state: State, current: str | None) -> tuple[str, dict[str, Any] | None]:
         if completes is not None:
@@ -364,7 +366,7 @@ def promote_channel(
         reason=reason or f"gate {gate['verdict'] if gate else 'none'} for stage {stage}",
         actor_name=actor_name,
         expect=expect,
-        forced=bool(problem),
+        forced=bool(overrides),
         commit=commit,
         push=push,
         dry_run=dry_run,

@@ -256,12 +256,15 @@ def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt:
     state = read_state(repo_root())
     events = [e for e in state.events if channel is None or e["channel"] == channel]
     latest = {}
-    for e in state.events:
+    for e in state.moves:
         latest[e["channel"]] = e["revision"]
-    rows = [
-        {**e, "status": "deployed" if latest.get(e["channel"]) == e["revision"] else "superseded"}
-        for e in events
-    ]
+
+    def status_of(e: dict[str, Any]) -> str:
+        if e["action"] == "rollout":  # a traffic step: the channel did not move
+            return "rollout"
+        return "deployed" if latest.get(e["channel"]) == e["revision"] else "superseded"
+
+    rows = [{**e, "status": status_of(e)} for e in events]
     if limit:
         rows = rows[-limit:]
     if fmt == "json":
@@ -288,7 +291,10 @@ def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt:
             no_wrap=col in ("rev", "time (UTC)", "from → to", "status"),
         )
     for r in rows:
-        status = "[green]deployed[/]" if r["status"] == "deployed" else "[dim]superseded[/]"
+        status = {"deployed": "[green]deployed[/]", "superseded": "[dim]superseded[/]"}.get(r["status"], "")
+        if r.get("rollout"):
+            step = r["rollout"]
+            status = status or f"[cyan]{esc(step['state'])} {step['weight']}%[/]"
         action = r["action"] + ("!" if r.get("forced") else "")
         cells = [
             str(r["revision"]),
@@ -307,6 +313,13 @@ def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt:
     return 0
 
 
+def _rollout_cell(step: dict[str, Any] | None) -> str:
+    if not step:
+        return "–"
+    where = f"step {step['step'] + 1}/{len(step['plan'])}, {step['state']}"
+    return f"{esc(step['release'])} {step['weight']}% ({esc(where)})"
+
+
 @click.command()
 @format_option()
 def status(fmt: str) -> int:
@@ -319,10 +332,10 @@ def status(fmt: str) -> int:
     state = read_state(root)
     if state.repaired:
         repair_view(root)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for c in CHANNELS:
         release = state.channels.get(c)
-        last = next((e for e in reversed(state.events) if e["channel"] == c), None)
+        last = next((e for e in reversed(state.moves) if e["channel"] == c), None)
         gate = (last or {}).get("gate") or {}
         verdict = gate.get("verdict")
         if verdict is None and release and (root / "runs" / release / "gate.json").is_file():
@@ -345,6 +358,7 @@ def status(fmt: str) -> int:
                 "age": _age((last or {}).get("time")),
                 "revision": (last or {}).get("revision"),
                 "action": (last or {}).get("action"),
+                "rollout": state.rollouts.get(c),
             }
         )
     if fmt == "json":
@@ -353,15 +367,18 @@ def status(fmt: str) -> int:
     from rich.table import Table
 
     table = Table(title=f"channels · revision {state.revision}", title_justify="left")
-    for col in ("channel", "release", "gate", "since", "last move"):
+    stepping = any(r["rollout"] for r in rows)
+    for col in ("channel", "release", "gate", "since", "last move", *(["rollout"] if stepping else [])):
         table.add_column(col)
     for r in rows:
+        rollout_cell = [_rollout_cell(r["rollout"])] if stepping else []
         table.add_row(
             esc(r["channel"]),
             esc(r["release"] or "–"),
             esc(r["gate"] or "–"),
             r["age"],
             f"{r['action'] or '–'} (rev {r['revision']})" if r["revision"] else "–",
+            *rollout_cell,
         )
     console().print(table)
     if state.repaired:
@@ -369,3 +386,333 @@ def status(fmt: str) -> int:
             "[yellow]repaired:[/] releases/channels.yaml lagged the history (an interrupted write) and was rebuilt from it; commit both files"
         )
     return 0
+
+
+# --- rollout: traffic steps ---------------------------------------------------------------------
+
+
+class _RolloutGroup(click.Group):
+    """`rollout vX.Y …` starts a rollout; `rollout VERB …` runs a verb on the one in progress."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["start", *args]
+        return super().parse_args(ctx, args)
+
+
+def _channel_option(fn: Any) -> Any:
+    return click.option(
+        "--channel",
+        default="production",
+        show_default=True,
+        type=click.Choice(["staging", "canary", "production"]),
+        help="The channel whose traffic is stepped.",
+    )(fn)
+
+
+def _logs_options(fn: Any) -> Any:
+    fn = click.option(
+        "--baseline-logs",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Request log (JSON lines) of the release the channel holds.",
+    )(fn)
+    return click.option(
+        "--canary-logs",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Request log (JSON lines) of the candidate's traffic.",
+    )(fn)
+
+
+def _move_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "expect": kwargs["expect"],
+        "commit": not kwargs["no_commit"],
+        "push": kwargs["push"],
+        "dry_run": kwargs["dry_run"],
+        "render": kwargs["render"],
+    }
+
+
+def _report_rollout(result: Any, fmt: str, extra: dict[str, Any] | None = None) -> int:
+    if fmt == "json":
+        emit_json({**(extra or {}), **result.to_dict()})
+        return 0
+    from releasectl.rollout.plan import describe
+
+    record = result.rollout or {}
+    if result.action != "rollout":  # the promote that completes it, or a rollback
+        click.echo(f"rollout {record.get('state')}: {describe(record)}")
+        return _report(result, fmt)
+    verb = "would record" if result.dry_run else "rollout"
+    forced = click.style(" (forced)", fg="yellow") if result.forced else ""
+    click.echo(
+        f"{verb} {click.style(result.channel, bold=True)}: {describe(record)}{forced}; "
+        f"{result.from_release} serves the rest  (revision {result.revision}, {result.actor})"
+    )
+    click.echo(f"reason: {result.reason}")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if result.commit:
+        rendered = f", {len(result.rendered)} rendered files" if result.rendered else ""
+        click.echo(f"commit {result.commit[:12]}: releases/channels.yaml, releases/history.jsonl{rendered}")
+    if record.get("state") == "aborted":
+        click.echo(
+            f"next: route all {result.channel} traffic to {result.from_release} (the candidate's weight is 0)"
+        )
+    elif record.get("state") != "paused":
+        click.echo(
+            f"next: send {record.get('weight')} % of {result.channel} traffic to {record.get('release')}, then "
+            f"releasectl rollout analyze --channel {result.channel} --canary-logs … --baseline-logs …"
+        )
+    return 0
+
+
+def _rollout_move(move: Any, fmt: str, *args: Any, extra: dict[str, Any] | None = None, **kwargs: Any) -> int:
+    from releasectl.channels import Refused
+
+    try:
+        result = move(repo_root(), *args, **kwargs)
+    except Refused as e:
+        if fmt == "json":
+            emit_json({**(extra or {}), "refused": True, "message": e.message, "hint": e.hint})
+            return int(ExitCode.NO)
+        return _refused(e, fmt)
+    return _report_rollout(result, fmt, extra)
+
+
+@click.group(cls=_RolloutGroup, subcommand_metavar="RELEASE [--steps …] | COMMAND [ARGS]...")
+def rollout() -> None:
+    """Step a channel's traffic to a release (seed 004: 5 → 20 → 50 → 100 %), each step gated.
+
+    \b
+      releasectl rollout v1.3 --channel production --steps 5,20,50,100
+      releasectl rollout analyze --canary-logs canary.jsonl --baseline-logs baseline.jsonl
+      releasectl rollout advance --canary-logs canary.jsonl --baseline-logs baseline.jsonl
+      releasectl rollout status | pause | resume | abort
+
+    A step advances when seed 004's relative gate passes on its traffic (task completion ≥ old
+    − 2 points, p95 ≤ old × 1.2, errors ≤ old + 0.5 points, satisfaction ≥ old − 5 %), decided
+    with anytime-valid confidence sequences; it holds while the data cannot decide. Past the
+    last step the release is promoted to the channel; an abort leaves the channel on the old
+    release. analyze exits 0 pass, 1 fail or hold, 2 bad input, 3 environment failure.
+    """
+
+
+@rollout.command("start")
+@click.argument("release")
+@_channel_option
+@click.option(
+    "--steps",
+    default="5,20,50,100",
+    show_default=True,
+    help="Canary weights in %, increasing, ending at 100.",
+)
+@click.option(
+    "--gate",
+    "gate_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="gate.json to rely on; default runs/RELEASE/gate.json.",
+)
+@click.option("--force", is_flag=True, help="Start without a passing gate (needs --reason; recorded).")
+@click.option("--reason", default=None, help="Why; recorded in the history and the commit message.")
+@move_options
+def rollout_start(
+    release: str, channel: str, steps: str, gate_file: Path | None, force: bool, reason: str | None, **kw: Any
+) -> int:
+    """Start a rollout of RELEASE (the same checks as promote: a passing gate for the stage)."""
+    from releasectl.rollout.plan import parse_steps
+    from releasectl.rollout.steps import start_rollout
+
+    plan = parse_steps(steps)
+    return _rollout_move(
+        start_rollout,
+        kw["fmt"],
+        release,
+        channel,
+        plan,
+        reason=reason,
+        gate_file=gate_file,
+        force=force,
+        **_move_options(kw),
+    )
+
+
+@rollout.command("status")
+@_channel_option
+@format_option()
+def rollout_status_cmd(channel: str, fmt: str) -> int:
+    """Show the rollout in progress (step, weight, state) and the events of the latest one."""
+    from releasectl.rollout.plan import describe
+    from releasectl.rollout.steps import rollout_status
+
+    doc = rollout_status(repo_root(), channel)
+    if fmt == "json":
+        emit_json(doc)
+        return 0
+    record = doc["rollout"]
+    head = f"{channel} holds {doc['release'] or 'nothing'}"
+    click.echo(f"{head}; rollout: {describe(record)}" if record else f"{head}; no rollout in progress")
+    if record:
+        click.echo(f"step started {record['step_started']} (rollout started {record['started']})")
+    for e in doc["events"]:
+        r = e["rollout"]
+        forced = " (forced)" if e.get("forced") else ""
+        analysis = f", analysis {r['analysis']['outcome']}" if r.get("analysis") else ""
+        click.echo(
+            f"  rev {e['revision']}  {e['time']}  {e['action']}: {describe(r)}{analysis}{forced} — {e['reason']}"
+        )
+    return 0
+
+
+def _analysis(channel: str, canary_logs: Path | None, baseline_logs: Path | None) -> Any:
+    from releasectl.errors import BadInput
+    from releasectl.rollout.steps import analyze_rollout
+
+    if canary_logs is None or baseline_logs is None:
+        raise BadInput("the step's analysis needs both --canary-logs FILE and --baseline-logs FILE")
+    return analyze_rollout(repo_root(), channel, canary_logs, baseline_logs)
+
+
+def _print_analysis(report: Any) -> None:
+    from rich.table import Table
+
+    from releasectl.rollout.plan import describe
+
+    a = report.analysis
+    colour = {"pass": "green", "fail": "red", "hold": "yellow"}[a.outcome]
+    table = Table(
+        title=f"{esc(report.channel)} · {esc(describe(report.record))} vs {esc(report.baseline_release)}",
+        title_justify="left",
+    )
+    for col in ("metric", "rule", "canary", "baseline", "decision"):
+        table.add_column(col)
+
+    def cell(i: Any) -> str:
+        if i is None or i.n == 0:
+            return "–"
+        lo = "-inf" if i.lower == float("-inf") else f"{i.lower:.4g}"
+        hi = "inf" if i.upper == float("inf") else f"{i.upper:.4g}"
+        return f"{i.estimate:.4g} [{lo}, {hi}] n={i.n:,}"
+
+    for m in a.metrics:
+        style = {"pass": "green", "fail": "red", "undecided": "yellow"}.get(m.decision, "dim")
+        table.add_row(
+            esc(m.metric), esc(m.rule), cell(m.canary), cell(m.baseline), f"[{style}]{m.decision}[/]"
+        )
+    out = console()
+    out.print(table)
+    out.print(
+        f"window: canary since {esc(report.canary.since)} ({report.canary.observations.requests:,} requests), "
+        f"baseline since {esc(report.baseline.since)} ({report.baseline.observations.requests:,}); "
+        f"α {a.margins.alpha:g} over the metrics ({a.alpha_per_metric:.4g} each); margins: {esc(report.margins_source)}",
+        highlight=False,
+    )
+    for note in a.notes:
+        out.print(f"[dim]note: {esc(note)}[/]", highlight=False)
+    out.print(f"[{colour} bold]{a.outcome}[/]: {esc(a.reason)}", highlight=False)
+
+
+@rollout.command("analyze")
+@_channel_option
+@_logs_options
+@click.option(
+    "--auto-abort", is_flag=True, help="Abort the rollout when the analysis fails (recorded as the trigger)."
+)
+@click.option(
+    "--reason", default=None, help="With --auto-abort: the abort's reason (default: the failing metrics)."
+)
+@move_options
+def rollout_analyze(
+    channel: str,
+    canary_logs: Path | None,
+    baseline_logs: Path | None,
+    auto_abort: bool,
+    reason: str | None,
+    **kw: Any,
+) -> int:
+    """Evaluate the current step: pass (exit 0), fail or hold (exit 1)."""
+    fmt = kw["fmt"]
+    report = _analysis(channel, canary_logs, baseline_logs)
+    outcome = report.analysis.outcome
+    aborted = None
+    if auto_abort and outcome == "fail":
+        from releasectl.rollout.steps import abort_rollout
+
+        aborted = abort_rollout(repo_root(), channel, reason=reason, report=report, **_move_options(kw))
+    if fmt == "json":
+        emit_json({**report.to_dict(), "aborted": aborted.to_dict() if aborted else None})
+    else:
+        _print_analysis(report)
+        if aborted is not None:
+            _report_rollout(aborted, fmt)
+        elif outcome == "fail":
+            click.echo(f"next: releasectl rollout abort --channel {channel} (or rerun with --auto-abort)")
+        elif outcome == "hold":
+            click.echo("next: keep the step running and analyse again later; looking often is safe")
+        else:
+            click.echo(
+                f"next: releasectl rollout advance --channel {channel} --canary-logs … --baseline-logs …"
+            )
+    return 0 if outcome == "pass" else int(ExitCode.NO)
+
+
+@rollout.command("advance")
+@_channel_option
+@_logs_options
+@click.option("--force", is_flag=True, help="Advance without a passing analysis (needs --reason; recorded).")
+@click.option("--reason", default=None, help="Why; required with --force.")
+@move_options
+def rollout_advance(
+    channel: str,
+    canary_logs: Path | None,
+    baseline_logs: Path | None,
+    force: bool,
+    reason: str | None,
+    **kw: Any,
+) -> int:
+    """Move to the next step when the current one's analysis passes; past the last step, promote."""
+    from releasectl.rollout.steps import advance_rollout
+
+    fmt = kw["fmt"]
+    report = None
+    if canary_logs is not None or baseline_logs is not None or not force:
+        report = _analysis(channel, canary_logs, baseline_logs)
+        if fmt != "json":
+            _print_analysis(report)
+    extra = {"analysis": report.to_dict() if report else None}
+    return _rollout_move(
+        advance_rollout,
+        fmt,
+        channel,
+        report=report,
+        force=force,
+        reason=reason,
+        extra=extra,
+        **_move_options(kw),
+    )
+
+
+def _simple_verb(name: str, doc: str) -> Any:
+    @rollout.command(name, help=doc)
+    @_channel_option
+    @click.option("--reason", default=None, help="Why; recorded in the history and the commit message.")
+    @move_options
+    def verb(channel: str, reason: str | None, **kw: Any) -> int:
+        from releasectl.rollout import steps
+
+        move = {"pause": steps.pause_rollout, "resume": steps.resume_rollout, "abort": steps.abort_rollout}[
+            name
+        ]
+        return _rollout_move(move, kw["fmt"], channel, reason=reason, **_move_options(kw))
+
+    return verb
+
+
+rollout_pause = _simple_verb("pause", "Hold the rollout at its step: it does not advance until resumed.")
+rollout_resume = _simple_verb("resume", "Let a paused rollout advance again.")
+rollout_abort = _simple_verb(
+    "abort", "End the rollout: the candidate's weight goes to 0 and the channel keeps the old release."
+)

@@ -1,0 +1,589 @@
+"""`releasectl rollout`: traffic steps (5 → 20 → 50 → 100 %) gated by seed 004's relative gate,
+decided with anytime-valid confidence sequences, on synthetic request logs (numpy, fixed seeds).
+
+Everything goes through the CLI in a temp copy of the releases repository (git-initialised), and
+checks what a user sees: exit codes, output, channels.yaml, history.jsonl (earlier lines
+byte-identical) and the git commits. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import yaml
+from conftest import REPO_ROOT, git, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from runfactory import gate_document
+
+from releasectl.manifest.loader import load_manifest
+
+LOG = Path("releases") / "history.jsonl"
+VIEW = Path("releases") / "channels.yaml"
+BIG = 50_000  # requests per side and step: enough for a 0.5-point margin to decide at 1 % errors
+
+
+def write_gate(repo: Path, release: str = "v1.3", stage: str = "production") -> None:
+    """A consistent passing gate.json bound to the manifest (promote re-derives it)."""
+    digest = load_manifest(repo / "releases" / f"{release}.yaml").digest
+    path = repo / "runs" / release / "gate.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(gate_document(release, stage=stage, manifest_digest=digest)))
+
+
+def write_log(
+    path: Path,
+    *,
+    start: str,
+    n: int,
+    seed: int,
+    error_rate: float = 0.01,
+    abandon_rate: float = 0.10,
+    latency_log_mean: float = 6.2,
+    satisfaction: tuple[float, ...] = (0.02, 0.05, 0.13, 0.40, 0.40),
+    earlier: int = 0,
+) -> None:
+    """`n` requests timestamped from `start` on (within its second), plus `earlier` requests an
+    hour before it, all failed: an earlier step's traffic, which the step's analysis must ignore."""
+    rng = np.random.default_rng(seed)
+    base = start.removesuffix("Z")
+    micros = np.sort(rng.integers(0, 900_000, n))
+    errors = rng.random(n) < error_rate
+    abandoned = rng.random(n) < abandon_rate
+    latency = rng.lognormal(latency_log_mean, 0.4, n).round(1)
+    ratings = rng.choice(np.arange(1, 6), size=n, p=np.array(satisfaction))
+    rated = rng.random(n) < 0.3
+    lines = []
+    hour_before = (datetime.fromisoformat(base) - timedelta(hours=1)).isoformat() + "Z"
+    for _ in range(earlier):
+        rec = {"timestamp": hour_before, "error": "upstream_5xx", "abandoned": True, "response_time_ms": 9e4}
+        lines.append(orjson.dumps(rec))
+    for i in range(n):
+        rec = {
+            "timestamp": f"{base}.{micros[i]:06d}Z",
+            "response_time_ms": float(latency[i]),
+            "error": "upstream_5xx" if errors[i] else None,
+            "abandoned": bool(abandoned[i]),
+            "tokens_generated": 120,
+        }
+        if rated[i]:
+            rec["user_satisfaction"] = int(ratings[i])
+        lines.append(orjson.dumps(rec))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def status(repo: Path) -> dict:
+    r = run_cli("rollout", "status", "--format", "json", cwd=repo)
+    assert r.code == 0, r.output
+    return r.json()
+
+
+def step_logs(
+    repo: Path, tmp: Path, step: int, *, n: int = BIG, canary_errors: float = 0.01, **kw
+) -> list[str]:
+    """Canary and baseline logs for the current step's window; the arguments `advance` takes."""
+    record = status(repo)["rollout"]
+    canary, baseline = tmp / f"canary-{step}.jsonl", tmp / f"baseline-{step}.jsonl"
+    write_log(canary, start=record["step_started"], n=n, seed=100 + step, error_rate=canary_errors, **kw)
+    # At 100 % the old release serves nothing: its baseline is its traffic since the rollout started.
+    base_start = record["started"] if record["weight"] == 100 else record["step_started"]
+    write_log(baseline, start=base_start, n=n + n // 5, seed=200 + step, **kw)
+    return ["--canary-logs", str(canary), "--baseline-logs", str(baseline)]
+
+
+def events(repo: Path) -> list[dict]:
+    return [json.loads(x) for x in (repo / LOG).read_text().splitlines() if x.strip()]
+
+
+def view(repo: Path) -> dict:
+    return yaml.safe_load((repo / VIEW).read_text())
+
+
+@pytest.fixture
+def rolling(example_repo: Path) -> Path:
+    """v1.3 rolling out to production (v1.2) in steps of 5, 20, 50, 100 %, on a passing gate."""
+    write_gate(example_repo)
+    r = run_cli(
+        "rollout", "v1.3", "--channel", "production", "--steps", "5,20,50,100", "--reason", "seed 004 plan",
+        cwd=example_repo,
+    )  # fmt: skip
+    assert r.code == 0, r.output
+    return example_repo
+
+
+def test_a_candidate_no_worse_advances_through_every_step_and_ends_in_production(rolling, tmp_path):
+    start = events(rolling)[-1]
+    assert (start["action"], start["from"], start["to"], start["forced"]) == (
+        "rollout",
+        "v1.2",
+        "v1.3",
+        False,
+    )
+    assert start["gate"]["verdict"] == "promote" and start["reason"] == "seed 004 plan"
+    assert start["rollout"] == {
+        "release": "v1.3",
+        "plan": [5, 20, 50, 100],
+        "step": 0,
+        "weight": 5,
+        "state": "started",
+        "started": start["time"],
+        "step_started": start["time"],
+    }
+    assert view(rolling)["channels"]["production"] == "v1.2"  # the old release serves the other 95 %
+    assert view(rolling)["rollouts"]["production"]["weight"] == 5
+    weights = []
+    for step in range(4):
+        args = step_logs(rolling, tmp_path, step, earlier=2_000)
+        r = run_cli("rollout", "advance", *args, "--format", "json", cwd=rolling)
+        assert r.code == 0, r.output
+        doc = r.json()
+        assert doc["analysis"]["outcome"] == "pass", doc["analysis"]
+        assert {m["metric"]: m["decision"] for m in doc["analysis"]["metrics"]} == dict.fromkeys(
+            ("task_completion", "latency_p95_ms", "error_rate", "satisfaction"), "pass"
+        )
+        assert doc["analysis"]["canary"]["before_window"] == 2_000  # the earlier traffic is left out
+        assert doc["analysis"]["canary_requests"] == BIG
+        weights.append(doc["rollout"]["weight"])
+    assert weights == [20, 50, 100, 100]
+    last = events(rolling)[-1]
+    assert (last["action"], last["from"], last["to"], last["forced"]) == ("promote", "v1.2", "v1.3", False)
+    assert last["rollout"]["state"] == "completed" and last["rollout"]["analysis"]["outcome"] == "pass"
+    assert last["gate"]["verdict"] == "promote"  # promote's checks ran again at the end
+    assert view(rolling) == {
+        "channels": {"staging": "v1.2", "canary": "v1.2", "production": "v1.3"},
+        "revision": 14,
+    }
+    subjects = git(rolling, "log", "--format=%s", "-5").splitlines()
+    assert subjects[0].startswith("promote(production): v1.2 → v1.3 — rollout complete")
+    assert subjects[1].startswith("rollout(production): v1.3 step 4/4 at 100 % (advanced)")
+    assert subjects[4].startswith("rollout(production): v1.3 step 1/4 at 5 % (started), v1.2 serves the rest")
+    prod = next(
+        c
+        for c in run_cli("status", "--format", "json", cwd=rolling).json()["channels"]
+        if c["channel"] == "production"
+    )
+    assert prod["release"] == "v1.3" and prod["rollout"] is None and prod["action"] == "promote"
+
+
+def test_two_points_more_errors_fails_and_the_abort_keeps_the_old_release(rolling, tmp_path):
+    before = (rolling / LOG).read_bytes()
+    args = step_logs(rolling, tmp_path, 0, canary_errors=0.03)
+    r = run_cli("rollout", "analyze", *args, "--format", "json", cwd=rolling)
+    assert r.code == 1, r.output
+    doc = r.json()
+    assert doc["outcome"] == "fail" and doc["aborted"] is None
+    decisions = {m["metric"]: m["decision"] for m in doc["metrics"]}
+    assert decisions["error_rate"] == "fail" and decisions["task_completion"] == "pass"
+    human = run_cli("rollout", "analyze", *args, cwd=rolling)
+    assert human.code == 1 and "fail" in human.stdout and "error_rate" in human.stdout
+    refused = run_cli("rollout", "advance", *args, cwd=rolling)
+    assert refused.code == 1 and "the analysis says fail" in refused.stderr
+    assert (rolling / LOG).read_bytes() == before
+    aborted = run_cli("rollout", "analyze", *args, "--auto-abort", "--format", "json", cwd=rolling)
+    assert aborted.code == 1, aborted.output
+    move = aborted.json()["aborted"]
+    assert (move["action"], move["from"], move["to"]) == ("rollout", "v1.2", "v1.3")
+    after = (rolling / LOG).read_bytes()
+    assert after.startswith(before)  # every earlier line byte-identical, one line appended
+    event = json.loads(after[len(before) :])
+    assert event["rollout"]["state"] == "aborted" and event["rollout"]["weight"] == 0
+    assert event["rollout"]["analysis"]["error_rate"] == "fail"
+    trigger = event["trigger"]
+    assert trigger["source"] == "rollout analyze --auto-abort" and trigger["outcome"] == "fail"
+    assert [f["metric"] for f in trigger["failed"]] == ["error_rate"] and trigger["canary_logs"] == args[1]
+    assert event["reason"].startswith("analysis failed: worse than allowed: error_rate")
+    assert view(rolling) == {
+        "channels": {"staging": "v1.2", "canary": "v1.2", "production": "v1.2"},
+        "revision": 11,
+    }
+    assert git(rolling, "log", "-1", "--format=%s").startswith(
+        "rollout(production): v1.3 step 1/4 at 0 % (aborted)"
+    )
+    assert status(rolling)["rollout"] is None
+    again = run_cli("rollout", "analyze", *args, cwd=rolling)
+    assert again.code == 2 and "no rollout in progress on production" in again.stderr
+
+
+def test_small_undecided_data_holds(rolling, tmp_path):
+    args = step_logs(rolling, tmp_path, 0, n=300)
+    r = run_cli("rollout", "analyze", *args, "--format", "json", cwd=rolling)
+    assert r.code == 1 and r.json()["outcome"] == "hold", r.output
+    assert "cannot decide" in r.json()["reason"]
+    before = (rolling / LOG).read_bytes()
+    adv = run_cli("rollout", "advance", *args, "--format", "json", cwd=rolling)
+    assert adv.code == 1 and adv.json()["refused"] is True and adv.json()["analysis"]["outcome"] == "hold"
+    assert (rolling / LOG).read_bytes() == before
+    # --force --reason overrides, and says so in the history
+    forced = run_cli("rollout", "advance", *args, "--force", "--reason", "exec call", cwd=rolling)
+    assert forced.code == 0, forced.output
+    event = events(rolling)[-1]
+    assert event["forced"] is True and "past an analysis that says hold" in event["override"]
+    assert event["rollout"]["analysis"]["outcome"] == "hold" and event["rollout"]["weight"] == 20
+
+
+def test_pause_blocks_advance_until_resumed(rolling, tmp_path):
+    assert run_cli("rollout", "pause", "--reason", "holiday freeze", cwd=rolling).code == 0
+    assert view(rolling)["rollouts"]["production"]["state"] == "paused"
+    args = step_logs(rolling, tmp_path, 0)
+    blocked = run_cli("rollout", "advance", *args, cwd=rolling)
+    assert blocked.code == 1 and "is paused" in blocked.stderr and "rollout resume" in blocked.stderr
+    forced = run_cli("rollout", "advance", "--force", "--reason", "x", cwd=rolling)
+    assert forced.code == 1 and "is paused" in forced.stderr
+    assert run_cli("rollout", "pause", cwd=rolling).code == 1  # already paused
+    assert run_cli("rollout", "resume", cwd=rolling).code == 0
+    assert run_cli("rollout", "advance", *args, cwd=rolling).code == 0
+    assert [e["rollout"]["state"] for e in status(rolling)["events"]] == [
+        "started",
+        "paused",
+        "resumed",
+        "advanced",
+    ]
+
+
+def test_one_rollout_per_channel_and_no_plain_promote_during_one(rolling):
+    again = run_cli("rollout", "v1.4", "--force", "--reason", "x", cwd=rolling)
+    assert again.code == 1 and "rollout of v1.3 in progress" in again.stderr
+    promote = run_cli("promote", "v1.4", "--to", "production", "--force", "--reason", "x", cwd=rolling)
+    assert promote.code == 1 and "rollout abort" in promote.stderr
+    other = run_cli("rollout", "v1.3", "--channel", "staging", "--force", "--reason", "x", cwd=rolling)
+    assert other.code == 0, other.output  # another channel may step its own traffic
+    assert set(view(rolling)["rollouts"]) == {"production", "staging"}
+
+
+def test_a_manual_abort_re_renders_the_old_release_in_the_same_commit(rolling):
+    r = run_cli(
+        "rollout", "abort", "--reason", "pager: p95", "--render", "vllm", "--format", "json", cwd=rolling
+    )
+    assert r.code == 0, r.output
+    doc = r.json()
+    assert doc["rollout"]["state"] == "aborted" and doc["rendered"]
+    served = json.loads((rolling / "deploy/rendered/production/vllm/serve.json").read_text())
+    assert served["release"] == "v1.2"
+    event = events(rolling)[-1]
+    assert event["trigger"] == {"source": "manual"} and event["reason"] == "pager: p95"
+    changed = git(rolling, "show", "--name-only", "--format=", "HEAD").split()
+    assert "deploy/rendered/production/vllm/serve.json" in changed and "releases/history.jsonl" in changed
+    assert run_cli("rollout", "abort", cwd=rolling).code == 2  # nothing left to abort
+
+
+def test_a_rollback_during_a_rollout_ends_it(rolling):
+    r = run_cli("rollback", "--reason", "incident", cwd=rolling)
+    assert r.code == 0, r.output
+    event = events(rolling)[-1]
+    assert (event["action"], event["from"], event["to"]) == ("rollback", "v1.2", "v1.1")
+    assert event["rollout"]["state"] == "aborted" and event["rollout"]["release"] == "v1.3"
+    assert "rollouts" not in view(rolling) and view(rolling)["channels"]["production"] == "v1.1"
+    # the rollout steps are not moves: the release before v1.1 here is v1.2, and v1.3 never held production
+    refused = run_cli("rollback", "v1.3", cwd=rolling)
+    assert refused.code == 1 and "v1.3 never held production" in refused.stderr
+
+
+def test_start_needs_what_promote_needs(example_repo):
+    before = (example_repo / LOG).read_bytes()
+    missing = run_cli("rollout", "v1.3", cwd=example_repo)
+    assert missing.code == 1 and "no gate result" in missing.stderr and "releasectl gate" in missing.stderr
+    write_gate(example_repo, stage="staging")
+    wrong = run_cli("rollout", "v1.3", "--channel", "production", cwd=example_repo)
+    assert wrong.code == 1 and "needs stage 'production'" in wrong.stderr
+    assert run_cli("rollout", "v1.3", "--force", cwd=example_repo).code == 2  # --force needs --reason
+    assert run_cli("rollout", "v9.9", "--force", "--reason", "x", cwd=example_repo).code == 2
+    assert run_cli("rollout", "v1.2", "--force", "--reason", "x", cwd=example_repo).code == 1  # already holds
+    assert (example_repo / LOG).read_bytes() == before
+    forced = run_cli(
+        "rollout", "v1.3", "--force", "--reason", "no gate yet", "--format", "json", cwd=example_repo
+    )
+    assert forced.code == 0 and forced.json()["forced"] is True
+    assert "needs stage 'production'" in events(example_repo)[-1]["override"]
+
+
+@pytest.mark.parametrize("steps", ["5,20,50", "20,5,100", "0,100", "5,,100", "abc", "5,20,50,100,100", "١٠٠"])
+def test_a_bad_step_plan_is_bad_input(rolling, steps):
+    r = run_cli(
+        "rollout", "v1.4", "--channel", "staging", "--steps", steps, "--force", "--reason", "x", cwd=rolling
+    )
+    assert r.code == 2 and "--steps" in r.stderr, r.output
+
+
+def test_unreadable_or_empty_logs_are_bad_input(rolling, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    missing = run_cli(
+        "rollout",
+        "analyze",
+        "--canary-logs",
+        str(tmp_path / "nope"),
+        "--baseline-logs",
+        str(empty),
+        cwd=rolling,
+    )
+    assert missing.code == 2 and "nope" in missing.stderr
+    r = run_cli("rollout", "analyze", "--canary-logs", str(empty), "--baseline-logs", str(empty), cwd=rolling)
+    assert r.code == 2 and "no data" in r.stderr
+    one = run_cli("rollout", "analyze", "--canary-logs", str(empty), cwd=rolling)
+    assert one.code == 2 and "--baseline-logs" in one.stderr
+    assert run_cli("rollout", "advance", cwd=rolling).code == 2  # no analysis and no --force
+
+
+def test_logs_from_before_the_step_hold_never_pass(rolling, tmp_path):
+    """No data in the window is never an all-clear."""
+    record = status(rolling)["rollout"]
+    old = (datetime.fromisoformat(record["started"].removesuffix("Z")) - timedelta(days=1)).isoformat() + "Z"
+    canary, baseline = tmp_path / "c.jsonl", tmp_path / "b.jsonl"
+    write_log(canary, start=old, n=BIG, seed=1)
+    write_log(baseline, start=old, n=BIG, seed=2)
+    r = run_cli(
+        "rollout",
+        "analyze",
+        "--canary-logs",
+        str(canary),
+        "--baseline-logs",
+        str(baseline),
+        "--format",
+        "json",
+        cwd=rolling,
+    )
+    assert r.code == 1 and r.json()["outcome"] == "hold"
+    assert r.json()["canary"]["before_window"] == BIG and any(
+        "no request since" in n for n in r.json()["notes"]
+    )
+
+
+# --- the audit log: hostile rollout events are exit 2 with file:line -----------------------------
+
+GOOD = {
+    "revision": 10,
+    "time": "2026-11-20T10:00:00Z",
+    "actor": "x",
+    "action": "rollout",
+    "channel": "production",
+    "from": "v1.2",
+    "to": "v1.3",
+    "reason": "r",
+    "forced": False,
+    "gate": None,
+    "rollout": {
+        "release": "v1.3",
+        "plan": [5, 20, 50, 100],
+        "step": 1,
+        "weight": 20,
+        "state": "advanced",
+        "started": "2026-11-19T10:00:00Z",
+        "step_started": "2026-11-20T10:00:00Z",
+    },
+}
+
+
+def hostile(**rollout: object) -> dict:
+    return {**GOOD, "rollout": {**GOOD["rollout"], **rollout}}
+
+
+HOSTILE = {
+    "weight off the plan": hostile(weight=7),
+    "plan not ending at 100": hostile(plan=[5, 20, 50]),
+    "plan going down": hostile(plan=[50, 20, 100], step=0, weight=50),
+    "string step": hostile(step="1"),
+    "bool weight": hostile(plan=[1, 100], step=0, weight=True),
+    "unknown state": hostile(state="exploded"),
+    "step past the plan": hostile(step=4),
+    "release not the event's to": hostile(release="v1.4"),
+    "step before the start": hostile(step_started="2026-11-18T10:00:00Z"),
+    "not a real time": hostile(started="2026-02-30T10:00:00Z"),
+    "extra key": hostile(canary="v1.3"),
+    "bad analysis": hostile(analysis={"outcome": "maybe"}),
+    "a list": {**GOOD, "rollout": [1, 2]},
+    "missing record": {k: v for k, v in GOOD.items() if k != "rollout"},
+    "promote carrying started": {
+        **GOOD,
+        "action": "promote",
+        "rollout": {**GOOD["rollout"], "state": "started"},
+    },
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_a_hostile_rollout_event_is_exit_2_with_file_line(example_repo, kind):
+    good = (example_repo / LOG).read_bytes() + json.dumps(GOOD).encode() + b"\n"
+    (example_repo / LOG).write_bytes(good)
+    assert run_cli("rollout", "status", "--format", "json", cwd=example_repo).code == 0  # the good one reads
+    data = (example_repo / LOG).read_bytes() + json.dumps({**HOSTILE[kind], "revision": 11}).encode() + b"\n"
+    (example_repo / LOG).write_bytes(data)
+    for args in (("rollout", "status"), ("history",), ("rollout", "pause"), ("rollback", "--reason", "x")):
+        r = run_cli(*args, "--format", "json", cwd=example_repo)
+        assert r.code == 2, (args, r.output)
+        doc = r.json()
+        assert "releases/history.jsonl:11" in doc["message"] and "Traceback" not in r.output
+        assert all(p["line"] == 11 for p in doc["problems"])
+    assert (example_repo / LOG).read_bytes() == data  # never appended after
+
+
+def test_a_damaged_rollouts_view_is_rebuilt_from_the_log(rolling):
+    (rolling / VIEW).write_text((rolling / VIEW).read_text().replace('"weight": 5', '"weight": 6'))
+    r = run_cli("status", "--format", "json", cwd=rolling)
+    assert r.code == 0 and r.json()["view_repaired"] is True
+    assert view(rolling)["rollouts"]["production"]["weight"] == 5
+
+
+# --- fast check == model, on generated rollout records --------------------------------------------
+
+leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-3, max_value=120),
+    st.sampled_from(["v1.3", "v1.4", "started", "advanced", "paused", "resumed", "aborted", "completed"]),
+    st.sampled_from(
+        ["2026-11-19T10:00:00Z", "2026-11-20T10:00:00Z", "2026-11-21T10:00:00Z", "2026-13-01T00:00:00Z"]
+    ),
+    st.lists(st.integers(min_value=0, max_value=101), max_size=5),
+    st.sampled_from([[5, 20, 50, 100], [100], [50, 100], [20, 5, 100]]),
+)
+ACTION_OF = {"completed": "promote", "aborted": "rollback"}
+
+
+@st.composite
+def consistent_event(draw: st.DrawFn) -> dict:
+    """A valid rollout event, then at most one field of its record (or the event) changed."""
+    plan = draw(st.sampled_from([[5, 20, 50, 100], [100], [50, 100], [1, 2, 3, 100]]))
+    state = draw(st.sampled_from(["started", "advanced", "paused", "resumed", "aborted", "completed"]))
+    step = (
+        0
+        if state == "started"
+        else len(plan) - 1
+        if state == "completed"
+        else draw(st.integers(0, len(plan) - 1))
+    )
+    r = {
+        "release": "v1.3",
+        "plan": plan,
+        "step": step,
+        "weight": {"aborted": 0, "completed": 100}.get(state, plan[step]),
+        "state": state,
+        "started": "2026-11-19T10:00:00Z",
+        "step_started": "2026-11-19T10:00:00Z" if state == "started" else "2026-11-20T09:00:00Z",
+    }
+    if draw(st.booleans()):
+        decisions = st.sampled_from(["pass", "fail", "undecided", "not_tracked"])
+        r["analysis"] = {
+            "outcome": draw(st.sampled_from(["pass", "fail", "hold"])),
+            "canary_requests": draw(st.integers(0, 10**6)),
+            "baseline_requests": 5,
+            **{
+                m: draw(decisions)
+                for m in ("task_completion", "latency_p95_ms", "error_rate", "satisfaction")
+            },
+        }
+    action = (
+        ACTION_OF.get(state, "rollout")
+        if draw(st.integers(0, 4))
+        else draw(st.sampled_from(["rollout", "promote", "rollback"]))
+    )
+    e = {**GOOD, "action": action, "rollout": r}
+    how = draw(st.integers(0, 3))
+    if how == 1:
+        r[draw(st.sampled_from([*sorted(r), "analysis", "extra"]))] = draw(leaf)
+    elif how == 2 and "analysis" in r:
+        r["analysis"][draw(st.sampled_from(sorted(r["analysis"])))] = draw(leaf)
+    elif how == 3:
+        e[draw(st.sampled_from(["to", "from", "time", "rollout"]))] = draw(leaf)
+    return e
+
+
+@settings(max_examples=400, deadline=None)
+@given(e=consistent_event())
+def test_property_the_fast_check_accepts_exactly_what_the_model_accepts(e):
+    from pydantic import ValidationError
+
+    from releasectl.channels.state import _fast_view, fast_event_ok
+    from releasectl.contracts.channels import ChannelsView
+    from releasectl.contracts.history import HistoryEvent
+
+    def accepts(model, obj) -> bool:
+        try:
+            model.model_validate(obj)
+            return True
+        except ValidationError:
+            return False
+
+    assert fast_event_ok(e) == accepts(HistoryEvent, e), e
+    doc = {"channels": {"production": "v1.2"}, "rollouts": {"production": e["rollout"]}, "revision": 3}
+    assert (_fast_view(doc) is not None) == accepts(ChannelsView, doc), doc
+
+
+# --- schemas, the pure analysis, and the rollback path --------------------------------------------
+
+
+def test_schema_of_history_and_channels_includes_the_rollout(rolling):
+    import jsonschema
+
+    history = json.loads(run_cli("schema", "--artifact", "history").stdout)
+    assert "rollout" in history["properties"] and "rollout" in history["properties"]["action"]["enum"]
+    record = history["$defs"]["RolloutRecord"]
+    assert {"plan", "step", "weight", "state", "started", "step_started"} <= set(record["required"])
+    assert set(record["properties"]["state"]["enum"]) == {
+        "started",
+        "advanced",
+        "paused",
+        "resumed",
+        "aborted",
+        "completed",
+    }
+    jsonschema.validate(events(rolling)[-1], history)
+    channels = json.loads(run_cli("schema", "--artifact", "channels").stdout)
+    assert "rollouts" in channels["properties"]
+    jsonschema.validate(view(rolling), channels)
+
+
+def test_the_analysis_is_a_pure_function_of_observation_arrays():
+    """The contract a Prometheus adapter calls: arrays in, decisions out."""
+    from releasectl.rollout.analysis import Margins, Observations, analyze_step
+
+    rng = np.random.default_rng(7)
+    n = 60_000
+
+    def side(errors: float, latency: float, ratings: bool = True) -> Observations:
+        sat = rng.choice([3.0, 4.0, 5.0], n // 3) if ratings else np.zeros(0)
+        return Observations(
+            (rng.random(n) >= 0.1).astype(float),
+            (rng.random(n) < errors).astype(float),
+            rng.lognormal(latency, 0.3, n),
+            sat,
+        )
+
+    ok = analyze_step(side(0.01, 6.0, False), side(0.01, 6.0, False))
+    assert (
+        ok.outcome == "pass" and ok.metrics[-1].decision == "not_tracked" and ok.alpha_per_metric == 0.05 / 3
+    )
+    slow = analyze_step(side(0.01, 6.4), side(0.01, 6.0))  # p95 ~ e^0.4 = 1.49× the baseline's
+    assert slow.outcome == "fail" and [m.metric for m in slow.failed] == ["latency_p95_ms"]
+    loose = analyze_step(side(0.03, 6.0), side(0.01, 6.0), Margins(error=0.03))
+    assert loose.outcome == "pass"  # a manifest may widen the margins
+    assert analyze_step(Observations.empty(), side(0.01, 6.0)).outcome == "hold"
+
+
+def test_rollback_during_a_rollout_does_not_import_pydantic(rolling, tmp_path):
+    """The incident path stays fast (docs/channels.md): rollout events pass the hand-written check."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    warm = "from releasectl.channels.moves import validation_problems; from pathlib import Path; assert validation_problems(Path('.'), 'v1.1') == []"
+    subprocess.run([sys.executable, "-c", warm], cwd=rolling, env=env, check=True)
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['releasectl', 'rollback', '--reason', 'incident', '--no-commit']\n"
+        "try:\n    runpy.run_module('releasectl', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+        "sys.stderr.write('\\nPYDANTIC ' + str('pydantic' in sys.modules) + ' CODE ' + str(code))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=rolling,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    assert "PYDANTIC False CODE 0" in proc.stderr, proc.stderr
+    assert events(rolling)[-1]["rollout"]["state"] == "aborted"
