@@ -587,3 +587,27 @@ def test_rollback_during_a_rollout_does_not_import_pydantic(rolling, tmp_path):
     )
     assert "PYDANTIC False CODE 0" in proc.stderr, proc.stderr
     assert events(rolling)[-1]["rollout"]["state"] == "aborted"
+
+
+def test_the_manifest_may_set_the_margins(example_repo, tmp_path):
+    manifest = example_repo / "releases" / "v1.3.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("policy:\n", "policy:\n  rollout:\n    error_margin: 0.03\n", 1))
+    write_gate(example_repo)
+    assert run_cli("rollout", "v1.3", "--reason", "wider error margin", cwd=example_repo).code == 0
+    args = step_logs(example_repo, tmp_path, 0, canary_errors=0.03)
+    r = run_cli("rollout", "analyze", *args, "--format", "json", cwd=example_repo)
+    assert r.code == 0 and r.json()["outcome"] == "pass", r.output  # 2 points worse is within 3
+    assert (
+        r.json()["margins"]["error"] == 0.03
+        and r.json()["margins_source"] == "releases/v1.3.yaml policy.rollout"
+    )
+    manifest.write_text(text.replace("policy:\n", "policy:\n  rollout:\n    p95_ratio: true\n", 1))
+    bad = run_cli("rollout", "analyze", *args, cwd=example_repo)
+    assert bad.code == 2 and "releases/v1.3.yaml:" in bad.stderr and "p95_ratio" in bad.stderr, bad.output
+
+
+def test_manifests_without_a_rollout_policy_keep_their_digests(repo_root):
+    """policy.rollout is left out of the canonical dump when unset (gate.json binds to the digest)."""
+    loaded = load_manifest(repo_root / "releases" / "v1.3.yaml")
+    assert "rollout" not in loaded.manifest.model_dump(mode="json")["policy"]

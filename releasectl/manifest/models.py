@@ -270,6 +270,20 @@ class PrometheusSpec(Strict):
     selector: str = Field("", description='Extra label matchers for every query, e.g. namespace="llm".')
 
 
+class RolloutPolicy(Strict):
+    """Seed 004's relative gate for each traffic step (`releasectl rollout analyze`); unset, the
+    seed's table: completion ≥ old − 2 points, p95 ≤ old × 1.2, errors ≤ old + 0.5 points,
+    satisfaction ≥ old − 5 % of the rating scale, at an overall α of 0.05."""
+
+    completion_margin: float = Field(0.02, ge=0, le=1, description="Task completion ≥ old − this (a share).")
+    p95_ratio: float = Field(1.2, ge=1, le=100, description="p95 latency ≤ old × this.")
+    error_margin: float = Field(0.005, ge=0, le=1, description="Error rate ≤ old + this (a share).")
+    satisfaction_margin: float = Field(
+        0.05, ge=0, le=1, description="Mean satisfaction ≥ old − this share of the 1–5 scale."
+    )
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="A step decision's error level, over all metrics.")
+
+
 class PolicySpec(Strict):
     promotion: dict[str, RepoPath] = Field(
         description="Stage name -> rules file, e.g. staging: checklists/policies/dev_to_staging.rules"
@@ -283,13 +297,15 @@ class PolicySpec(Strict):
     prometheus: PrometheusSpec | None = Field(
         None, description="Prometheus query overrides for monitor/canary --prometheus."
     )
+    rollout: RolloutPolicy | None = Field(None, description="Margins of each traffic step's gate (rollout).")
 
     @model_serializer(mode="wrap")
     def _omit_absent_prometheus(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Unset, it is left out of the dump, so manifests without it keep their digests.
+        # Unset, they are left out of the dump, so manifests without them keep their digests.
         data = handler(self)
-        if self.prometheus is None and isinstance(data, dict):
-            data.pop("prometheus", None)
+        for optional in ("prometheus", "rollout"):
+            if getattr(self, optional) is None and isinstance(data, dict):
+                data.pop(optional, None)
         return data
 
 

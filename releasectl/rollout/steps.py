@@ -368,12 +368,17 @@ def margins_for(root: Path, release: str) -> tuple[Any, str]:
     from releasectl.manifest.loader import load_manifest, release_path
     from releasectl.rollout.analysis import Margins
 
-    loaded = load_manifest(release_path(root, release))
-    spec = getattr(loaded.manifest.policy, "rollout", None)
+    spec = load_manifest(release_path(root, release)).manifest.policy.rollout
     if spec is None:
         return Margins(), "seed 004 defaults"
-    fields = {k: getattr(spec, k) for k in Margins().to_dict() if getattr(spec, k, None) is not None}
-    return Margins(**fields), f"releases/{release}.yaml policy.rollout"
+    margins = Margins(
+        completion=spec.completion_margin,
+        p95_ratio=spec.p95_ratio,
+        error=spec.error_margin,
+        satisfaction=spec.satisfaction_margin,
+        alpha=spec.alpha,
+    )
+    return margins, f"releases/{release}.yaml policy.rollout"
 
 
 def analyze_rollout(root: Path, channel: str, canary_logs: Path, baseline_logs: Path) -> StepReport:
