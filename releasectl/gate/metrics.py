@@ -2,6 +2,12 @@
 
 Rates carry a Wilson interval; deltas are paired on matched case ids with the exact McNemar
 test, p-values adjusted (Holm or BH, per policy) across the suite's slices.
+
+With several samples per case (`sampling.n` > 1, docs/repeated_sampling.md) the case is the unit:
+a rate is the mean over cases of each case's success fraction, its interval the cluster Wilson
+interval over those fractions, and a delta's p-value the sign-flip test on the paired per-case
+differences (`releasectl.stats.cluster`); `pass@k` and `pass^k` are per-case unbiased estimators
+averaged the same way. A run with one sample per case is gated exactly as before.
 """
 
 from __future__ import annotations
@@ -11,12 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from releasectl.gate.rules import ALIASES, GATE_METRICS, MetricRef, Observation
+from releasectl.errors import Problem
+from releasectl.gate.rules import ALIASES, GATE_METRICS, SAMPLED_METRICS, MetricRef, Observation, Rule
 from releasectl.gate.runs import RunData
 from releasectl.gate.stats import adjust, mcnemar_exact, wilson_interval
+from releasectl.stats.cluster import cluster_interval, pass_at_k, pass_hat_k, sign_flip_pvalue
 
 RATE_METRICS = {"success@1", "pass_rate", "rule_violation_rate", "format_pass_rate", *ALIASES}
 PERCENTILES = {"latency_p50_ms": 50, "latency_p95_ms": 95, "latency_p99_ms": 99}
+CaseValues = tuple[np.ndarray, np.ndarray, np.ndarray, int | None]  # values, case mask, samples, lattice
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,47 @@ def _rate_vector(run: RunData, ref: MetricRef) -> tuple[np.ndarray, np.ndarray] 
     if arr is None:
         return f"no verifier '{verifier}' in {run.path}"
     return arr == 1, arr >= 0
+
+
+def sample_k(ref: MetricRef) -> int | None:
+    """The k of `pass@k(S, k=5)` / `pass^k(S, k=5)`, or None when it is missing or not a positive integer."""
+    text = dict(ref.kwargs).get("k")
+    if text is None or not text.isdigit() or int(text) < 1:
+        return None
+    return int(text)
+
+
+def case_values(run: RunData, ref: MetricRef) -> CaseValues | str:
+    """One value per case of a sampled rate metric: (values, valid-case mask, samples per case,
+    lattice), or an error text. Values are success fractions c/t for rates and the unbiased
+    estimators for pass@k / pass^k; the lattice L (every fraction a multiple of 1/L) lets the
+    sign-flip test be exact, None for the estimators."""
+    base = MetricRef(ref.namespace, "success@1", ref.args) if ref.name in SAMPLED_METRICS else ref
+    vec = _rate_vector(run, base)
+    if isinstance(vec, str):
+        return vec
+    values, valid = vec
+    cases = run.n_cases
+    index = run.case_index if run.case_index is not None else np.arange(run.n)
+    counts = np.bincount(index, weights=values & valid, minlength=cases).astype(np.int64)
+    totals = np.bincount(index, weights=valid, minlength=cases).astype(np.int64)
+    mask = run.case_slice_mask(ref.slice) & (totals > 0)
+    if ref.name in SAMPLED_METRICS:
+        k = sample_k(ref)
+        assert k is not None and k <= run.samples_per_case, "check_rules refuses these first"
+        estimator = pass_at_k if ref.name == "pass@k" else pass_hat_k
+        out = np.zeros(cases)
+        out[mask] = estimator(totals[mask], counts[mask], k)
+        return out, mask, totals, None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fractions = np.where(totals > 0, counts / np.maximum(totals, 1), 0.0)
+    lattice = int(np.lcm.reduce(np.unique(totals[mask]))) if mask.any() else 1
+    return fractions, mask, totals, lattice
+
+
+def clustered(*runs: RunData | None) -> bool:
+    """Whether any of the runs has several samples per case: then the case is the unit."""
+    return any(r is not None and r.sampled for r in runs)
 
 
 class GateResolver:
@@ -83,10 +133,65 @@ class GateResolver:
         return self._pairs
 
     def unmatched(self) -> dict[str, list[str]]:
-        if self.base is None or self.cand.case_ids == self.base.case_ids:
+        if self.base is None or self.cand.case_list == self.base.case_list:
             return {"only_in_candidate": [], "only_in_baseline": []}
-        c, b = set(self.cand.case_ids), set(self.base.case_ids)
+        c, b = set(self.cand.case_list), set(self.base.case_list)
         return {"only_in_candidate": sorted(c - b), "only_in_baseline": sorted(b - c)}
+
+    def case_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices (candidate, baseline) into each run's distinct cases, for cases in both."""
+        assert self.base is not None
+        memo = self.__dict__.get("_case_pairs")
+        if memo is None:
+            c_list, b_list = self.cand.case_list, self.base.case_list
+            if c_list == b_list:
+                idx = np.arange(len(c_list), dtype=np.int64)
+                memo = (idx, idx)
+            else:
+                where = {cid: i for i, cid in enumerate(b_list)}
+                found = [(i, where[cid]) for i, cid in enumerate(c_list) if cid in where]
+                ci = np.asarray([i for i, _ in found], dtype=np.int64)
+                bi = np.asarray([j for _, j in found], dtype=np.int64)
+                memo = (ci, bi)
+            self.__dict__["_case_pairs"] = memo
+        return memo  # type: ignore[no-any-return]
+
+    def paired_cases(self, ref: MetricRef) -> tuple[np.ndarray, np.ndarray, int | None] | str:
+        """(candidate, baseline) per-case values on the cases both runs have, in `ref`'s slice,
+        and the lattice of their differences (None: not on one)."""
+        assert self.base is not None
+        key = ("cases", ref.name, ref.args, ref.kwargs)
+        memo = self.__dict__.setdefault("_paired", {})
+        if key in memo:
+            return memo[key]  # type: ignore[no-any-return]
+        cv, bv = case_values(self.cand, ref), case_values(self.base, ref)
+        if isinstance(cv, str) or isinstance(bv, str):
+            memo[key] = cv if isinstance(cv, str) else bv
+            return memo[key]  # type: ignore[no-any-return]
+        ci, bi = self.case_pairs()
+        keep = cv[1][ci] & bv[1][bi]
+        lattice = None if cv[3] is None or bv[3] is None else int(np.lcm(cv[3], bv[3]))
+        memo[key] = (cv[0][ci][keep], bv[0][bi][keep], lattice)
+        return memo[key]  # type: ignore[no-any-return]
+
+    def paired_test(self, ref: MetricRef) -> tuple[float, int, int, int] | str:
+        """(p-value, n pairs, b, c) of the paired test on `ref`: exact McNemar with one sample per
+        case, else the sign-flip test on per-case differences; b and c count the pairs where the
+        baseline / the candidate is ahead (McNemar's discordant pairs with one sample)."""
+        if not clustered(self.cand, self.base) and ref.name not in SAMPLED_METRICS:
+            pair = self.paired(ref)
+            if isinstance(pair, str):
+                return pair
+            cand, base = pair
+            b, c = int(np.sum(base & ~cand)), int(np.sum(~base & cand))
+            return mcnemar_exact(b, c), int(cand.size), b, c
+        got = self.paired_cases(ref)
+        if isinstance(got, str):
+            return got
+        cand_v, base_v, lattice = got
+        d = cand_v - base_v
+        b, c = int(np.sum(d < 0)), int(np.sum(d > 0))
+        return sign_flip_pvalue(d, lattice=lattice), int(d.size), b, c
 
     def paired(self, ref: MetricRef) -> tuple[np.ndarray, np.ndarray] | str:
         """(candidate, baseline) 0/1 values of a rate metric on matched cases (memoised)."""
@@ -112,14 +217,14 @@ class GateResolver:
         return memo[key]  # type: ignore[no-any-return]
 
     def _compute_family(self) -> None:
-        """Raw and adjusted McNemar p-values of success@1 for every slice both runs share."""
+        """Raw and adjusted paired p-values of success@1 for every slice both runs share
+        (McNemar, or the sign-flip test when a run has several samples per case)."""
         shared = [s for s in self.cand.slices if self.base is not None and s in self.base.slices]
         raw = []
         for s in shared:
-            pair = self.paired(MetricRef(None, "success@1", (s,)))
-            assert not isinstance(pair, str)
-            c, b = pair
-            raw.append(mcnemar_exact(int(np.sum(b & ~c)), int(np.sum(~b & c))))
+            test = self.paired_test(MetricRef(None, "success@1", (s,)))
+            assert not isinstance(test, str)
+            raw.append(test[0])
         self._raw = dict(zip(shared, raw, strict=True))
         self._adjusted = dict(zip(shared, adjust(raw, self.policy.correction), strict=True))
 
@@ -158,6 +263,10 @@ class GateResolver:
     def observe(self, run: RunData, ref: MetricRef) -> Observation:
         mask = run.slice_mask(ref.slice)
         name = ref.name
+        if name in SAMPLED_METRICS and not run.sampled:
+            return self.observe(run, MetricRef(ref.namespace, "success@1", ref.args))  # pass@1 ≡ success@1
+        if name in SAMPLED_METRICS or (name in RATE_METRICS and run.sampled):
+            return self._observe_cases(run, ref)
         if name in RATE_METRICS:
             vec = _rate_vector(run, ref)
             if isinstance(vec, str):
@@ -192,9 +301,36 @@ class GateResolver:
             return Observation(float(np.median(solved)), n=int(solved.size))
         return Observation(None, inconclusive_reason=f"unknown metric {name}")
 
+    def _observe_cases(self, run: RunData, ref: MetricRef) -> Observation:
+        """A rate, pass@k or pass^k with several samples per case: the mean over cases of the
+        per-case values, with the cluster Wilson interval (the case is the unit; n counts cases)."""
+        got = case_values(run, ref)
+        if isinstance(got, str):
+            return Observation(None, inconclusive_reason=got)
+        values, mask, totals, _ = got
+        v = values[mask]
+        n = int(v.size)
+        if n == 0:
+            return Observation(None, n=0, inconclusive_reason=self._enough(0, ref))
+        samples = totals[mask]
+        lo, hi = cluster_interval(v, self.policy.confidence_level, max_effective=float(samples.sum()))
+        count = None if ref.name in SAMPLED_METRICS else int(np.rint(np.sum(v * samples)))
+        return Observation(
+            float(np.mean(v)),
+            n=n,
+            lower_ci=lo,
+            upper_ci=hi,
+            count=count,
+            inconclusive_reason=self._enough(n, ref),
+        )
+
     def _delta(self, ref: MetricRef) -> Observation:
         if self.base is None:
             return Observation(None, inconclusive_reason="no baseline run (pass --baseline-run)")
+        if ref.name in SAMPLED_METRICS and not clustered(self.cand, self.base):
+            return self._delta(MetricRef(ref.namespace, "success@1", ref.args))  # pass@1 ≡ success@1
+        if ref.name in SAMPLED_METRICS or (ref.name in RATE_METRICS and clustered(self.cand, self.base)):
+            return self._delta_cases(ref)
         if ref.name not in RATE_METRICS:
             c, b = self.observe(self.cand, ref), self.observe(self.base, ref)
             if c.value is None or b.value is None:
@@ -218,6 +354,65 @@ class GateResolver:
         return Observation(
             delta, n=n, p_value=p, count=disc_b + disc_c, inconclusive_reason=self._enough(n, ref)
         )
+
+    def _delta_cases(self, ref: MetricRef) -> Observation:
+        """Paired per-case difference of means, with the sign-flip test's p-value (Holm/BH
+        adjusted across slices for success@1, as McNemar's is); `count` = cases that differ."""
+        got = self.paired_cases(ref)
+        if isinstance(got, str):
+            return Observation(None, inconclusive_reason=got)
+        cand, base, _ = got
+        n = int(cand.size)
+        if n == 0:
+            return Observation(None, n=0, inconclusive_reason="no paired cases")
+        if ref.name == "success@1" and ref.slice in self._adjusted:
+            p = self._adjusted[ref.slice]
+        else:
+            test = self.paired_test(ref)
+            assert not isinstance(test, str)
+            p = test[0]
+        d = cand - base
+        return Observation(
+            float(np.mean(d)),
+            n=n,
+            p_value=p,
+            count=int(np.count_nonzero(d)),
+            inconclusive_reason=self._enough(n, ref),
+        )
+
+    # --- rules the runs cannot answer ---------------------------------------------------------
+
+    def check_rules(self, rules: list[Rule]) -> list[Problem]:
+        """Policy errors only the runs reveal (exit 2 before anything is evaluated): a pass@k or
+        pass^k whose k exceeds the samples per case of a run it reads."""
+        from releasectl.gate.rules import metric_refs
+
+        problems = []
+        for rule in rules:
+            for ref in metric_refs(rule):
+                if ref.name not in SAMPLED_METRICS or ref.namespace == "canary":
+                    continue
+                k = sample_k(ref)
+                if k is None:
+                    continue  # validate_rules reports it
+                reads = {"baseline": [self.base], "delta": [self.cand, self.base]}.get(
+                    ref.namespace or "", [self.cand]
+                )
+                for run in reads:
+                    if run is not None and k > run.samples_per_case:
+                        problems.append(
+                            Problem(
+                                f"{ref.name} with k={k} needs at least {k} samples per case, but"
+                                f" {run.path} has {run.samples_per_case} (sampling.n)",
+                                file=rule.source,
+                                line=rule.line,
+                                col=ref.column,
+                                expected=f"k <= {run.samples_per_case}",
+                                found=f"k={k}",
+                                hint="lower k, or replay with sampling.n >= k (the unbiased estimator needs n >= k)",
+                            )
+                        )
+        return problems
 
     def _canary(self, ref: MetricRef) -> Observation:
         if self.canary is None:
@@ -259,13 +454,20 @@ class GateResolver:
                 metrics[name] = round(o.value, 4)
         if slice_name is None:
             metrics["cost_per_1k_tokens_usd"] = round(cost_per_1k(run), 8)
-        return {
+        side = {
             "n": s.n or 0,
             "success_at_1": s.value,
             "lower_ci": s.lower_ci,
             "upper_ci": s.upper_ci,
             "metrics": metrics,
         }
+        if run.sampled:  # the case is the unit: n counts cases; pass@n and pass^n at the run's n
+            k = run.samples_per_case
+            side["samples_per_case"] = k
+            for name, key in (("pass@k", "pass_at_k"), ("pass^k", "pass_hat_k")):
+                o = self.observe(run, MetricRef(None, name, ref.args, (("k", str(k)),)))
+                side[key] = {"k": k, "point": o.value, "lower_ci": o.lower_ci, "upper_ci": o.upper_ci}
+        return side
 
     def slice_table(self) -> list[dict[str, Any]]:
         names = list(self.cand.slices) + [
@@ -286,14 +488,16 @@ class GateResolver:
             d = self._delta(MetricRef("delta", "success@1", (slice_name,) if slice_name else ()))
             row["n_paired"] = d.n or 0
             row["delta"] = d.value
-            pair = self.paired(MetricRef(None, "success@1", (slice_name,) if slice_name else ()))
-            if not isinstance(pair, str):
-                c, b = pair
-                row["discordant"] = {"b": int(np.sum(b & ~c)), "c": int(np.sum(~b & c))}
-                row["p_value"] = self._raw.get(
-                    slice_name or "", mcnemar_exact(row["discordant"]["b"], row["discordant"]["c"])
-                )
+            test = self.paired_test(MetricRef(None, "success@1", (slice_name,) if slice_name else ()))
+            if not isinstance(test, str):
+                p, _, b, c = test
+                # With one sample per case: McNemar's discordant pairs. With several: the cases
+                # whose success fraction is higher on the baseline (b) / the candidate (c).
+                row["discordant"] = {"b": b, "c": c}
+                row["p_value"] = self._raw.get(slice_name or "", p)
                 row["p_value_adjusted"] = self._adjusted.get(slice_name or "", row["p_value"])
+                if clustered(self.cand, self.base):
+                    row["paired_test"] = "sign-flip"
         return row
 
 

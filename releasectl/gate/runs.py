@@ -462,23 +462,22 @@ def sample_structure(
                 expected=f"a sample index in 0..{k - 1}",
             )
         )
-    present = np.zeros(len(cases), dtype=np.int64)
-    np.add.at(present, case_index[smp < k], 1)
-    if repeated.size == 0:
-        for c in np.flatnonzero(present != k)[:20].tolist():
-            have = sorted(int(x) for x in smp[(case_index == c) & (smp < k)])
-            missing = sorted(set(range(k)) - set(have))
-            problems.append(
-                Problem(
-                    f"case {cases[c]!r} lacks sample(s) {_listing(missing)} of 0..{k - 1}",
-                    file=file,
-                    line=int(line_of[first_row[c]]),
-                    field="sample",
-                    expected=f"{k} samples per case"
-                    + (" (run.json sampling.n)" if declared is not None else " (the largest sample + 1)"),
-                    found=f"samples {_listing(have)}",
-                )
+    distinct = np.unique(keys[smp < k])
+    present = np.bincount(distinct // MAX_SAMPLES_PER_CASE, minlength=len(cases))
+    for c in np.flatnonzero(present != k)[:20].tolist():
+        have = sorted({int(x) for x in smp[(case_index == c) & (smp < k)]})
+        missing = sorted(set(range(k)) - set(have))
+        problems.append(
+            Problem(
+                f"case {cases[c]!r} lacks sample(s) {_listing(missing)} of 0..{k - 1}",
+                file=file,
+                line=int(line_of[first_row[c]]),
+                field="sample",
+                expected=f"{k} samples per case"
+                + (" (run.json sampling.n)" if declared is not None else " (the largest sample + 1)"),
+                found=f"samples {_listing(have)}",
             )
+        )
     if problems:
         problems.sort(key=lambda p: p.line or 0)
         raise BadInput(f"{results_file} does not hold every sample of every case exactly once", problems[:20])

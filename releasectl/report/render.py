@@ -107,10 +107,13 @@ def render_report(gate: dict[str, Any], budget: int = DEFAULT_BUDGET) -> Report:
     # Rows are rendered once here; fitting the budget re-renders only the page around them.
     for r in rules:
         r["md"] = _one_line(rows.rule_row(r))  # type: ignore[attr-defined]
+    sampled = bool(base["sampling"] and base["sampling"]["k"])
     for s in slices:
-        s["md"] = _one_line(rows.slice_row(s, filters.md(s["name"], 60)))  # type: ignore[attr-defined]
+        s["md"] = _one_line(rows.slice_row(s, filters.md(s["name"], 60), sampled))  # type: ignore[attr-defined]
     if base["aggregate"]:
-        base["aggregate"]["md"] = _one_line(rows.slice_row(base["aggregate"], Markup("**aggregate**")))  # type: ignore[attr-defined]
+        base["aggregate"]["md"] = _one_line(
+            rows.slice_row(base["aggregate"], Markup("**aggregate**"), sampled)  # type: ignore[attr-defined]
+        )
     examples = _round_robin(gate.get("failing_examples") or [])
     considered = examples[:MAX_EXAMPLES_RENDERED]
 
@@ -218,9 +221,17 @@ def _key_metrics(cand: dict[str, Any], base: dict[str, Any]) -> list[tuple[str, 
     return present[:KEY_METRICS]
 
 
+def _pass_point(side: dict[str, Any], key: str) -> float | None:
+    return _scalar(_side(side.get(key)).get("point"))
+
+
 def _slice_row(s: dict[str, Any]) -> dict[str, Any]:
     cand, base = _side(s.get("candidate")), _side(s.get("baseline"))
     return {
+        "pass_at": _pass_point(cand, "pass_at_k"),
+        "base_pass_at": _pass_point(base, "pass_at_k"),
+        "pass_hat": _pass_point(cand, "pass_hat_k"),
+        "base_pass_hat": _pass_point(base, "pass_hat_k"),
         "name": s.get("slice", "?"),
         "n": cand.get("n", s.get("n_paired")),
         "base": base.get("success_at_1"),
@@ -255,6 +266,9 @@ def _example(e: dict[str, Any], limit: int) -> dict[str, Any]:
     failed = [v for v in e.get("failed_verifiers") or [] if isinstance(v, dict)]
     return {
         "case_id": e.get("case_id", "?"),
+        "sample": e["sample"]
+        if isinstance(e.get("sample"), int) and not isinstance(e["sample"], bool)
+        else None,
         "slice": e.get("slice", "?"),
         "failed": failed,
         "names": ", ".join(str(v.get("name", "?")) for v in failed) or "no verifier detail",
@@ -302,6 +316,27 @@ def _run_facts(run: Any) -> dict[str, Any]:
     }
 
 
+def _sampling(gate: dict[str, Any]) -> dict[str, Any] | None:
+    """Samples per case of each run when either has several (repeated sampling), else None."""
+    aggregate = _side(gate.get("aggregate"))
+    rows = [aggregate, *(s for s in gate.get("slices") or [] if isinstance(s, dict))]
+    found: dict[str, int] = {}
+    for row in rows:
+        for side in ("candidate", "baseline"):
+            k = _side(row.get(side)).get("samples_per_case")
+            if isinstance(k, int) and not isinstance(k, bool) and k > 1:
+                found.setdefault(side, k)
+    if not found:
+        return None
+    cand = found.get("candidate", 1)
+    return {
+        "candidate": cand,
+        "baseline": found.get("baseline", 1) if gate.get("baseline_release") else None,
+        # pass@k / pass^k columns at the candidate's n, when it sampled
+        "k": cand if cand > 1 else None,
+    }
+
+
 def _context(gate: dict[str, Any]) -> dict[str, Any]:
     verdict = gate["verdict"]
     rules = [
@@ -330,4 +365,5 @@ def _context(gate: dict[str, Any]) -> dict[str, Any]:
         "only_in_candidate": len(unmatched.get("only_in_candidate") or []),
         "only_in_baseline": len(unmatched.get("only_in_baseline") or []),
         "version": __version__,
+        "sampling": _sampling(gate),
     }
