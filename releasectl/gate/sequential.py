@@ -549,39 +549,42 @@ def evaluate_rule(rule: Rule, resolver: SequentialResolver) -> RuleDecision:
 
 
 def _no_regressions(rule: NoRegressions, resolver: SequentialResolver) -> RuleDecision:
-    """Every protected slice's paired delta CS (at α/k for k slices) against −margin: pass when each
-    lower bound is ≥ −margin, fail when some upper bound is below it (a regression beyond the
-    margin is shown), undecided otherwise."""
+    """Every protected slice's paired delta CS, at α/k for k slices (`no_regressions_decision`)."""
     margin = resolver.policy.no_regressions_margin
     alpha = resolver.policy.alpha / max(1, len(rule.slices))
     boxes = {s: resolver.paired_box(MetricRef("delta", "success@1", (s,)), alpha) for s in rule.slices}
-    return no_regressions_decision(rule, boxes, margin, "anytime-valid paired CS", resolver.final)
+    return no_regressions_decision(rule, boxes, margin, "anytime-valid paired CS")
 
 
 def no_regressions_decision(
-    rule: NoRegressions, boxes: dict[str, Box], margin: float, how: str, final: bool = True
+    rule: NoRegressions, boxes: dict[str, Box], margin: float, how: str
 ) -> RuleDecision:
-    """The non-inferiority reading of `no_regressions_on` from per-slice intervals of the paired
-    delta (shared with the fixed-n gate's `--no-regressions-margin`, which passes Newcombe intervals)."""
+    """`no_regressions_on` from per-slice intervals of the paired delta Δ = candidate − baseline
+    (shared with the fixed-n gate's `--no-regressions-margin`, which passes Newcombe intervals):
+
+    - fail when some slice's upper bound is below 0: a regression, of any size, is shown;
+    - pass when every slice's lower bound is ≥ −margin: no regression beyond the margin;
+    - undecided otherwise (too few cases to tell, or a regression within the margin not yet shown).
+
+    So a slice truly worse than −margin passes, and a slice truly no worse fails, each with at most
+    the interval's one-sided error; between −margin and 0 either answer is accepted."""
     missing = [f"{s}: {b.reason}" for s, b in boxes.items() if b.reason]
-    worse = {s: b for s, b in boxes.items() if not b.reason and b.upper < -margin}
+    worse = {s: b for s, b in boxes.items() if not b.reason and b.upper < 0}
     shown = all(not b.reason and b.lower >= -margin for b in boxes.values())
     state: RuleState
     if worse:
-        s, b = min(worse.items(), key=lambda kv: kv[1].upper)
-        state, observed = "fail", b.upper
-        detail = "regressed beyond the margin: " + ", ".join(
-            f"{n} (Δ ≤ {v.upper:+.3f})" for n, v in worse.items()
-        )
+        _, b = min(worse.items(), key=lambda kv: kv[1].upper)
+        state, observed, threshold = "fail", b.upper, 0.0
+        detail = "regression shown: " + ", ".join(f"{n} (Δ ≤ {v.upper:+.3f})" for n, v in worse.items())
     elif shown:
-        state, observed = "pass", min(b.lower for b in boxes.values())
-        detail = f"every protected slice is within {margin:g} of the baseline (Δ ≥ {observed:+.3f})"
+        state, observed, threshold = "pass", min(b.lower for b in boxes.values()), -margin
+        detail = f"no protected slice is worse than −{margin:g} (Δ ≥ {observed:+.3f})"
     else:
-        state = "undecided"
+        state, threshold = "undecided", -margin
         points = [b.point for b in boxes.values() if not math.isnan(b.point)]
         observed = min(points) if points else math.nan
         open_ = [f"{s} Δ ∈ [{b.lower:+.3f}, {b.upper:+.3f}]" for s, b in boxes.items() if not b.reason]
-        detail = "; ".join(missing + open_) + f": not yet shown within {margin:g} of the baseline"
+        detail = "; ".join(missing + open_) + f": neither Δ ≥ −{margin:g} nor a regression is shown"
     detail += f" ({how})"
     lows = [b.lower for b in boxes.values() if not b.reason]
     ups = [b.upper for b in boxes.values() if not b.reason]
@@ -592,8 +595,8 @@ def no_regressions_decision(
             metric="min delta.success@1 over " + ", ".join(rule.slices),
             observed=_clean(observed),
             comparator=">=",
-            threshold=-margin if margin else 0.0,
-            threshold_expr=f"-{margin:g} (non-inferiority margin)" if margin else "0 (baseline)",
+            threshold=threshold,
+            threshold_expr=f"−{margin:g} to pass (margin), 0 to fail" if margin else "0 (baseline)",
             outcome="inconclusive" if state == "undecided" else state,
             detail=detail,
             n=min((b.n or 0 for b in boxes.values()), default=0),
