@@ -294,17 +294,31 @@ def discordant_e_path(
     (Ramdas, Grünwald, Vovk & Shafer 2023, "Game-theoretic statistics and safe anytime-valid
     inference", Statist. Sci. 38(4)). Concordant pairs multiply E by 1, so the same holds indexed by
     all pairs: any stopping rule is allowed. Closed form with the incomplete beta function, O(m)."""
+    signs = np.asarray(candidate_better, dtype=bool)
+    if signs.size == 0:
+        return np.zeros(0)
+    k = np.cumsum(signs)
+    m = np.arange(1, signs.size + 1)
+    return np.exp(np.minimum(discordant_log_e(k, m, p0=p0, side=side, prior=prior), 700.0))
+
+
+def discordant_log_e(
+    wins: int | np.ndarray,
+    discordant: int | np.ndarray,
+    *,
+    p0: float = 0.5,
+    side: Side = "two-sided",
+    prior: tuple[float, float] = (1.0, 1.0),
+) -> np.ndarray:
+    """log E after `discordant` discordant pairs of which the candidate won `wins` (arrays at once):
+    the closed form behind `discordant_e_path`; 0 (E = 1) before the first discordant pair."""
     from scipy.special import betaln
 
     if not 0 < p0 < 1:
         raise ValueError(f"p0 must be in (0, 1), got {p0}")
-    signs = np.asarray(candidate_better, dtype=bool)
-    if signs.size == 0:
-        return np.zeros(0)
+    k, m = np.asarray(wins, dtype=float), np.asarray(discordant, dtype=float)
     a, b = prior
-    k = np.cumsum(signs).astype(float)
-    m = np.arange(1, signs.size + 1, dtype=float)
-    log_e = (
+    return np.asarray(
         betaln(a + k, b + m - k)
         - betaln(a, b)
         - k * math.log(p0)
@@ -312,7 +326,6 @@ def discordant_e_path(
         + _log_region(a + k, b + m - k, p0, side)
         - _log_region(a, b, p0, side)
     )
-    return np.exp(np.minimum(log_e, 700.0))
 
 
 def paired_sign_test(
@@ -335,7 +348,7 @@ def paired_sign_test(
 
 
 def paired_delta_path(
-    candidate: np.ndarray, baseline: np.ndarray, alpha: float
+    candidate: np.ndarray, baseline: np.ndarray, alpha: float, *, at: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CS for Δ = P(candidate passes) − P(baseline passes) after every pair (along the last axis).
 
@@ -343,13 +356,19 @@ def paired_delta_path(
     d ∈ {−1, 0, 1} mapped to [0, 1], which adapts to their variance and is tight for many pairs, and
     Δ = q₁₀ − q₀₁ from beta-mixture CSs (α/4 each) for the two discordance rates, which is tight
     for few. Valid at every n for any Δ bound, a non-inferiority margin included (the sign test's
-    null fixes Δ only through the unknown discordance rate)."""
+    null fixes Δ only through the unknown discordance rate). With `at` (indices along the last axis,
+    one row of them per stream), only those pairs' values are returned."""
     c, b = np.asarray(candidate, dtype=float), np.asarray(baseline, dtype=float)
     if c.shape != b.shape:
         raise ValueError(f"paired outcomes of different shapes: {c.shape} and {b.shape}")
     lo_eb, hi_eb, _ = mean_cs_path((c - b + 1) / 2, alpha / 2)
-    n = np.arange(1, c.shape[-1] + 1)
+    n = np.broadcast_to(np.arange(1, c.shape[-1] + 1), c.shape)
     wins, losses = np.cumsum(c > b, axis=-1), np.cumsum(c < b, axis=-1)
+    if at is not None:
+        pick = np.asarray(at)
+        lo_eb, hi_eb, n, wins, losses = (
+            np.take_along_axis(x, pick, axis=-1) for x in (lo_eb, hi_eb, n, wins, losses)
+        )
     lo_w, hi_w = bernoulli_cs_bounds(wins, n, alpha / 4)
     lo_l, hi_l = bernoulli_cs_bounds(losses, n, alpha / 4)
     lower = np.maximum(2 * lo_eb - 1, lo_w - hi_l)
