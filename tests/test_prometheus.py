@@ -346,3 +346,45 @@ def test_canary_arguments_are_checked(cli, example_repo, serving_rules):
     assert unknown.code == 2, unknown.output
     stray = cli("canary", "--canary-logs", "a", "--baseline-logs", "b", "--window", "1h", cwd=example_repo)
     assert stray.code == 2 and "go with --prometheus" in stray.stderr
+
+
+def test_the_rendered_argo_analysis_job_passes_only_a_healthy_candidate(
+    cli, example_repo, busy_stack, serving_rules
+):
+    """The command `deploy render --target argo` puts in the AnalysisTemplate's Job, with its
+    {{args.*}} filled as Argo fills them; Argo's Job provider reads exit 0 as success, any other
+    exit as failure."""
+    import re
+
+    import yaml
+
+    url, _ = busy_stack
+    doc = cli("deploy", "render", "--target", "argo", "--stdout", "--format", "json", cwd=example_repo).json()
+    found = {o["kind"]: o for o in yaml.safe_load_all(doc["files"]["argo/llm-production.yaml"])}
+    template = found["AnalysisTemplate"]
+    job = template["spec"]["metrics"][0]["provider"]["job"]["spec"]["template"]["spec"]
+    container = job["containers"][0]
+    defaults = {a["name"]: a.get("value") for a in template["spec"]["args"]}
+
+    def run_job(release: str) -> int:
+        # A test-sized window and minimums, and rules the recorded CPU latencies (2.4 s) can meet.
+        args = {
+            **defaults,
+            "prometheus": url,
+            "window": "30s",
+            "min-requests": "20",
+            "min-hours": "0",
+            "margin": "0.3",
+            "rules": str(serving_rules),
+            "release": release,
+            "baseline-release": "v1.2",
+        }
+        argv = [
+            re.sub(r"\{\{args\.([a-z-]+)\}\}", lambda m: args[m[1]], part) for part in container["command"]
+        ]
+        assert argv[0] == "releasectl" and "{{" not in " ".join(argv)
+        return cli(*argv[1:], cwd=example_repo).code  # workingDir: the releases repository
+
+    assert run_job("v1.4") == 0  # healthy: the step advances
+    assert run_job("v1.3") == 1  # the incident: the analysis fails and Argo aborts the rollout
+    assert run_job("v1.1") == 1  # no series: never a pass

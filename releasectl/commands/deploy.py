@@ -21,11 +21,12 @@ def deploy() -> None:
 @click.option(
     "--target",
     "targets",
-    type=click.Choice(["vllm", "kubernetes"]),
+    type=click.Choice(["vllm", "kubernetes", "argo"]),
     multiple=True,
     default=("vllm",),
     show_default=True,
-    help="vllm: the `vllm serve` command line (serve.sh, serve.json); kubernetes: Deployment + Service. Repeatable.",
+    help="vllm: the `vllm serve` command line (serve.sh, serve.json); kubernetes: Deployment + Service; "
+    "argo: Argo Rollouts Rollout + AnalysisTemplate (releasectl canary --prometheus) + Service. Repeatable.",
 )
 @click.option(
     "--out",
@@ -44,7 +45,19 @@ def deploy() -> None:
     default=None,
     help="kubernetes: the image holding this releases repository and releasectl (init containers).",
 )
-@click.option("--namespace", default=None, help="kubernetes: metadata.namespace of the objects.")
+@click.option("--namespace", default=None, help="kubernetes, argo: metadata.namespace of the objects.")
+@click.option(
+    "--baseline-release",
+    default=None,
+    help="argo: the release the canary analysis compares against (default: the manifest's parent).",
+)
+@click.option(
+    "--prometheus",
+    "prometheus_url",
+    default=None,
+    metavar="URL",
+    help="argo: the Prometheus the analysis Job queries (default http://prometheus:9090).",
+)
 @click.option("--stdout", "to_stdout", is_flag=True, help="Print the rendered files instead of writing them.")
 @format_option()
 def render(
@@ -54,6 +67,8 @@ def render(
     image: str | None,
     releasectl_image: str | None,
     namespace: str | None,
+    baseline_release: str | None,
+    prometheus_url: str | None,
     to_stdout: bool,
     fmt: str,
 ) -> int:
@@ -73,7 +88,14 @@ def render(
         )
     loaded = load_manifest(release_path(root, release))
     files = render_release(
-        loaded, channel, targets, image=image, releasectl_image=releasectl_image, namespace=namespace
+        loaded,
+        channel,
+        targets,
+        image=image,
+        releasectl_image=releasectl_image,
+        namespace=namespace,
+        baseline=baseline_release,
+        prometheus=prometheus_url,
     )
     out = out_dir or root / DEFAULT_OUT
     written = [] if to_stdout else write_rendered(out, channel, files)

@@ -10,8 +10,11 @@ out, so a GitOps controller watching the rendered folder applies exactly a chann
 <out>/<channel>/
   vllm/serve.sh        POSIX sh: resolves the model, then execs vLLM's OpenAI server
   vllm/serve.json      the same, as data: release, digest, argv, env
-  kubernetes/<release>.yaml   Deployment + Service (vLLM container; a releasectl init container
-                              converts a GGUF pin into a shared volume)
+  kubernetes/llm-<channel>.yaml   Deployment + Service (vLLM container; a releasectl init container
+                                 converts a GGUF pin into a shared volume)
+  argo/llm-<channel>.yaml         Argo Rollouts: an AnalysisTemplate whose Job runs `releasectl
+                                 canary --prometheus`, a Rollout (the same pods, canary steps
+                                 5/20/50/100 % with that analysis after each pause) and the Service
 ```
 """
 
@@ -193,12 +196,22 @@ def sh_word(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def render_kubernetes(
-    spec: ServeSpec, channel: str, *, image: str, releasectl_image: str, namespace: str | None = None
-) -> dict[str, str]:
-    """A Deployment and a Service serving the release; YAML with sorted keys, byte-stable."""
-    import yaml
+@dataclass(frozen=True)
+class Workload:
+    """The pods that serve a release, shared by the Deployment and the Argo Rollout."""
 
+    name: str
+    labels: dict[str, str]  # the selector: stable across releases
+    meta: dict[str, Any]  # name, labels, namespace of every object
+    annotations: dict[str, str]
+    template: dict[str, Any]  # the PodTemplateSpec
+    service: dict[str, Any]
+
+
+def workload(
+    spec: ServeSpec, channel: str, *, image: str, releasectl_image: str, namespace: str | None = None
+) -> Workload:
+    """The pod template (vLLM container, init containers, volumes) and the Service for `spec`."""
     name = f"llm-{channel}"
     labels = {"app.kubernetes.io/name": "releasectl-llm", "releasectl/channel": channel}
     pod_labels = {**labels, "releasectl/release": spec.release}
@@ -258,18 +271,9 @@ def render_kubernetes(
     if namespace:
         meta["namespace"] = namespace
     annotations = {"releasectl/manifest": spec.manifest, "releasectl/manifest-digest": spec.digest}
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {**meta, "annotations": annotations},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": annotations},
-                "spec": {"initContainers": init, "containers": [container], "volumes": volumes},
-            },
-        },
+    template = {
+        "metadata": {"labels": pod_labels, "annotations": annotations},
+        "spec": {"initContainers": init, "containers": [container], "volumes": volumes},
     }
     service = {
         "apiVersion": "v1",
@@ -277,8 +281,173 @@ def render_kubernetes(
         "metadata": meta,
         "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
     }
+    return Workload(name, labels, meta, annotations, template, service)
+
+
+def render_kubernetes(
+    spec: ServeSpec, channel: str, *, image: str, releasectl_image: str, namespace: str | None = None
+) -> dict[str, str]:
+    """A Deployment and a Service serving the release; YAML with sorted keys, byte-stable."""
+    w = workload(spec, channel, image=image, releasectl_image=releasectl_image, namespace=namespace)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {**w.meta, "annotations": w.annotations},
+        "spec": {"replicas": 1, "selector": {"matchLabels": w.labels}, "template": w.template},
+    }
+    return {f"kubernetes/{w.name}.yaml": _yaml_file(spec, channel, [deployment, w.service])}
+
+
+def _yaml_file(spec: ServeSpec, channel: str, objects: list[dict[str, Any]]) -> str:
+    import yaml
+
     # A round trip through JSON unshares the dicts, so the YAML has no &anchors / *aliases.
-    docs = json.loads(json.dumps([deployment, service]))
+    docs = json.loads(json.dumps(objects))
     text = yaml.safe_dump_all(docs, sort_keys=True, default_flow_style=False)
     header = f"# Rendered by `releasectl deploy render` for channel {channel}: {spec.manifest} ({spec.digest}). Do not edit.\n"
-    return {f"kubernetes/{name}.yaml": header + text}
+    return header + text
+
+
+# Seed 004's traffic steps; each pause is followed by `releasectl canary --prometheus` as an Argo
+# Job analysis (exit 0 = pass; hold, block, bad input and a failed environment all fail it).
+ARGO_STEPS = (5, 20, 50, 100)
+ARGO_PAUSE = "1h"
+RULES_IN_IMAGE = "checklists/policies/canary_serving.rules"  # rules vLLM's series can decide
+APP_DIR = "/app"  # where the releasectl image holds the releases repository
+
+
+@dataclass(frozen=True)
+class CanaryAnalysis:
+    """How the Argo analysis Job runs `releasectl canary --prometheus` (the AnalysisTemplate's defaults)."""
+
+    prometheus: str = "http://prometheus:9090"
+    window: str = "1h"
+    min_requests: int = 500
+    min_hours: float = 0.5
+    margin: float = 0.2  # seed 004: p95 <= old + 20 %
+    rules: str = RULES_IN_IMAGE
+
+
+def render_argo(
+    spec: ServeSpec,
+    channel: str,
+    *,
+    image: str,
+    releasectl_image: str,
+    baseline: str,
+    replicas: int,
+    namespace: str | None = None,
+    analysis: CanaryAnalysis | None = None,
+) -> dict[str, str]:
+    """An AnalysisTemplate (a Job running `releasectl canary --prometheus`), a Rollout of the same
+    pods in canary steps with that analysis after each pause, and the Service; byte-stable YAML."""
+    a = analysis or CanaryAnalysis()
+    w = workload(spec, channel, image=image, releasectl_image=releasectl_image, namespace=namespace)
+    template_name = f"releasectl-canary-{channel}"
+    template = {
+        **w.template,
+        "metadata": {
+            **w.template["metadata"],
+            # The Prometheus convention for pod discovery; docs/production.md relabels the pod
+            # label releasectl/release to the `release` label the canary's queries select on.
+            "annotations": {
+                **w.annotations,
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(DEFAULT_PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+    }
+    step_args = [{"name": "release", "value": spec.release}, {"name": "baseline-release", "value": baseline}]
+    steps: list[dict[str, Any]] = []
+    for weight in ARGO_STEPS:
+        steps.append({"setWeight": weight})
+        if weight < 100:
+            steps.append({"pause": {"duration": ARGO_PAUSE}})
+            steps.append({"analysis": {"templates": [{"templateName": template_name}], "args": step_args}})
+    rollout = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {**w.meta, "annotations": w.annotations},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": w.labels},
+            "template": template,
+            # Rolling back to one of the last revisions (releasectl rollback re-renders the older
+            # release) is fast-tracked: no steps, no analysis; the incident is the evidence.
+            "rollbackWindow": {"revisions": 3},
+            "strategy": {"canary": {"steps": steps}},
+        },
+    }
+    command = [
+        "releasectl",
+        "canary",
+        "--prometheus",
+        "{{args.prometheus}}",
+        "--release",
+        "{{args.release}}",
+        "--baseline-release",
+        "{{args.baseline-release}}",
+        "--window",
+        "{{args.window}}",
+        "--min-requests",
+        "{{args.min-requests}}",
+        "--min-hours",
+        "{{args.min-hours}}",
+        "--margin",
+        "{{args.margin}}",
+        "--rules",
+        "{{args.rules}}",
+    ]
+    defaults = {
+        "prometheus": a.prometheus,
+        "window": a.window,
+        "min-requests": str(a.min_requests),
+        "min-hours": f"{a.min_hours:g}",
+        "margin": f"{a.margin:g}",
+        "rules": a.rules,
+    }
+    job_labels = {"app.kubernetes.io/name": "releasectl-canary", "releasectl/channel": channel}
+    analysis_template = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {**w.meta, "name": template_name, "labels": job_labels},
+        "spec": {
+            "args": [
+                {"name": "release"},
+                {"name": "baseline-release"},
+                *({"name": k, "value": v} for k, v in defaults.items()),
+            ],
+            "metrics": [
+                {
+                    "name": "releasectl-canary",
+                    "failureLimit": 0,
+                    "provider": {
+                        "job": {
+                            "metadata": {"labels": job_labels},
+                            "spec": {
+                                "backoffLimit": 0,  # a hold or a block is an answer, not a flake
+                                "activeDeadlineSeconds": 600,
+                                "template": {
+                                    "metadata": {"labels": job_labels},
+                                    "spec": {
+                                        "restartPolicy": "Never",
+                                        "containers": [
+                                            {
+                                                "name": "canary",
+                                                "image": releasectl_image,
+                                                "workingDir": APP_DIR,
+                                                "command": command,
+                                            }
+                                        ],
+                                    },
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    objects = [analysis_template, rollout, w.service]
+    return {f"argo/{w.name}.yaml": _yaml_file(spec, channel, objects)}
