@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from releasectl.errors import BadInput
 from releasectl.manifest.loader import LoadedManifest
@@ -29,7 +29,7 @@ from releasectl.replay.writer import (
     read_results,
     slice_summary,
 )
-from releasectl.suite import Suite, load_suite, score_case
+from releasectl.suite import Case, Suite, load_suite, score_case
 
 __all__ = [
     "RESULTS",
@@ -264,6 +264,27 @@ def result_row(item: Item, gen: Generation, scored: Any) -> dict[str, Any]:
     return row
 
 
+class CaseSchedule(Protocol):
+    """A replay that orders its own cases and may stop before the plan ends (`replay --sequential`,
+    releasectl/replay/sequential.py)."""
+
+    def order(self, cases: list[Case]) -> list[Case]:
+        """The cases to replay, in the order to replay them."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """What identifies the schedule for --resume."""
+        ...
+
+    def after_batch(self, rows: list[dict[str, Any]], generation_seconds: float) -> bool:
+        """Called with every row so far after each batch is written: True stops the replay."""
+        ...
+
+    def record(self) -> dict[str, Any]:
+        """Fields merged into run.json."""
+        ...
+
+
 def generate_plan(
     engine: Engine,
     plan: Plan,
@@ -271,13 +292,17 @@ def generate_plan(
     loaded: LoadedManifest,
     run_dir: RunDirectory,
     on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[list[dict[str, Any]], float], bool] | None = None,
 ) -> None:
-    """The generation loop: each pending batch through the engine, scored, appended durably."""
+    """The generation loop: each pending batch through the engine, scored, appended durably;
+    `should_stop` (a CaseSchedule's after_batch) may end it after any batch."""
     m = loaded.manifest
     done = run_dir.done
     completed = len(done & {i.key for b in plan.batches for i in b.items})
     if on_progress:
         on_progress(completed, plan.total)
+    if should_stop is not None and run_dir.rows and should_stop(run_dir.rows, run_dir.generation_seconds):
+        return  # a resumed run that had already decided
     rendered: dict[str, Any] = {}  # a case's prompt, rendered once for all its samples
     with engine.use_adapters(inputs.adapters):
         for batch in plan.batches:
@@ -310,6 +335,8 @@ def generate_plan(
             completed += len(rows)
             if on_progress:
                 on_progress(completed, plan.total)
+            if should_stop is not None and should_stop(run_dir.rows, run_dir.generation_seconds):
+                break
 
 
 def run_record(
@@ -379,8 +406,10 @@ def run_replay(
     on_progress: Callable[[int, int], None] | None = None,
     on_status: Callable[[str], None] | None = None,
     engine_instance: Engine | None = None,
+    schedule: CaseSchedule | None = None,
 ) -> RunSummary:
-    """Replay the release's suite into `out_dir`; resumable, shardable and deterministic."""
+    """Replay the release's suite into `out_dir`; resumable, shardable and deterministic. A
+    `schedule` orders the cases and may stop early (`replay --sequential`)."""
     from releasectl.replay.runtime_pin import enforce_runtime
 
     m = loaded.manifest
@@ -403,14 +432,21 @@ def run_replay(
         loaded, engine_name, inputs, runtime, device=device, endpoint=endpoint, on_status=on_status
     )
     cases = select_cases(inputs.suite, limit)
+    if schedule is not None:
+        cases = schedule.order(cases)
     plan = plan_replay(
         cases, batch_size=eng.batch_size, seed=m.sampling.seed, shard=shard, samples=m.sampling.n
     )
-    run_dir = RunDirectory(out_dir, replay_state(loaded, inputs.suite, engine_name, limit, shard, plan))
+    state = replay_state(loaded, inputs.suite, engine_name, limit, shard, plan)
+    if schedule is not None:
+        state["schedule"] = schedule.state()
+    run_dir = RunDirectory(out_dir, state)
     run_dir.start(resume=resume)
     started = datetime.now(UTC)
     try:
-        generate_plan(eng, plan, inputs, loaded, run_dir, on_progress)
+        generate_plan(
+            eng, plan, inputs, loaded, run_dir, on_progress, schedule.after_batch if schedule else None
+        )
     finally:
         run_dir.close()
         if engine_instance is None:
@@ -426,4 +462,6 @@ def run_replay(
         generation_seconds=run_dir.generation_seconds,
         started=started,
     )
+    if schedule is not None:
+        record.update(schedule.record())
     return run_dir.finish(record)
