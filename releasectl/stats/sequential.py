@@ -207,6 +207,29 @@ def compare_rates(
     # Each decision uses one bound of each stream, each a one-sided CS at α/2: a wrong "fail" (or a
     # wrong "pass") needs one of two bounds to be wrong, so each decision errs with probability ≤ α.
     c, b = one_sided_bounds(candidate, alpha / 2), one_sided_bounds(baseline, alpha / 2)
+    return decide_rates(c, b, margin=margin, higher_is_better=higher_is_better)
+
+
+def compare_rate_counts(
+    candidate: tuple[int, int],
+    baseline: tuple[int, int],
+    *,
+    margin: float,
+    higher_is_better: bool,
+    alpha: float = 0.05,
+) -> Comparison:
+    """`compare_rates` from counts, (successes, n) per stream, as a metrics source such as
+    Prometheus gives them: the beta-mixture CS (`bernoulli_cs`) depends on the counts only, not
+    on the order of the outcomes, so counts read at any looks form one confidence sequence."""
+    # Each end of a two-sided CS at α/2 is a one-sided CS at α/2 (Ville's bound covers both ends).
+    c = bernoulli_cs(*candidate, alpha / 2)
+    b = bernoulli_cs(*baseline, alpha / 2)
+    return decide_rates(c, b, margin=margin, higher_is_better=higher_is_better)
+
+
+def decide_rates(c: Interval, b: Interval, *, margin: float, higher_is_better: bool) -> Comparison:
+    """The relative rule on two streams' bounds (each end a one-sided CS at α/2): the one decision
+    `compare_rates` and `compare_rate_counts` share."""
     if higher_is_better:  # need candidate ≥ baseline − margin
         if c.upper < b.lower - margin:
             return Comparison(
@@ -238,6 +261,12 @@ def compare_quantiles(
 ) -> Comparison:
     """Is the candidate's p-quantile ≤ ratio × the baseline's ("p95 ≤ old + 20 %")?"""
     c, b = quantile_cs(candidate, p, alpha / 2), quantile_cs(baseline, p, alpha / 2)
+    return decide_quantiles(c, b, p=p, ratio=ratio)
+
+
+def decide_quantiles(c: Interval, b: Interval, *, p: float, ratio: float) -> Comparison:
+    """The rule "candidate p-quantile ≤ ratio × baseline's" on two quantile CSs (each at α/2): the decision
+    `compare_quantiles` makes, for any CS of the quantiles (from histogram buckets, say)."""
     if c.lower > ratio * b.upper:
         return Comparison(
             "fail", c, b, ratio * b.upper, f"candidate p{p * 100:g} ≥ {c.lower:.1f} > {ratio}× baseline"
