@@ -84,6 +84,12 @@ def _fmt(v: Any) -> str:
     default=None,
     help="Also write a JUnit XML file: one test case per rule (fail = failure, inconclusive = skipped).",
 )
+@click.option(
+    "--no-regressions-margin",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=None,
+    help="Read no_regressions_on as non-inferiority: pass when every protected slice is shown no worse than this (paired interval), fail on a shown regression, else hold.",
+)
 @format_option()
 def gate(
     manifest: Path | None,
@@ -95,6 +101,7 @@ def gate(
     out_file: Path | None,
     allow_mismatched_runtime: bool,
     junit_file: Path | None,
+    no_regressions_margin: float | None,
     fmt: str,
 ) -> int:
     """Evaluate the promotion rules on a candidate run and decide: promote, block or hold.
@@ -102,7 +109,8 @@ def gate(
     Every rule gets its observed value, comparator, threshold and outcome (pass, fail, or
     inconclusive when there is too little data). Deltas are paired on matched case ids (exact
     McNemar) with Holm/BH correction across slices. With MANIFEST, a run replayed from a
-    different manifest is refused. Exit 0 promote, 1 block or hold.
+    different manifest is refused. A run from `replay --sequential` is gated with the
+    anytime-valid statistics it stopped on. Exit 0 promote, 1 block or hold.
     """
     from releasectl.fsutil import atomic_write_text
     from releasectl.gate.evaluate import run_gate
@@ -165,6 +173,7 @@ def gate(
         policy=policy,
         loaded=loaded,
         allow_mismatched_runtime=allow_mismatched_runtime,
+        no_regressions_margin=no_regressions_margin,
     )
     out_file = out_file or run_dir / "gate.json"
     result.write(out_file)
@@ -201,6 +210,23 @@ def _print(doc: dict[str, Any], out_file: Path) -> None:
             _OUTCOME[r["outcome"]],
         )
     out.print(rules)
+    seq = doc.get("sequential")
+    if seq:
+        used, total = seq["cases_used"], seq["cases_total"]
+        out.print(
+            "[bold]sequential replay[/]: "
+            + escape(
+                f"stopped early after {used} of {total} cases ({seq['cases_saved']} saved)"
+                if seq["stopped_early"]
+                else f"replayed all {total} cases"
+            )
+            + "; anytime-valid statistics (confidence sequences, always-valid p-values)"
+            + (
+                ""
+                if seq["same_policy"]
+                else escape(f"; the replay stopped on another policy ({seq['policy']})")
+            )
+        )
     mismatch = (doc.get("provenance") or {}).get("runtime_mismatch")
     if mismatch:
         out.print(
@@ -212,7 +238,8 @@ def _print(doc: dict[str, Any], out_file: Path) -> None:
             )
         )
     slices = Table(title="slices (success@1)", title_justify="left")
-    for col in ("slice", "n", "baseline", "candidate", "95% CI", "Δ", "p (adj.)"):
+    interval = "95% CS" if seq else "95% CI"
+    for col in ("slice", "n", "baseline", "candidate", interval, "Δ", "p (adj.)"):
         slices.add_column(col, justify="left" if col == "slice" else "right")
     for s in [*doc["slices"], doc["aggregate"]]:
         c, b = s["candidate"], s.get("baseline") or {}
@@ -228,7 +255,11 @@ def _print(doc: dict[str, Any], out_file: Path) -> None:
         )
     out.print(slices)
     unmatched = doc["unmatched_cases"]
-    if unmatched["only_in_candidate"] or unmatched["only_in_baseline"]:
+    if seq and seq["stopped_early"] and not unmatched["only_in_candidate"]:
+        out.print(
+            f"{seq['cases_saved']} cases of the suite were not replayed (sequential); deltas pair the rest"
+        )
+    elif unmatched["only_in_candidate"] or unmatched["only_in_baseline"]:
         out.print(
             f"unpaired cases: {len(unmatched['only_in_candidate'])} only in the candidate, {len(unmatched['only_in_baseline'])} only in the baseline (left out of paired tests)"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -98,6 +99,41 @@ def _summary_table(summary) -> None:  # type: ignore[no-untyped-def]
     metavar="ROOT",
     help="openai engine: accept this served model root that cannot be checked against the pin here (recorded).",
 )
+@click.option(
+    "--sequential",
+    "sequential_policy",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="POLICY",
+    help="Replay in a pre-committed random order, in rounds, and stop as soon as POLICY (a rules file) is decided by anytime-valid statistics.",
+)
+@click.option(
+    "--baseline",
+    "baseline_run",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="RUN",
+    help="--sequential: the baseline run the rounds are gated against (paired by case id).",
+)
+@click.option(
+    "--round-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--sequential: cases per round (a round ends at the first batch boundary after it); default 32.",
+)
+@click.option(
+    "--order-seed",
+    type=int,
+    default=None,
+    help="--sequential: the seed of the case order; default sampling.seed (recorded in run.json).",
+)
+@click.option(
+    "--no-regressions-margin",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="--sequential: no_regressions_on passes once every protected slice is shown no worse than this.",
+)
 @format_option()
 def replay(
     manifest: Path,
@@ -113,6 +149,11 @@ def replay(
     base_url: str | None,
     served_model_name: str | None,
     trust_served_model: str | None,
+    sequential_policy: Path | None,
+    baseline_run: Path | None,
+    round_size: int | None,
+    order_seed: int | None,
+    no_regressions_margin: float,
     fmt: str,
 ) -> int:
     """Replay the frozen suite on MANIFEST's pinned model and score every output.
@@ -120,6 +161,10 @@ def replay(
     Writes run.json (provenance, output digest) and results.jsonl (one line per case) to the
     run directory. Same manifest + suite + engine + device gives the same output digest.
     Ctrl-C leaves a resumable directory: re-run with --resume.
+
+    With --sequential POLICY --baseline RUN it replays in rounds and stops once the policy is
+    decided (docs/sequential.md); run.json records the order, every round and the cases saved, and
+    `releasectl gate` evaluates such a run with the same anytime-valid statistics.
     """
     from releasectl.manifest.loader import load_manifest
     from releasectl.replay.runner import Shard, read_results, run_replay
@@ -135,6 +180,24 @@ def replay(
     out_dir = out_dir or loaded.root / "runs" / loaded.manifest.release
     shard_obj = Shard.parse(shard) if shard else None
     endpoint = _endpoint(loaded, base_url, served_model_name)
+    schedule = None
+    if sequential_policy is not None:
+        schedule = _schedule(
+            loaded,
+            sequential_policy,
+            baseline_run,
+            round_size,
+            order_seed,
+            no_regressions_margin,
+            shard=shard,
+            check_determinism=check_determinism,
+        )
+    elif any(v is not None for v in (baseline_run, round_size, order_seed)) or no_regressions_margin:
+        from releasectl.errors import BadInput
+
+        raise BadInput(
+            "--baseline, --round-size, --order-seed and --no-regressions-margin go with --sequential POLICY"
+        )
     options = {
         "engine": engine,
         "device": device,
@@ -153,9 +216,17 @@ def replay(
         def on_status(text: str) -> None:
             bar.console.print(text, markup=False, highlight=False)
 
+        if schedule is not None:
+            schedule.on_round = lambda record, decision: on_status(_round_line(record, schedule.total))
         try:
             summary = run_replay(
-                loaded, out_dir, resume=resume, on_progress=on_progress, on_status=on_status, **options
+                loaded,
+                out_dir,
+                resume=resume,
+                on_progress=on_progress,
+                on_status=on_status,
+                schedule=schedule,
+                **options,
             )
         except KeyboardInterrupt:
             console(stderr=True).print(
@@ -192,6 +263,8 @@ def replay(
         )
         return code
     _summary_table(summary)
+    if schedule is not None:
+        _sequential_summary(summary.run["sequential"], summary.run_dir)
     if check_determinism:
         if differences:
             console().print(
@@ -200,6 +273,78 @@ def replay(
         else:
             console().print("[green]deterministic:[/] a second replay produced identical outputs")
     return code
+
+
+def _schedule(  # type: ignore[no-untyped-def]
+    loaded,
+    policy: Path,
+    baseline_run: Path | None,
+    round_size: int | None,
+    order_seed: int | None,
+    margin: float,
+    *,
+    shard: str | None,
+    check_determinism: bool,
+):
+    """The checked plan of `replay --sequential` (exit 2 before the model loads when it cannot run)."""
+    import hashlib
+
+    from releasectl.errors import BadInput
+    from releasectl.gate.rules import parse_rules_file
+    from releasectl.gate.runs import load_run
+    from releasectl.replay.sequential import DEFAULT_ROUND, SequentialPlan, SequentialSchedule, check_plan
+    from releasectl.safeio import read_bytes
+
+    if shard is not None or check_determinism:
+        raise BadInput(
+            "--sequential replays one run in one order: it does not combine with "
+            + ("--shard" if shard is not None else "--check-determinism")
+        )
+    rules = parse_rules_file(policy, display=str(policy))
+    if not rules:
+        raise BadInput(
+            f"{policy} has no rules: a sequential replay would stop at once and promote anything",
+            hint="write one rule per line (docs/rules.md); `#` starts a comment",
+        )
+    digest = hashlib.sha256(read_bytes(policy, what="rules file", name=str(policy))).hexdigest()
+    p = loaded.manifest.policy
+    plan = SequentialPlan(
+        rules=rules,
+        policy_display=str(policy),
+        policy_sha256=digest,
+        order_seed=loaded.manifest.sampling.seed if order_seed is None else order_seed,
+        round_size=round_size or DEFAULT_ROUND,
+        baseline=load_run(baseline_run) if baseline_run is not None else None,
+        baseline_dir=baseline_run,
+        confidence_level=p.confidence_level,
+        correction=p.correction,
+        no_regressions_margin=margin,
+    )
+    check_plan(plan, loaded)
+    return SequentialSchedule(plan, loaded)
+
+
+def _round_line(record: dict[str, Any], total: int) -> str:
+    """One round of a sequential replay, for the progress output."""
+    states = record["states"]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in ("pass", "fail", "undecided"))
+    then = "done" if record["cases"] >= total else "stop" if record["decided"] else "continue"
+    return f"round {record['round']}: {record['cases']}/{total} cases, {counts} → {record['verdict']}, {then}"
+
+
+def _sequential_summary(seq: dict[str, Any], run_dir: Path) -> None:
+    used, total = seq["cases_used"], seq["cases_total"]
+    verdict = seq["rounds"][-1]["verdict"] if seq["rounds"] else "hold"
+    if seq["stopped_early"]:
+        text = (
+            f"sequential: decided after {used} of {total} cases"
+            f" ({total - used} not replayed, {1 - used / total:.0%} saved): {verdict}"
+        )
+    else:
+        text = f"sequential: replayed the whole suite ({total} cases) without deciding every rule: {verdict}"
+    base = seq.get("baseline_run")
+    gate = f"releasectl gate --run {run_dir}" + (f" --baseline-run {base}" if base else "")
+    console().print(esc(f"{text}; gate it with `{gate}`"))
 
 
 def _endpoint(loaded, base_url: str | None, served_model_name: str | None):  # type: ignore[no-untyped-def]

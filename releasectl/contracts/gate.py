@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from releasectl.contracts._types import MAX_TEXT, Artifact, Count, Finite, Name, Text
+from releasectl.contracts._types import MAX_TEXT, Artifact, Bool, Count, Finite, Name, Text
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 Verdict = Literal["promote", "block", "hold"]
@@ -108,6 +108,36 @@ def verdict_of(outcomes: Sequence[_HasOutcome]) -> tuple[Verdict, str]:
     return "promote", f"all {len(outcomes)} rules pass"
 
 
+class SequentialGate(Artifact):
+    """How a `replay --sequential` run was gated: with anytime-valid statistics only, on the cases it
+    replayed before it stopped (docs/sequential.md)."""
+
+    statistics: Literal["anytime-valid"]
+    policy: Text
+    policy_sha256: Text
+    same_policy: Bool  # whether the gate's rules are the ones the replay stopped on
+    order: Text
+    order_seed: Annotated[int, Field(ge=-(10**15), le=10**15)]
+    round_size: Annotated[int, Field(ge=1)]
+    rounds: Count
+    cases_used: Count
+    cases_total: Count
+    cases_saved: Count
+    stopped_early: Bool
+    decided: Bool  # whether the policy is decided on these cases (else its undecided rules hold)
+    no_regressions_margin: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+
+    @model_validator(mode="after")
+    def _counts_add_up(self) -> SequentialGate:
+        if self.cases_used > self.cases_total or self.cases_saved != self.cases_total - self.cases_used:
+            raise ValueError(
+                f"cases_used {self.cases_used} + cases_saved {self.cases_saved} must equal cases_total {self.cases_total}"
+            )
+        if self.stopped_early != (self.cases_saved > 0):
+            raise ValueError("stopped_early must say whether any case was saved")
+        return self
+
+
 class GateRecord(Artifact):
     """gate.json."""
 
@@ -128,6 +158,7 @@ class GateRecord(Artifact):
     failing_examples: list[dict[str, Any]]
     failing_total: Count | None = None
     provenance: dict[str, Any]
+    sequential: SequentialGate | None = None  # the run was a `replay --sequential` run
     run_url: Text | None = None
     created_at: Text
 

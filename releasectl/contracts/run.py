@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from releasectl.contracts._types import MAX_COUNT, Artifact, Bool, Count, Name, NonNegative, Text
 
@@ -58,6 +58,49 @@ class SamplingFacts(Artifact):
     seed_derivation: Text | None = None
 
 
+RoundState = Literal["pass", "fail", "undecided"]
+
+
+class SequentialRound(Artifact):
+    """One round of `replay --sequential`: how many cases it had, and each rule's state after it."""
+
+    round: Annotated[int, Field(ge=1, le=MAX_COUNT)]
+    cases: Count
+    verdict: Literal["promote", "block", "hold"]
+    decided: Bool
+    states: Annotated[list[RoundState], Field(max_length=10_000)]  # in the policy's rule order
+
+
+class SequentialRun(Artifact):
+    """What a sequential replay did (`replay --sequential`): the policy it stopped on, the order it
+    replayed in, every round's decisions, and how many of the suite's cases it used. A run with this
+    field is gated with anytime-valid statistics only (releasectl/gate/sequential.py)."""
+
+    policy: Text
+    policy_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    rules: Annotated[list[Text], Field(min_length=1, max_length=10_000)]
+    order: Literal["sha256(seed:case_id)"]
+    order_seed: Annotated[int, Field(ge=-MAX_COUNT, le=MAX_COUNT)]
+    round_size: Annotated[int, Field(ge=1, le=MAX_COUNT)]
+    baseline_run: Text | None = None
+    baseline_release: Name | None = None
+    confidence_level: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+    no_regressions_margin: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
+    max_tokens: Count | None = None
+    cases_used: Count
+    cases_total: Count
+    stopped_early: Bool
+    rounds: Annotated[list[SequentialRound], Field(max_length=1_000_000)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SequentialRun:
+        if self.cases_used > self.cases_total:
+            raise ValueError(f"cases_used {self.cases_used} > cases_total {self.cases_total}")
+        if self.stopped_early != (self.cases_used < self.cases_total):
+            raise ValueError("stopped_early must say whether cases_used < cases_total")
+        return self
+
+
 class RunRecord(Artifact):
     """run.json. `gpus` ≥ 1 and a finite, non-negative `gpu_hourly_usd`: the cost rule divides by
     neither, but a zero or negative cost would pass any cost ceiling."""
@@ -70,6 +113,7 @@ class RunRecord(Artifact):
     cases: Count  # distinct case ids
     generations: Count | None = None  # results rows: cases × sampling.n (absent: = cases)
     sampling: SamplingFacts | None = None  # absent: one sample per case
+    sequential: SequentialRun | None = None  # absent: the whole (selected) suite was replayed
     generation_seconds: NonNegative
     gpus: Annotated[int, Field(ge=1, le=1_000_000)]
     gpu_hourly_usd: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]

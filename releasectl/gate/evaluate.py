@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from releasectl.ci import run_url
-from releasectl.contracts.gate import GateRecord
+from releasectl.contracts.gate import GateRecord, RuleResult
 from releasectl.errors import BadInput
 from releasectl.gate.metrics import GateResolver, Policy
-from releasectl.gate.rules import Rule, evaluate_rules, unknown_names, verdict_of
+from releasectl.gate.rules import NoRegressions, Rule, evaluate_rules, unknown_names, verdict_of
 from releasectl.gate.runs import RunData, load_runs
 from releasectl.manifest.loader import LoadedManifest, iter_artifacts
 
@@ -115,7 +115,12 @@ def run_gate(
     policy: Policy,
     loaded: LoadedManifest | None,
     allow_mismatched_runtime: bool = False,
+    no_regressions_margin: float | None = None,
 ) -> GateRecord:
+    """Evaluate `rules` on the candidate run (against the baseline) and build gate.json. A run that
+    `replay --sequential` stopped early is evaluated with the anytime-valid statistics it stopped on
+    (`gate.sequential`), never with fixed-n intervals and tests, which optional stopping invalidates.
+    `no_regressions_margin` reads `no_regressions_on` as non-inferiority (`gate.noninferiority`)."""
     cand, base = load_runs(run_dir, baseline_dir)
     if loaded is not None and cand.run.get("manifest_digest") != loaded.digest:
         raise BadInput(
@@ -135,7 +140,15 @@ def run_gate(
             hint="a rule that cannot be evaluated would silently weaken the policy; fix the name",
         )
     resolver = GateResolver(cand, base, canary, policy)
-    outcomes = evaluate_rules(rules, resolver)
+    sequential = cand.run.get("sequential")
+    extra: dict[str, Any] = {}
+    if sequential is not None:
+        outcomes, slices, aggregate, extra = _sequential(
+            rules, rules_sha256, cand, base, canary, policy, resolver, no_regressions_margin
+        )
+    else:
+        outcomes = _fixed(rules, resolver, no_regressions_margin)
+        slices, aggregate = resolver.slice_table(), resolver.aggregate()
     verdict, reason = verdict_of(outcomes)
     failing = sorted(cand.failing, key=lambda e: e["case_id"])[:MAX_EXAMPLES_IN_GATE]
     doc: dict[str, Any] = {
@@ -154,10 +167,12 @@ def run_gate(
             "confidence_level": policy.confidence_level,
             "correction": policy.correction,
             "min_cases_per_slice": policy.min_cases_per_slice,
+            **extra.get("policy", {}),
+            **({"no_regressions_margin": no_regressions_margin} if no_regressions_margin is not None else {}),
         },
         "rules": [o.to_dict() for o in outcomes],
-        "slices": resolver.slice_table(),
-        "aggregate": resolver.aggregate(),
+        "slices": slices,
+        "aggregate": aggregate,
         "unmatched_cases": resolver.unmatched(),
         "failing_examples": failing,
         "failing_total": cand.failing_total,
@@ -168,10 +183,106 @@ def run_gate(
             "canary": canary.get("source") if canary else None,
             "runtime_mismatch": mismatch or None,
         },
+        **({"sequential": extra["sequential"]} if "sequential" in extra else {}),
         "run_url": run_url(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
     return GateRecord.model_validate(json.loads(json.dumps(_finite(doc), default=str)))
+
+
+def _fixed(rules: list[Rule], resolver: GateResolver, margin: float | None) -> list[RuleResult]:
+    """The fixed-n gate: every rule as SPEC §6 says; `no_regressions_on` with a margin, if given."""
+    if margin is None:
+        return evaluate_rules(rules, resolver)
+    from releasectl.gate.noninferiority import no_regressions_with_margin
+
+    return [
+        no_regressions_with_margin(r, resolver, margin).result
+        if isinstance(r, NoRegressions)
+        else evaluate_rules([r], resolver)[0]
+        for r in rules
+    ]
+
+
+def _sequential(
+    rules: list[Rule],
+    rules_sha256: str | None,
+    cand: RunData,
+    base: RunData | None,
+    canary: dict[str, Any] | None,
+    policy: Policy,
+    resolver: GateResolver,
+    margin: float | None,
+) -> tuple[list[RuleResult], list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """A sequential run's rules and slice table by anytime-valid statistics, and what gate.json
+    records about it: how far the replay went and whether these are the rules it stopped on."""
+    from releasectl.contracts.run import SequentialRun
+    from releasectl.gate.sequential import SequentialPolicy, SequentialResolver, decide, in_order
+
+    seq = SequentialRun.model_validate(cand.run["sequential"])
+    if cand.sampled or (base is not None and base.sampled):
+        raise BadInput(
+            f"{cand.path}: a sequential run is gated one sample per case, and a run here has several",
+            hint="replay the whole suite for sampled releases",
+        )
+    if cand.n != seq.cases_used:
+        raise BadInput(
+            f"{cand.path}: run.json says the sequential replay used {seq.cases_used} cases,"
+            f" results.jsonl has {cand.n}",
+            hint="the run directory was changed after the replay; replay again",
+        )
+    ordered_base = in_order(base, seq.order_seed) if base is not None else None
+    _check_prefix(cand, ordered_base, seq)
+    chosen = seq.no_regressions_margin if margin is None else margin
+    s_policy = SequentialPolicy(
+        confidence_level=policy.confidence_level,
+        correction=policy.correction,
+        no_regressions_margin=chosen,
+        max_tokens=seq.max_tokens,
+        cases_total=seq.cases_total,
+    )
+    s_resolver = SequentialResolver(in_order(cand, seq.order_seed), ordered_base, canary, s_policy)
+    decision = decide(rules, s_resolver)
+    slices = s_resolver.slice_rows(resolver.slice_table())
+    aggregate = s_resolver.slice_rows([resolver.aggregate()])[0]
+    record = {
+        "statistics": "anytime-valid",
+        "policy": seq.policy,
+        "policy_sha256": seq.policy_sha256,
+        "same_policy": rules_sha256 == seq.policy_sha256,
+        "order": seq.order,
+        "order_seed": seq.order_seed,
+        "round_size": seq.round_size,
+        "rounds": len(seq.rounds),
+        "cases_used": seq.cases_used,
+        "cases_total": seq.cases_total,
+        "cases_saved": seq.cases_total - seq.cases_used,
+        "stopped_early": seq.stopped_early,
+        "decided": decision.decided,
+        "no_regressions_margin": chosen,
+    }
+    extra = {
+        "sequential": record,
+        "policy": {"statistics": "anytime-valid", "no_regressions_margin": chosen},
+    }
+    return [d.result for d in decision.rules], slices, aggregate, extra
+
+
+def _check_prefix(cand: RunData, base: RunData | None, seq: Any) -> None:
+    """The candidate's cases must be the first `cases_used` of the pre-committed order: checked
+    against the baseline when it holds the whole suite (a hand-picked subset would bias the gate)."""
+    if base is None or base.n != seq.cases_total:
+        return
+    expected = set(base.case_ids[: seq.cases_used])
+    got = set(cand.case_ids)
+    if got != expected:
+        stray = sorted(got - expected)[:3]
+        raise BadInput(
+            f"{cand.path}: the sequential run's cases are not the first {seq.cases_used} of its order"
+            f" ({seq.order}, seed {seq.order_seed}) over the baseline's suite"
+            + (f"; e.g. {', '.join(stray)}" if stray else ""),
+            hint="gate a run that `releasectl replay --sequential` wrote, unchanged",
+        )
 
 
 def _finite(value: Any) -> Any:

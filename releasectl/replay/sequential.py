@@ -1,0 +1,195 @@
+"""`replay --sequential POLICY`: replay in a pre-committed random order, in rounds, and stop when
+the anytime-valid gate has decided (docs/sequential.md).
+
+The order is a keyed hash of each case id (`gate.sequential.order_key`), seeded by the run's seed,
+so it is fixed before any output exists and a gate can rebuild it from the results alone. After
+every round (`round_size` cases, at a batch boundary) the cases so far are paired with the baseline
+run by case id and the policy is evaluated with `gate.sequential.decide`; the replay stops at the
+first round where it is decided, or at the end of the suite. The same seed gives the same order
+and, with a deterministic engine, the same stopping round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from releasectl.errors import BadInput
+from releasectl.gate.rules import Rule
+from releasectl.gate.runs import RunData
+from releasectl.gate.sequential import (
+    ORDER,
+    RoundDecision,
+    SequentialPolicy,
+    SequentialResolver,
+    decide,
+    in_order,
+    order_key,
+    run_from_rows,
+)
+from releasectl.manifest.loader import LoadedManifest
+from releasectl.suite import Case
+
+DEFAULT_ROUND = 32
+
+
+@dataclass
+class SequentialPlan:
+    """What the replay was asked to do (the command's options, checked)."""
+
+    rules: list[Rule]
+    policy_display: str
+    policy_sha256: str
+    order_seed: int
+    round_size: int
+    baseline: RunData | None
+    baseline_dir: Path | None
+    confidence_level: float = 0.95
+    correction: str = "holm"
+    no_regressions_margin: float = 0.0
+
+
+@dataclass
+class SequentialSchedule:
+    """The runner's CaseSchedule for a sequential replay (releasectl/replay/runner.py)."""
+
+    plan: SequentialPlan
+    loaded: LoadedManifest
+    on_round: Callable[[dict[str, Any], RoundDecision], None] | None = None
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    total: int = 0
+    used: int = 0
+    last: RoundDecision | None = None
+    _base: RunData | None = None
+
+    def order(self, cases: list[Case]) -> list[Case]:
+        self.total = len(cases)
+        if self.plan.baseline is not None:
+            self._base = in_order(self.plan.baseline, self.plan.order_seed)
+        return sorted(cases, key=lambda c: order_key(self.plan.order_seed, c.id))
+
+    def state(self) -> dict[str, Any]:
+        p = self.plan
+        return {
+            "policy_sha256": p.policy_sha256,
+            "order_seed": p.order_seed,
+            "round_size": p.round_size,
+            "baseline_run": str(p.baseline_dir) if p.baseline_dir else None,
+            "no_regressions_margin": p.no_regressions_margin,
+        }
+
+    def policy(self) -> SequentialPolicy:
+        m = self.loaded.manifest
+        return SequentialPolicy(
+            confidence_level=self.plan.confidence_level,
+            correction=self.plan.correction,
+            no_regressions_margin=self.plan.no_regressions_margin,
+            max_tokens=m.sampling.max_tokens,
+            cases_total=self.total,
+        )
+
+    def after_batch(self, rows: list[dict[str, Any]], generation_seconds: float) -> bool:
+        n = len(rows)
+        boundary = self.plan.round_size * (len(self.rounds) + 1)
+        if n < boundary and n < self.total:
+            return False
+        m = self.loaded.manifest
+        facts = {
+            "release": m.release,
+            # as run.json will record them, so the gate's cost figure is the one decided on here
+            "generation_seconds": round(generation_seconds, 3),
+            "gpus": max(1, m.runtime.tensor_parallel_size),
+            "gpu_hourly_usd": m.infrastructure.gpu_hourly_usd,
+        }
+        cand = in_order(run_from_rows(rows, facts, Path(".")), self.plan.order_seed)
+        decision = decide(self.plan.rules, SequentialResolver(cand, self._base, None, self.policy()))
+        record = {
+            "round": len(self.rounds) + 1,
+            "cases": n,
+            "verdict": decision.verdict,
+            "decided": decision.decided,
+            "states": [d.state for d in decision.rules],
+        }
+        self.rounds.append(record)
+        self.used, self.last = n, decision
+        if self.on_round is not None:
+            self.on_round(record, decision)
+        return decision.decided and n < self.total
+
+    def record(self) -> dict[str, Any]:
+        p = self.plan
+        base_release = p.baseline.run.get("release") if p.baseline is not None else None
+        return {
+            "sequential": {
+                "policy": p.policy_display,
+                "policy_sha256": p.policy_sha256,
+                "rules": [r.text for r in p.rules],
+                "order": ORDER,
+                "order_seed": p.order_seed,
+                "round_size": p.round_size,
+                "baseline_run": str(p.baseline_dir) if p.baseline_dir else None,
+                "baseline_release": base_release,
+                "confidence_level": p.confidence_level,
+                "no_regressions_margin": p.no_regressions_margin,
+                "max_tokens": self.loaded.manifest.sampling.max_tokens,
+                "cases_used": self.used,
+                "cases_total": self.total,
+                "stopped_early": self.used < self.total,
+                "rounds": self.rounds,
+            }
+        }
+
+
+def needs_baseline(rules: list[Rule]) -> list[Rule]:
+    """The rules that compare with a baseline run (delta.*, baseline.*, no_regressions_on)."""
+    from releasectl.gate.rules import NoRegressions, metric_refs
+
+    return [
+        r
+        for r in rules
+        if isinstance(r, NoRegressions)
+        or any(ref.namespace in ("delta", "baseline") for ref in metric_refs(r))
+    ]
+
+
+def check_plan(plan: SequentialPlan, loaded: LoadedManifest) -> None:
+    """Refuse, before the model loads, what a sequential replay cannot do."""
+    from releasectl.gate.rules import unknown_names
+    from releasectl.replay.runner import check_pins
+
+    m = loaded.manifest
+    if m.sampling.n > 1:
+        raise BadInput(
+            f"{loaded.display}: replay --sequential with sampling.n = {m.sampling.n} is not supported",
+            hint="the anytime-valid gate treats one sample per case; replay the whole suite for sampled releases",
+        )
+    suite = check_pins(loaded).suite
+    verifiers = {v for s in suite.slices.values() for v in s.verifiers}
+    problems = unknown_names(plan.rules, slices=set(suite.slices), verifiers=verifiers)
+    if problems:
+        raise BadInput(
+            f"{plan.policy_display}: {len(problems)} rule(s) name a metric, slice or verifier the suite does not have",
+            problems,
+        )
+    if plan.baseline is None:
+        missing = needs_baseline(plan.rules)
+        if missing:
+            raise BadInput(
+                f"{plan.policy_display} compares with a baseline ({missing[0].text!r}, line {missing[0].line}),"
+                " and no --baseline run was given",
+                hint="pass --baseline runs/<release in the target channel>",
+            )
+        return
+    if plan.baseline.run.get("suite_digest") != suite.digest:
+        raise BadInput(
+            f"the baseline run {plan.baseline_dir} replayed a different suite"
+            f" (suite_digest {plan.baseline.run.get('suite_digest')}, {loaded.display} pins {suite.digest})",
+            hint="replay the baseline on the candidate's suite",
+        )
+    if plan.baseline.sampled:
+        raise BadInput(
+            f"the baseline run {plan.baseline_dir} has several samples per case;"
+            " replay --sequential pairs one sample per case",
+        )
