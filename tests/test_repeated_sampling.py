@@ -428,3 +428,22 @@ def test_a_bad_sample_row_is_refused_on_resume(example_repo, tmp_path):
     (out / "results.jsonl").write_text(lines[0] + json.dumps(forged) + "\n" + "".join(lines[2:]))
     with pytest.raises(BadInput, match=r"results\.jsonl:2: not a valid results row"):
         run_replay(loaded, out, limit=1, resume=True, engine_instance=FakeEngine(batch_size=None))
+
+
+def test_both_readers_read_a_sampled_run_the_same(tmp_path, monkeypatch):
+    pytest.importorskip("duckdb")
+    from releasectl.gate.runs import load_run
+
+    rows = sampled_rows("s", [3, 0, 2, 1] * 5, 3) + sampled_rows("t", [1, 3] * 10, 3)
+    order = np.random.default_rng(0).permutation(len(rows))  # samples of a case need not be adjacent
+    run = write_run(tmp_path / "r", "v1.3", [rows[i] for i in order], sampling={"n": 3})
+    read = {}
+    for reader in ("python", "duckdb"):
+        monkeypatch.setenv("RELEASECTL_GATE_READER", reader)
+        read[reader] = load_run(run)
+    py, duck = read["python"], read["duckdb"]
+    assert duck.reader == "duckdb", duck.reader_note
+    assert py.samples_per_case == duck.samples_per_case == 3 and py.cases == duck.cases
+    assert np.array_equal(py.sample, duck.sample) and np.array_equal(py.case_index, duck.case_index)
+    assert np.array_equal(py.passed, duck.passed) and py.failing == duck.failing
+    assert {e["sample"] for e in py.failing} <= {0, 1, 2}

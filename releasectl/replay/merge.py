@@ -74,11 +74,11 @@ def merge_runs(shard_dirs: list[Path], out_dir: Path) -> RunSummary:
     seen: dict[tuple[str, int], Path] = {}
     for d in shard_dirs:
         for row in read_results(d / RESULTS):
-            key = row_key(row)
-            if key in seen:
-                what = f"case {key[0]}" + (f" sample {key[1]}" if "sample" in row and key[1] else "")
-                raise BadInput(f"{what} is in both {seen[key]} and {d}")
-            seen[key] = d
+            ident = row_key(row)
+            if ident in seen:
+                what = f"case {ident[0]}" + (f" sample {ident[1]}" if ident[1] else "")
+                raise BadInput(f"{what} is in both {seen[ident]} and {d}")
+            seen[ident] = d
             rows.append(row)
     rows.sort(key=row_key)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -183,7 +183,7 @@ def _exact_sign_flip(magnitudes: np.ndarray, observed: int) -> float:
 
     total = int(magnitudes.sum())
     values, counts = np.unique(magnitudes, return_counts=True)
-    pmf = np.ones(1)
+    pmf: np.ndarray = np.ones(1)
     parts = []
     for a, m in zip(values.tolist(), counts.tolist(), strict=True):
         x = np.arange(m + 1)
