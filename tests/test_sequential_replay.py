@@ -126,6 +126,11 @@ def test_the_gate_evaluates_a_sequential_run_with_anytime_valid_statistics(repo)
     assert all("anytime-valid" in r["detail"] for r in gate["rules"])
     assert all(row["statistics"] == "anytime-valid" for row in gate["slices"])
     assert "stopped early after" in result.stdout
+    report = run_cli("report", "runs/seq/gate.json", cwd=repo)
+    assert report.code == 0, report.output
+    saved = TOTAL - seq["cases_used"]
+    assert f"stopped early after {seq['cases_used']} of {TOTAL} cases ({saved} not replayed" in report.stdout
+    assert "anytime-valid" in report.stdout
     # the fixed-n Wilson interval would be narrower than the confidence sequence the gate used
     agg = gate["rules"][1]
     assert agg["upper_ci"] is not None and agg["upper_ci"] <= 0.5

@@ -366,4 +366,20 @@ def _context(gate: dict[str, Any]) -> dict[str, Any]:
         "only_in_baseline": len(unmatched.get("only_in_baseline") or []),
         "version": __version__,
         "sampling": _sampling(gate),
+        "sequential": _sequential(gate),
+    }
+
+
+def _sequential(gate: dict[str, Any]) -> dict[str, Any] | None:
+    """How far a `replay --sequential` run went (gate.json `sequential`), else None."""
+    seq = _side(gate.get("sequential"))
+    used, total = _scalar(seq.get("cases_used")), _scalar(seq.get("cases_total"))
+    if used is None or total is None or not total:
+        return None
+    return {
+        "stopped_early": bool(seq.get("stopped_early")),
+        "used": int(used),
+        "total": int(total),
+        "saved": int(total - used),
+        "saved_pct": round(100 * (total - used) / total),
     }
