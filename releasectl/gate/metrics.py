@@ -194,7 +194,11 @@ class GateResolver:
         return sign_flip_pvalue(d, lattice=lattice), int(d.size), b, c
 
     def paired(self, ref: MetricRef) -> tuple[np.ndarray, np.ndarray] | str:
-        """(candidate, baseline) 0/1 values of a rate metric on matched cases (memoised)."""
+        """(candidate, baseline) 0/1 values of a rate metric on matched cases (memoised).
+
+        Row by row: only for runs with one sample per case. When `clustered(cand, base)`, pair
+        cases with `paired_cases` (pairing sample j with sample j would treat a case's samples
+        as independent pairs, the error benchmarks/repeated_sampling.py measures)."""
         assert self.base is not None
         key = (ref.name, ref.args)
         memo = self.__dict__.setdefault("_paired", {})
