@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pytest
 from releasectl.manifest.loader import load_manifest
 from releasectl.replay import Shard, run_replay
 from releasectl.replay.merge import merge_runs
+from releasectl.replay.plan import sample_seed
 from releasectl.replay.writer import read_results
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -188,3 +190,28 @@ def test_a_gate_between_runs_of_two_engines_is_refused_unless_allowed(cli, repo,
     assert {"field": "engine.name", "candidate": "vllm", "baseline": "hf"} in mismatch
     report = cli("report", str(tmp_path / "g.json"), cwd=repo)
     assert report.code == 0 and "runtime mismatch" in report.stdout.lower()
+
+
+def test_repeated_sampling_on_vllm_uses_each_samples_seed(repo, tmp_path):
+    # sampling.n on the real engine: one SamplingParams per prompt with the sample's derived seed.
+    # Replayed twice in this process (the cached LLM): the same seeds give the same outputs.
+    m = repo / "releases" / "v1.3.yaml"
+    sampled = repo / "releases" / "v1.3.2.yaml"
+    text = m.read_text().replace("release: v1.3", "release: v1.3.2")
+    text = text.replace("  seed: ", "  n: 2\n  seed: ", 1)
+    text = re.sub(r"temperature: [0-9.]+", "temperature: 0.9", text, count=1)
+    sampled.write_text(text)
+    loaded = load_manifest(sampled)
+    first = run_replay(loaded, tmp_path / "a", engine="vllm", limit=1)
+    second = run_replay(loaded, tmp_path / "b", engine="vllm", limit=1)
+    rows = read_results(first.run_dir / "results.jsonl")
+    cases = {r["case_id"] for r in rows}
+    assert len(rows) == 2 * len(cases)
+    assert sorted(r["sample"] for r in rows) == sorted([0, 1] * len(cases))
+    assert [r["seed"] for r in rows] == [sample_seed(1234, r["case_id"], r["sample"]) for r in rows]
+    assert first.run["sampling"]["n"] == 2
+    assert first.run["output_digest"] == second.run["output_digest"]
+    by_case: dict[str, set[str]] = {}
+    for r in rows:
+        by_case.setdefault(r["case_id"], set()).add(r["output"])
+    assert any(len(outs) == 2 for outs in by_case.values()), "two seeds at temperature 0.9 agreed everywhere"
