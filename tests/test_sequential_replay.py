@@ -202,3 +202,35 @@ def test_the_gate_refuses_a_sequential_run_whose_cases_were_changed(repo):
         "gate", "--run", "runs/seq", "--baseline-run", "runs/v1.2", "--rules", "promote.rules", cwd=repo
     )
     assert gate.code == 2 and "results.jsonl has" in gate.output
+
+
+def test_gate_no_regressions_margin_reads_the_rule_as_non_inferiority(repo):
+    run_replay(load_manifest(repo / "releases" / "v1.3.yaml"), repo / "runs" / "v1.3")
+    (repo / "protect.rules").write_text("no_regressions_on: ['headache_redflags', 'debug_search_api']\n")
+    base = ("gate", "--run", "runs/v1.3", "--baseline-run", "runs/v1.2", "--rules", "protect.rules")
+    point = run_cli(*base, cwd=repo)
+    assert point.code == 0  # the seed's point comparison: equal is no regression
+    loose = run_cli(*base, "--no-regressions-margin", "0.5", "--format", "json", cwd=repo)
+    assert loose.code == 0 and loose.json()["policy"]["no_regressions_margin"] == 0.5
+    rule = loose.json()["rules"][0]
+    assert rule["threshold"] == -0.5 and "Newcombe" in rule["detail"]
+    # 20-24 identical cases cannot show non-inferiority within 5 points: hold, not promote
+    tight = run_cli(*base, "--no-regressions-margin", "0.05", "--format", "json", cwd=repo)
+    assert tight.code == 1 and tight.json()["verdict"] == "hold"
+    assert "sequential" not in tight.json()
+
+
+def test_the_margin_passes_a_slice_truly_worse_than_it_at_most_half_alpha():
+    import numpy as np
+
+    from releasectl.gate.noninferiority import newcombe_paired_interval
+
+    rng = np.random.default_rng(5)
+    passed = 0
+    for _ in range(2000):
+        u = rng.random(150)
+        base = u < 0.85
+        cand = np.where(rng.random(150) < 0.7, u, rng.random(150)) < 0.82  # truth Δ = −0.03
+        table = (int(np.sum(c)) for c in (cand & base, cand & ~base, ~cand & base, ~cand & ~base))
+        passed += newcombe_paired_interval(*table)[0] >= -0.03
+    assert passed / 2000 <= 0.035  # nominal α/2 = 0.025

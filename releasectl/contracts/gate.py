@@ -16,7 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from releasectl.contracts._types import MAX_TEXT, Artifact, Bool, Count, Finite, Name, Text
 
@@ -176,6 +183,13 @@ class GateRecord(Artifact):
                 f" {counts['inconclusive']} inconclusive give '{derived}')"
             )
         return verdict
+
+    @model_serializer(mode="wrap")
+    def _without_absent_sequential(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("sequential") is None:
+            data.pop("sequential", None)  # gate.json of a fixed-n run stays as it was
+        return data
 
     @property
     def exit_code(self) -> int:
