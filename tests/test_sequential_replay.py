@@ -234,3 +234,31 @@ def test_the_margin_passes_a_slice_truly_worse_than_it_at_most_half_alpha():
         table = (int(np.sum(c)) for c in (cand & base, cand & ~base, ~cand & base, ~cand & ~base))
         passed += newcombe_paired_interval(*table)[0] >= -0.03
     assert passed / 2000 <= 0.035  # nominal α/2 = 0.025
+
+
+@pytest.mark.model
+def test_on_the_embedded_model_a_sequential_replay_stops_early_with_the_full_runs_verdict(tmp_path):
+    """SmolLM2-135M (loaded once in-process), 2 cases per slice, 16 new tokens, batches of 2."""
+    from conftest import copy_releases_repo
+
+    repo = copy_releases_repo(tmp_path / "repo")
+    m = repo / "releases" / "v1.3.yaml"
+    m.write_text(
+        m.read_text().replace("max_tokens: 96", "max_tokens: 16").replace("batch_size: 8", "batch_size: 2")
+    )
+    (repo / "clear.rules").write_text("aggregate.success@1.lower_ci >= 0.99\n")  # a small model cannot
+    full = run_cli("replay", "releases/v1.3.yaml", "--out", "runs/full", "--limit", "2", cwd=repo)
+    assert full.code == 0, full.output
+    seq = run_cli(
+        "replay", "releases/v1.3.yaml", "--out", "runs/seq", "--limit", "2",
+        "--sequential", "clear.rules", "--round-size", "2", cwd=repo,
+    )  # fmt: skip
+    assert seq.code == 0, seq.output
+    record = run_json(repo, "runs/seq")["sequential"]
+    assert record["stopped_early"] and record["cases_used"] < record["cases_total"] == 14
+    verdicts = {}
+    for run in ("full", "seq"):
+        gate = run_cli("gate", "--run", f"runs/{run}", "--rules", "clear.rules", "--format", "json", cwd=repo)
+        assert gate.code in (0, 1), gate.output
+        verdicts[run] = gate.json()["verdict"]
+    assert verdicts["seq"] == verdicts["full"] == "block"
