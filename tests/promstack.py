@@ -44,6 +44,7 @@ class ReleaseTraffic:
 
     latency_factor: float = 1.0
     error_fraction: float = 0.0  # share of completion requests answered 5xx
+    volume: float = 1.0  # traffic relative to the recorded batch per `seconds_per_batch` (0.02: a trickle)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -106,7 +107,7 @@ class RecordedExporter:
                 out.append(line)
         now = time.monotonic()
         for release, traffic in self.releases.items():
-            batches = (now - traffic.started) / self.seconds_per_batch
+            batches = (now - traffic.started) / self.seconds_per_batch * traffic.volume
             for line in self.lines:
                 m = SAMPLE.match(line)
                 if not m:

@@ -425,6 +425,21 @@ def _logs_options(fn: Any) -> Any:
     )(fn)
 
 
+def _prometheus_options(fn: Any) -> Any:
+    fn = click.option(
+        "--window",
+        default=None,
+        help="With --prometheus: read at most this much of the step (30m, 6h, 1d); default: all of it since the step started.",
+    )(fn)
+    return click.option(
+        "--prometheus",
+        "prometheus_url",
+        default=None,
+        metavar="URL",
+        help="Read both releases' counts since the step started from Prometheus (vLLM's metric names) instead of logs.",
+    )(fn)
+
+
 def _move_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {
         "expect": kwargs["expect"],
@@ -464,7 +479,8 @@ def _report_rollout(result: Any, fmt: str, extra: dict[str, Any] | None = None) 
     elif record.get("state") != "paused":
         click.echo(
             f"next: send {record.get('weight')} % of {result.channel} traffic to {record.get('release')}, then "
-            f"releasectl rollout analyze --channel {result.channel} --canary-logs … --baseline-logs …"
+            f"releasectl rollout analyze --channel {result.channel} --canary-logs … --baseline-logs … "
+            "(or --prometheus URL)"
         )
     return 0
 
@@ -490,13 +506,16 @@ def rollout() -> None:
       releasectl rollout v1.3 --channel production --steps 5,20,50,100
       releasectl rollout analyze --canary-logs canary.jsonl --baseline-logs baseline.jsonl
       releasectl rollout advance --canary-logs canary.jsonl --baseline-logs baseline.jsonl
+      releasectl rollout analyze --prometheus http://prometheus:9090 --auto-abort
       releasectl rollout status | pause | resume | abort
 
     A step advances when seed 004's relative gate passes on its traffic (task completion ≥ old
     − 2 points, p95 ≤ old × 1.2, errors ≤ old + 0.5 points, satisfaction ≥ old − 5 %), decided
     with anytime-valid confidence sequences; it holds while the data cannot decide. Past the
     last step the release is promoted to the channel; an abort leaves the channel on the old
-    release. analyze exits 0 pass, 1 fail or hold, 2 bad input, 3 environment failure.
+    release. From Prometheus (counts since the step started), the metrics vLLM does not export
+    (task completion, satisfaction) are not measured and left out of the decision.
+    analyze exits 0 pass, 1 fail or hold, 2 bad input, 3 environment failure (Prometheus down).
     """
 
 
@@ -567,13 +586,49 @@ def rollout_status_cmd(channel: str, fmt: str) -> int:
     return 0
 
 
-def _analysis(channel: str, canary_logs: Path | None, baseline_logs: Path | None) -> Any:
+def _analysis(
+    channel: str,
+    canary_logs: Path | None,
+    baseline_logs: Path | None,
+    prometheus_url: str | None = None,
+    window: str | None = None,
+) -> Any:
+    """The step's analysis from exactly one source: the two request logs, or Prometheus."""
     from releasectl.errors import BadInput
+
+    if prometheus_url is not None:
+        if canary_logs is not None or baseline_logs is not None:
+            raise BadInput(
+                "give --canary-logs FILE --baseline-logs FILE or --prometheus URL, not both",
+                hint="one source per analysis: the request logs, or the releases' series in Prometheus",
+            )
+        from releasectl.rollout.prometheus import analyze_rollout_prometheus
+
+        return analyze_rollout_prometheus(repo_root(), channel, prometheus_url, window)
+    if window is not None:
+        raise BadInput("--window goes with --prometheus; logs are read from the step's start")
+    if canary_logs is None or baseline_logs is None:
+        raise BadInput(
+            "the step's analysis needs both --canary-logs FILE and --baseline-logs FILE, or --prometheus URL"
+        )
     from releasectl.rollout.steps import analyze_rollout
 
-    if canary_logs is None or baseline_logs is None:
-        raise BadInput("the step's analysis needs both --canary-logs FILE and --baseline-logs FILE")
     return analyze_rollout(repo_root(), channel, canary_logs, baseline_logs)
+
+
+def _window_line(report: Any) -> str:
+    a = report.analysis
+    c, b = report.canary, report.baseline
+    if report.source and "prometheus" in report.source:
+        return (
+            f"window: canary {esc(c.release)} since {esc(c.since)} ({a.canary_requests:,} requests), "
+            f"baseline {esc(b.release)} since {esc(b.since)} ({a.baseline_requests:,}); "
+            f"Prometheus {esc(report.source['prometheus'])} at {esc(report.source['at'])}"
+        )
+    return (
+        f"window: canary since {esc(c.since)} ({a.canary_requests:,} requests), "
+        f"baseline since {esc(b.since)} ({a.baseline_requests:,})"
+    )
 
 
 def _print_analysis(report: Any) -> None:
@@ -599,15 +654,14 @@ def _print_analysis(report: Any) -> None:
 
     for m in a.metrics:
         style = {"pass": "green", "fail": "red", "undecided": "yellow"}.get(m.decision, "dim")
-        table.add_row(
-            esc(m.metric), esc(m.rule), cell(m.canary), cell(m.baseline), f"[{style}]{m.decision}[/]"
-        )
+        # a metric the source does not export is "not_tracked" in the history, named for what it is here
+        label = "not measured" if m.detail.startswith("not measured") else m.decision
+        table.add_row(esc(m.metric), esc(m.rule), cell(m.canary), cell(m.baseline), f"[{style}]{label}[/]")
     out = console()
     out.print(table)
     out.print(
-        f"window: canary since {esc(report.canary.since)} ({report.canary.observations.requests:,} requests), "
-        f"baseline since {esc(report.baseline.since)} ({report.baseline.observations.requests:,}); "
-        f"α {a.margins.alpha:g} over the metrics ({a.alpha_per_metric:.4g} each); margins: {esc(report.margins_source)}",
+        f"{_window_line(report)}; "
+        f"α {a.margins.alpha:g} over the metrics compared ({a.alpha_per_metric:.4g} each); margins: {esc(report.margins_source)}",
         highlight=False,
     )
     for note in a.notes:
@@ -618,6 +672,7 @@ def _print_analysis(report: Any) -> None:
 @rollout.command("analyze")
 @_channel_option
 @_logs_options
+@_prometheus_options
 @click.option(
     "--auto-abort", is_flag=True, help="Abort the rollout when the analysis fails (recorded as the trigger)."
 )
@@ -629,13 +684,15 @@ def rollout_analyze(
     channel: str,
     canary_logs: Path | None,
     baseline_logs: Path | None,
+    prometheus_url: str | None,
+    window: str | None,
     auto_abort: bool,
     reason: str | None,
     **kw: Any,
 ) -> int:
     """Evaluate the current step: pass (exit 0), fail or hold (exit 1)."""
     fmt = kw["fmt"]
-    report = _analysis(channel, canary_logs, baseline_logs)
+    report = _analysis(channel, canary_logs, baseline_logs, prometheus_url, window)
     outcome = report.analysis.outcome
     aborted = None
     if auto_abort and outcome == "fail":
@@ -653,15 +710,17 @@ def rollout_analyze(
         elif outcome == "hold":
             click.echo("next: keep the step running and analyse again later; looking often is safe")
         else:
-            click.echo(
-                f"next: releasectl rollout advance --channel {channel} --canary-logs … --baseline-logs …"
+            source = (
+                f"--prometheus {prometheus_url}" if prometheus_url else "--canary-logs … --baseline-logs …"
             )
+            click.echo(f"next: releasectl rollout advance --channel {channel} {source}")
     return 0 if outcome == "pass" else int(ExitCode.NO)
 
 
 @rollout.command("advance")
 @_channel_option
 @_logs_options
+@_prometheus_options
 @click.option("--force", is_flag=True, help="Advance without a passing analysis (needs --reason; recorded).")
 @click.option("--reason", default=None, help="Why; required with --force.")
 @move_options
@@ -669,6 +728,8 @@ def rollout_advance(
     channel: str,
     canary_logs: Path | None,
     baseline_logs: Path | None,
+    prometheus_url: str | None,
+    window: str | None,
     force: bool,
     reason: str | None,
     **kw: Any,
@@ -678,8 +739,9 @@ def rollout_advance(
 
     fmt = kw["fmt"]
     report = None
-    if canary_logs is not None or baseline_logs is not None or not force:
-        report = _analysis(channel, canary_logs, baseline_logs)
+    given = (canary_logs, baseline_logs, prometheus_url, window)
+    if any(x is not None for x in given) or not force:
+        report = _analysis(channel, canary_logs, baseline_logs, prometheus_url, window)
         if fmt != "json":
             _print_analysis(report)
     extra = {"analysis": report.to_dict() if report else None}

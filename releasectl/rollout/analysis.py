@@ -146,7 +146,9 @@ def _interval(i: Interval | None) -> dict[str, Any] | None:
     return {"estimate": _finite(i.estimate), "lower": _finite(i.lower), "upper": _finite(i.upper), "n": i.n}
 
 
-def _result(metric: str, rule: str, c: Comparison, *, scale: float = 1.0, shift: float = 0.0) -> MetricResult:
+def metric_result(
+    metric: str, rule: str, c: Comparison, *, scale: float = 1.0, shift: float = 0.0
+) -> MetricResult:
     """A comparison as a metric result; `scale`/`shift` map scaled values back to the metric's units."""
 
     def back(i: Interval) -> Interval:
@@ -161,6 +163,17 @@ def _result(metric: str, rule: str, c: Comparison, *, scale: float = 1.0, shift:
     )
 
 
+def rules(m: Margins) -> dict[str, str]:
+    """Each metric's requirement as the output states it, whatever the source of the data."""
+    span = RATING_MAX - RATING_MIN
+    return {
+        "task_completion": f"canary ≥ baseline − {m.completion:g}",
+        "latency_p95_ms": f"canary p95 ≤ baseline p95 × {m.p95_ratio:g}",
+        "error_rate": f"canary ≤ baseline + {m.error:g}",
+        "satisfaction": f"canary ≥ baseline − {m.satisfaction:g} × scale ({m.satisfaction * span:g} points on 1–5)",
+    }
+
+
 def analyze_step(
     canary: Observations, baseline: Observations, margins: Margins | None = None
 ) -> StepAnalysis:
@@ -169,36 +182,45 @@ def analyze_step(
     tracked = canary.satisfaction.size > 0 or baseline.satisfaction.size > 0
     alpha = m.alpha / (4 if tracked else 3)
     span = RATING_MAX - RATING_MIN
+    text = rules(m)
     results = [
-        _result(
+        metric_result(
             "task_completion",
-            f"canary ≥ baseline − {m.completion:g}",
+            text["task_completion"],
             compare_rates(
                 canary.completed, baseline.completed, margin=m.completion, higher_is_better=True, alpha=alpha
             ),
         ),
-        _result(
+        metric_result(
             "latency_p95_ms",
-            f"canary p95 ≤ baseline p95 × {m.p95_ratio:g}",
+            text["latency_p95_ms"],
             compare_quantiles(canary.latency_ms, baseline.latency_ms, p=0.95, ratio=m.p95_ratio, alpha=alpha),
         ),
-        _result(
+        metric_result(
             "error_rate",
-            f"canary ≤ baseline + {m.error:g}",
+            text["error_rate"],
             compare_rates(
                 canary.errors, baseline.errors, margin=m.error, higher_is_better=False, alpha=alpha
             ),
         ),
     ]
-    rule = f"canary ≥ baseline − {m.satisfaction:g} × scale ({m.satisfaction * span:g} points on 1–5)"
+    rule = text["satisfaction"]
     if tracked:
         scaled = [(s - RATING_MIN) / span for s in (canary.satisfaction, baseline.satisfaction)]
         c = compare_rates(*scaled, margin=m.satisfaction, higher_is_better=True, alpha=alpha)
-        results.append(_result("satisfaction", rule, c, scale=span, shift=RATING_MIN))
+        results.append(metric_result("satisfaction", rule, c, scale=span, shift=RATING_MIN))
     else:
         results.append(
             MetricResult("satisfaction", rule, "not_tracked", "no user_satisfaction on either side")
         )
+    return conclude(results, m, alpha, canary.requests, baseline.requests)
+
+
+def conclude(
+    results: list[MetricResult], margins: Margins, alpha: float, canary_requests: int, baseline_requests: int
+) -> StepAnalysis:
+    """The step's outcome from its metrics, whatever their source: fail when any fails, pass when
+    every one compared passes, hold otherwise. Nothing compared at all is a hold, never a pass."""
     decided = [r for r in results if r.decision != "not_tracked"]
     failed = [r.metric for r in decided if r.decision == "fail"]
     undecided = [r.metric for r in decided if r.decision == "undecided"]
@@ -207,6 +229,8 @@ def analyze_step(
         outcome, reason = "fail", "worse than allowed: " + ", ".join(failed)
     elif undecided:
         outcome, reason = "hold", "the data cannot decide yet: " + ", ".join(undecided)
+    elif not decided:
+        outcome, reason = "hold", "no metric of the gate is measured: nothing to decide on"
     else:
         outcome, reason = "pass", f"all {len(decided)} metrics within their margins"
-    return StepAnalysis(outcome, reason, results, m, alpha, canary.requests, baseline.requests)
+    return StepAnalysis(outcome, reason, results, margins, alpha, canary_requests, baseline_requests)

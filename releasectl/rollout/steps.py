@@ -225,7 +225,7 @@ def advance_rollout(
     override = None
     if report is None and not force:
         raise BadInput(
-            "advance needs the current step's analysis: --canary-logs FILE --baseline-logs FILE",
+            "advance needs the current step's analysis: --canary-logs FILE --baseline-logs FILE, or --prometheus URL",
             hint='or advance without one, recorded: --force --reason "…"',
         )
     if report is None:
@@ -325,15 +325,18 @@ def _not_passed_hint(outcome: str, channel: str) -> str:
 
 @dataclass
 class StepReport:
-    """The analysis of a rollout's current step on canary and baseline request logs."""
+    """The analysis of a rollout's current step on canary and baseline request logs (or counts)."""
 
     channel: str
     baseline_release: str | None
     record: dict[str, Any]
-    canary: Any  # observations.LogWindow
+    canary: Any  # observations.LogWindow, or rollout.prometheus.StepCounts
     baseline: Any
     analysis: Any  # analysis.StepAnalysis
     margins_source: str
+    source: dict[str, Any] | None = None
+    """Where the counts came from when not request logs ({"prometheus": URL, …}); an abort's
+    trigger records it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -344,6 +347,7 @@ class StepReport:
             "canary": self.canary.to_dict(),
             "baseline": self.baseline.to_dict(),
             "margins_source": self.margins_source,
+            "source": self.source or {"logs": {"canary": self.canary.path, "baseline": self.baseline.path}},
             **self.analysis.to_dict(),
         }
 
@@ -354,8 +358,7 @@ class StepReport:
             "outcome": self.analysis.outcome,
             "step": self.record["step"] + 1,
             "weight": self.record["weight"],
-            "canary_logs": self.canary.path,
-            "baseline_logs": self.baseline.path,
+            **(self.source or {"canary_logs": self.canary.path, "baseline_logs": self.baseline.path}),
             "since": self.canary.since,
             "failed": [
                 {"metric": m.metric, "rule": m.rule, "detail": m.detail} for m in self.analysis.failed
@@ -381,6 +384,14 @@ def margins_for(root: Path, release: str) -> tuple[Any, str]:
     return margins, f"releases/{release}.yaml policy.rollout"
 
 
+def step_windows(record: dict[str, Any]) -> tuple[str, str]:
+    """Since when the canary's and the baseline's traffic count for the current step: both since
+    the step started, except at 100 %, where the old release serves nothing and its baseline is
+    its traffic since the rollout started."""
+    baseline_since = record["step_started"] if record["weight"] < 100 else record["started"]
+    return record["step_started"], baseline_since
+
+
 def analyze_rollout(root: Path, channel: str, canary_logs: Path, baseline_logs: Path) -> StepReport:
     """Seed 004's gate on the current step's traffic: the canary's requests since the step
     started, against the baseline's over the same window. At a 100 % step the old release serves
@@ -392,8 +403,8 @@ def analyze_rollout(root: Path, channel: str, canary_logs: Path, baseline_logs: 
     state = read_state(root)
     record = active(state, channel)
     margins, source = margins_for(root, record["release"])
-    canary = read_window(canary_logs, record["step_started"])
-    baseline_since = record["step_started"] if record["weight"] < 100 else record["started"]
+    canary_since, baseline_since = step_windows(record)
+    canary = read_window(canary_logs, canary_since)
     baseline = read_window(baseline_logs, baseline_since)
     analysis = analyze_step(canary.observations, baseline.observations, margins)
     for window, side in ((canary, "canary"), (baseline, "baseline")):
