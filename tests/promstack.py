@@ -137,9 +137,10 @@ class RecordedExporter:
             )
             f = traffic.error_fraction
             errors = ok * f / (1 - f) * batches if f < 1 else ok * batches
-            out.append(
-                f'http_requests_total{{release="{release}",handler="/v1/chat/completions",method="POST",status="5xx"}} {errors}'
-            )
+            if f > 0:  # as vLLM's instrumentation: no status="5xx" series before the first 5xx
+                out.append(
+                    f'http_requests_total{{release="{release}",handler="/v1/chat/completions",method="POST",status="5xx"}} {errors}'
+                )
         return "\n".join(out) + "\n"
 
     def __enter__(self) -> RecordedExporter:

@@ -218,6 +218,9 @@ def test_canary_on_prometheus_passes_a_healthy_candidate_and_blocks_an_incident(
     assert 'release="v1.4"' in doc["prometheus"]["queries"]["latency_p95_ms"]
     assert 'release="v1.2"' in doc["prometheus"]["baseline_queries"]["latency_seconds_buckets"]
     assert doc["requests"] > 20 and doc["metrics"]["error_rate"]["upper_ci"] < 0.1
+    # The healthy release has answered no 5xx, so (as on vLLM) it has no status="5xx" series yet:
+    # that is 0 errors out of the answered requests, not "no data".
+    assert doc["metrics"]["error_rate"]["value"] == 0.0 and doc["metrics"]["error_rate"]["count"] == 0
     out = tmp_path / "canary.json"
     written = cli(
         "canary",

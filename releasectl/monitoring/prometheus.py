@@ -27,6 +27,10 @@ VLLM_VERSION = "0.32.0"
 _LATENCY = "histogram_quantile({q}, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{{{sel}}}[{w}]))) * 1000"
 _TTFT = "histogram_quantile({q}, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{{{sel}}}[{w}]))) * 1000"
 _COMPLETIONS = 'handler=~"/v1/(chat/)?completions"'
+_ANSWERED = f"sum(increase(http_requests_total{{{{{{sel}},{_COMPLETIONS}}}}}[{{w}}]))"
+_ERRORS = (
+    f'sum(increase(http_requests_total{{{{{{sel}},{_COMPLETIONS},status="5xx"}}}}[{{w}}])) or on() (0 * {_ANSWERED})'
+)
 
 # releasectl metric -> PromQL template; {sel} is the release's label selector, {w} the window.
 VLLM_QUERIES: dict[str, str] = {
@@ -35,11 +39,11 @@ VLLM_QUERIES: dict[str, str] = {
     "latency_p99_ms": _LATENCY.replace("{q}", "0.99"),
     "ttft_p95_ms": _TTFT.replace("{q}", "0.95"),
     "requests": "sum(increase(vllm:request_success_total{{{sel}}}[{w}]))",
-    # Requests the server failed (HTTP 5xx) over all completion requests it answered.
-    "error_rate": (
-        f'sum(increase(http_requests_total{{{{{{sel}},{_COMPLETIONS},status="5xx"}}}}[{{w}}]))'
-        f" / sum(increase(http_requests_total{{{{{{sel}},{_COMPLETIONS}}}}}[{{w}}]))"
-    ),
+    # Requests the server failed (HTTP 5xx) over all completion requests it answered. vLLM's HTTP
+    # instrumentation creates the status="5xx" series at its first 5xx answer, so a server that
+    # never failed has none: `or on() (0 * answered)` reads that as 0 errors while completion
+    # requests are counted, and as no data when they are not.
+    "error_rate": f"({_ERRORS}) / {_ANSWERED}",
     "tokens_per_request": (
         "sum(increase(vllm:generation_tokens_total{{{sel}}}[{w}])) / sum(increase(vllm:request_success_total{{{sel}}}[{w}]))"
     ),
@@ -49,8 +53,8 @@ VLLM_QUERIES: dict[str, str] = {
         " / sum(increase(vllm:request_success_total{{{sel}}}[{w}]))"
     ),
     # The counts behind error_rate (its Wilson interval in canary.json).
-    "errors": f'sum(increase(http_requests_total{{{{{{sel}},{_COMPLETIONS},status="5xx"}}}}[{{w}}]))',
-    "completion_requests": f"sum(increase(http_requests_total{{{{{{sel}},{_COMPLETIONS}}}}}[{{w}}]))",
+    "errors": _ERRORS,
+    "completion_requests": _ANSWERED,
     # How long the release's series have been scraped, up to the window: a canary that started
     # ten minutes ago has not shown a 24 h window, whatever --window says.
     "span_seconds": (

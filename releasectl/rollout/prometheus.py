@@ -292,7 +292,7 @@ def read_counts(
 ) -> StepCounts:
     """`release`'s counts from `since` up to `at` (at most the last `cap_seconds`), every query
     evaluated at `at`. Counts are rounded (`increase()` extrapolates) and never negative."""
-    from releasectl.monitoring.prometheus import VLLM_QUERIES, release_histogram
+    from releasectl.monitoring.prometheus import release_histogram
 
     seconds = int(at - _instant(since))
     notes: list[str] = []
@@ -318,12 +318,6 @@ def read_counts(
         return None if v is None else max(0, round(v))
 
     completion, errors = count("completion_requests"), count("errors")
-    if errors is None and completion is not None and query_map.queries["errors"] == VLLM_QUERIES["errors"]:
-        # vLLM's HTTP instrumentation creates a status="5xx" series at its first 5xx answer.
-        errors = 0
-        notes.append(
-            "no 5xx series while completion requests are counted: 0 errors (vLLM creates it at its first 5xx)"
-        )
     if errors is not None and completion is not None:
         errors = min(errors, completion)
     requests = abandoned = None
