@@ -262,3 +262,24 @@ def test_on_the_embedded_model_a_sequential_replay_stops_early_with_the_full_run
         assert gate.code in (0, 1), gate.output
         verdicts[run] = gate.json()["verdict"]
     assert verdicts["seq"] == verdicts["full"] == "block"
+
+
+def test_an_interrupted_sequential_replay_resumes_and_stops_where_it_would_have(repo, monkeypatch):
+    import releasectl.replay.runner as runner
+
+    class Interrupted(FakeEngine):
+        def generate(self, prompts, sampling, *, seed):  # type: ignore[no-untyped-def]
+            if len(self.calls) == 20:  # Ctrl-C after 40 cases, between two rounds' boundaries
+                raise KeyboardInterrupt
+            return super().generate(prompts, sampling, seed=seed)
+
+    assert sequential(repo, "runs/whole").code == 0
+    monkeypatch.setattr(runner, "make_engine", lambda *a, **k: Interrupted(batch_size=2))
+    assert sequential(repo, "runs/cut").code == 130
+    assert len(read_results(repo / "runs/cut/results.jsonl")) == 40
+    monkeypatch.setattr(runner, "make_engine", lambda *a, **k: FakeEngine(batch_size=2))
+    assert sequential(repo, "runs/cut", "promote.rules", "--resume").code == 0
+    whole, cut = run_json(repo, "runs/whole"), run_json(repo, "runs/cut")
+    assert cut["sequential"]["cases_used"] == whole["sequential"]["cases_used"]
+    assert cut["output_digest"] == whole["output_digest"]
+    assert [r["cases"] for r in cut["sequential"]["rounds"]][:2] == [40, 48]  # rounds pick up at 40

@@ -92,7 +92,8 @@ class SequentialSchedule:
 
     def after_batch(self, rows: list[dict[str, Any]], generation_seconds: float) -> bool:
         n = len(rows)
-        boundary = self.plan.round_size * (len(self.rounds) + 1)
+        # the next multiple of the round size after the last round (a resumed run picks up there)
+        boundary = (self.used // self.plan.round_size + 1) * self.plan.round_size
         if n < boundary and n < self.total:
             return False
         m = self.loaded.manifest
