@@ -143,12 +143,12 @@ def run_gate(
     sequential = cand.run.get("sequential")
     extra: dict[str, Any] = {}
     if sequential is not None:
-        outcomes, slices, aggregate, extra = _sequential(
+        outcomes, slice_rows, aggregate, extra = _sequential(
             rules, rules_sha256, cand, base, canary, policy, resolver, no_regressions_margin
         )
     else:
         outcomes = _fixed(rules, resolver, no_regressions_margin)
-        slices, aggregate = resolver.slice_table(), resolver.aggregate()
+        slice_rows, aggregate = resolver.slice_table(), resolver.aggregate()
     verdict, reason = verdict_of(outcomes)
     failing = sorted(cand.failing, key=lambda e: e["case_id"])[:MAX_EXAMPLES_IN_GATE]
     doc: dict[str, Any] = {
@@ -171,7 +171,7 @@ def run_gate(
             **({"no_regressions_margin": no_regressions_margin} if no_regressions_margin is not None else {}),
         },
         "rules": [o.to_dict() for o in outcomes],
-        "slices": slices,
+        "slices": slice_rows,
         "aggregate": aggregate,
         "unmatched_cases": resolver.unmatched(),
         "failing_examples": failing,
