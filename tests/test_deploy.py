@@ -168,6 +168,24 @@ def test_rollback_re_renders_the_served_config_in_the_same_commit(cli, example_r
     assert git(example_repo, "status", "--porcelain").strip() == ""  # nothing left uncommitted
 
 
+def test_rollback_re_renders_the_argo_rollout_to_the_previous_release(cli, example_repo):
+    import yaml
+
+    result = cli(
+        "rollback", "--reason", "p95 spike", "--render", "argo", "--format", "json", cwd=example_repo
+    )
+    assert result.code == 0, result.output
+    path = example_repo / "deploy/rendered/production/argo/llm-production.yaml"
+    assert result.json()["rendered"] == ["deploy/rendered/production/argo/llm-production.yaml"]
+    docs = list(yaml.safe_load_all(path.read_text()))
+    rollout = next(d for d in docs if d["kind"] == "Rollout")
+    assert rollout["spec"]["template"]["metadata"]["labels"]["releasectl/release"] == "v1.1"
+    assert (
+        "deploy/rendered/production/argo/llm-production.yaml"
+        in git(example_repo, "show", "--name-only", "--format=", "HEAD").split()
+    )
+
+
 def test_a_move_whose_release_cannot_be_rendered_is_refused_before_anything_changes(cli, example_repo):
     m = example_repo / "releases" / "v1.1.yaml"
     import re

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from releasectl.console import console, emit_json, esc, format_option
+from releasectl.deploy import TARGETS as DEPLOY_TARGETS
 from releasectl.errors import ExitCode
 from releasectl.repo import repo_root
 
@@ -28,7 +29,7 @@ def move_options(fn: Any) -> Any:
         click.option(
             "--render",
             "render",
-            type=click.Choice(["vllm", "kubernetes"]),
+            type=click.Choice(list(DEPLOY_TARGETS)),
             multiple=True,
             help="Re-render what serves the channel (deploy/rendered/CHANNEL) in the same commit. Repeatable.",
         ),
