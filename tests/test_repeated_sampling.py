@@ -447,3 +447,46 @@ def test_both_readers_read_a_sampled_run_the_same(tmp_path, monkeypatch):
     assert np.array_equal(py.sample, duck.sample) and np.array_equal(py.case_index, duck.case_index)
     assert np.array_equal(py.passed, duck.passed) and py.failing == duck.failing
     assert {e["sample"] for e in py.failing} <= {0, 1, 2}
+
+
+def test_check_determinism_names_the_differing_sample(example_repo, monkeypatch):
+    # A fake engine that answers one (case, sample) differently on its second run: the report
+    # must name that sample, not every sample of its case (the determinism check keys on both).
+    from conftest import run_cli
+
+    import releasectl.replay.runner as runner
+
+    sampled_manifest(example_repo, n=2)
+    runs = {"n": 0}
+
+    class Flaky(FakeEngine):
+        def generate(self, prompts, sampling, *, seed, seeds=None):
+            out = super().generate(prompts, sampling, seed=seed, seeds=seeds)
+            if runs["n"] == 2 and seeds is not None and self.flip is None:
+                self.flip = seeds[-1]
+            if runs["n"] == 2 and seeds is not None and self.flip in seeds:
+                i = list(seeds).index(self.flip)
+                out[i] = type(out[i])(**{**out[i].__dict__, "text": out[i].text + " (changed)"})
+            return out
+
+    def engine(*a, **k):
+        runs["n"] += 1
+        e = Flaky(batch_size=None)
+        e.flip = None
+        return e
+
+    monkeypatch.setattr(runner, "probe_runtime", lambda *a, **k: FakeEngine().runtime)
+    monkeypatch.setattr(runner, "make_engine", engine)
+    result = run_cli(
+        "replay",
+        "releases/v1.3.yaml",
+        "--limit",
+        "1",
+        "--check-determinism",
+        "--format",
+        "json",
+        cwd=example_repo,
+    )
+    assert result.code == 1, result.output
+    differing = result.json()["determinism"]["differing_cases"]
+    assert len(differing) == 1 and differing[0].endswith("#1"), differing

@@ -242,11 +242,16 @@ def replay(
         second_dir = out_dir.parent / f"{out_dir.name}.determinism"
         second = run_replay(loaded, second_dir, **options)
         if second.run["output_digest"] != summary.run["output_digest"]:
-            first_rows = {r["case_id"]: r["output"] for r in read_results(out_dir / "results.jsonl")}
+
+            def key(row: dict[str, Any]) -> str:  # (case, sample): with sampling.n > 1 a case has n rows
+                sample = row.get("sample")
+                return row["case_id"] if not sample else f"{row['case_id']}#{sample}"
+
+            first_rows = {key(r): r["output"] for r in read_results(out_dir / "results.jsonl")}
             differences = [
-                r["case_id"]
+                key(r)
                 for r in read_results(second_dir / "results.jsonl")
-                if first_rows.get(r["case_id"]) != r["output"]
+                if first_rows.get(key(r)) != r["output"]
             ]
             code = int(ExitCode.NO)
     if fmt == "json":
