@@ -273,15 +273,32 @@ class PrometheusSpec(Strict):
 class RolloutPolicy(Strict):
     """Seed 004's relative gate for each traffic step (`releasectl rollout analyze`); unset, the
     seed's table: completion ≥ old − 2 points, p95 ≤ old × 1.2, errors ≤ old + 0.5 points,
-    satisfaction ≥ old − 5 % of the rating scale, at an overall α of 0.05."""
+    satisfaction ≥ old − 5 % of the rating scale, at an overall α of 0.05.
 
-    completion_margin: float = Field(0.02, ge=0, le=1, description="Task completion ≥ old − this (a share).")
-    p95_ratio: float = Field(1.2, ge=1, le=100, description="p95 latency ≤ old × this.")
-    error_margin: float = Field(0.005, ge=0, le=1, description="Error rate ≤ old + this (a share).")
-    satisfaction_margin: float = Field(
-        0.05, ge=0, le=1, description="Mean satisfaction ≥ old − this share of the 1–5 scale."
+    Each margin is bounded so that no setting quietly turns the gate off: completion and error
+    margins ≤ 0.2 (20 points), p95_ratio in [1, 3], satisfaction ≤ 0.5 of the scale, α ≤ 0.2
+    (docs/channels.md). `min_step_minutes` is how long a step runs before `advance` may leave
+    it (0, the default: no minimum; seed 004 pauses an hour per step)."""
+
+    completion_margin: float = Field(
+        0.02, ge=0, le=0.2, description="Task completion ≥ old − this (a share, at most 0.2)."
     )
-    alpha: float = Field(0.05, gt=0, lt=0.5, description="A step decision's error level, over all metrics.")
+    p95_ratio: float = Field(1.2, ge=1, le=3, description="p95 latency ≤ old × this (1 to 3).")
+    error_margin: float = Field(
+        0.005, ge=0, le=0.2, description="Error rate ≤ old + this (a share, at most 0.2)."
+    )
+    satisfaction_margin: float = Field(
+        0.05, ge=0, le=0.5, description="Mean satisfaction ≥ old − this share of the 1–5 scale (at most 0.5)."
+    )
+    alpha: float = Field(
+        0.05, gt=0, le=0.2, description="A step decision's error level, over all metrics (at most 0.2)."
+    )
+    min_step_minutes: int = Field(
+        0,
+        ge=0,
+        le=10_080,
+        description="Minutes a step runs before `rollout advance` may leave it (0: no minimum; at most a week).",
+    )
 
 
 class PolicySpec(Strict):
