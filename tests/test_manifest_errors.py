@@ -334,3 +334,38 @@ def test_markup_in_a_file_name_is_kept_in_the_problem(cli, tmp_path):
     assert p["file"] == f"releases/{name}.yaml" and p["found"] == "'[bold]:100:[/bold]'"
     r = cli("validate", str(path), cwd=tmp_path)
     assert f"releases/{name}.yaml:" in r.output and "[bold]:100:[/bold]" in r.output  # plain text
+
+
+ADAPTER = "  - name: {name}\n    uri: hf://acme/lora\n    revision: " + SHA40 + "\n"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['"--api-key=x"', '"-x"', '"a b"', '"a=b"', '""', '"a\\nb"', '"a\\"b"', "x" * 129],
+)
+def test_adapter_names_that_would_inject_a_server_option_are_refused(cli, tmp_path, name):
+    # An adapter's name reaches `vllm serve --lora-modules NAME=PATH` as one argument.
+    text = BASE.replace("adapters: []\n", "adapters:\n" + ADAPTER.format(name=name), 1)
+    expect_error(
+        cli,
+        tmp_path,
+        text,
+        line=line_of(text, f"name: {name}"),
+        field="adapters[0].name",
+        words=["adapter name"],
+    )
+
+
+@pytest.mark.parametrize("name", ['"--served-model-name"', '"Smol LM"', "'-rf'"])
+def test_model_names_that_are_not_one_served_name_are_refused(cli, tmp_path, name):
+    text = BASE.replace("  name: SmolLM2-135M-Instruct\n", f"  name: {name}\n", 1)
+    expect_error(
+        cli, tmp_path, text, line=line_of(text, f"name: {name}"), field="model.name", words=["served"]
+    )
+
+
+def test_two_adapters_with_one_name_are_refused(cli, tmp_path):
+    text = BASE.replace(
+        "adapters: []\n", "adapters:\n" + ADAPTER.format(name="a") + ADAPTER.format(name="a"), 1
+    )
+    expect_error(cli, tmp_path, text, line=None, field="adapters", words=["two adapters are named 'a'"])

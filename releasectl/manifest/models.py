@@ -119,13 +119,43 @@ class Artifact(Strict):
     md5: Md5 | None = None
 
 
+# Names that reach vLLM's command line as one token (`--served-model-name NAME`, `--lora-modules
+# NAME=PATH`) and the OpenAI API's `model` field: they must not start with "-" (vLLM would read an
+# option, e.g. an adapter named "--api-key=x"), nor hold "=", whitespace, quotes or control characters.
+SERVED_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]{0,255}")
+ADAPTER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _name_check(pattern: re.Pattern[str], what: str, allowed: str, example: str) -> Any:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a valid {what}: expected a letter or digit, then letters, digits or "
+                f"{allowed}, e.g. {example}"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+ServedName = Annotated[
+    str,
+    _name_check(SERVED_NAME_RE, "served model name", ". _ : / + - (256 at most)", "SmolLM2-135M-Instruct"),
+]
+AdapterName = Annotated[
+    str, _name_check(ADAPTER_NAME_RE, "adapter name", ". _ - (128 at most)", "lora_math_v1")
+]
+
+
 class ModelSpec(Artifact):
-    name: str = Field(description="Human-readable model name, e.g. SmolLM2-135M-Instruct.")
+    name: ServedName = Field(
+        description="Model name, e.g. SmolLM2-135M-Instruct; also the name `deploy render` serves it under."
+    )
     format: Literal["safetensors", "gguf"] = "safetensors"
 
 
 class Adapter(Artifact):
-    name: str
+    name: AdapterName
     rank: int | None = Field(None, ge=1)
 
 
@@ -208,8 +238,8 @@ class Endpoint(Strict):
     base_url: str = Field(
         pattern=r"^https?://[^\s/]+(/\S*)?$", description="e.g. http://127.0.0.1:8000/v1", max_length=2048
     )
-    served_model_name: str | None = Field(
-        None, max_length=512, description="The name the server serves the base model under."
+    served_model_name: ServedName | None = Field(
+        None, description="The name the server serves the base model under."
     )
     api_key_env: str = Field(
         "OPENAI_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$", description="Environment variable holding the key."
@@ -375,3 +405,15 @@ class Manifest(Strict):
     runtime: Runtime
     policy: PolicySpec
     infrastructure: Infrastructure
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_names_are_unique(cls, adapters: list[Adapter]) -> list[Adapter]:
+        # The served name of each adapter (`--lora-modules NAME=PATH`, the API's `model`) must
+        # name one adapter.
+        seen: set[str] = set()
+        for adapter in adapters:
+            if adapter.name in seen:
+                raise ValueError(f"two adapters are named {adapter.name!r}; each adapter needs its own name")
+            seen.add(adapter.name)
+        return adapters
