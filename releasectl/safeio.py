@@ -408,9 +408,8 @@ class _GzipStream(io.RawIOBase):
     def _fill(self) -> None:
         d = self._d
         try:
-            if d.unconsumed_tail:
-                self._pending = d.decompress(d.unconsumed_tail, _CHUNK)
-                return
+            # The end of a member first: there zlib leaves the bytes after it in `unused_data` *and*
+            # in `unconsumed_tail`, and decompressing that tail again returns nothing, forever.
             if d.eof:
                 rest = d.unused_data.lstrip(b"\x00") or self._raw.read(_CHUNK).lstrip(b"\x00")
                 if not rest:
@@ -420,6 +419,9 @@ class _GzipStream(io.RawIOBase):
                     raise _bad_gzip(self._source, "trailing garbage after the gzip stream")
                 self._d = d = zlib.decompressobj(wbits=31)
                 self._pending = d.decompress(rest, _CHUNK)
+                return
+            if d.unconsumed_tail:
+                self._pending = d.decompress(d.unconsumed_tail, _CHUNK)
                 return
             chunk = self._raw.read(_CHUNK)
             if not chunk:

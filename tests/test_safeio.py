@@ -222,6 +222,23 @@ def test_gzip_read_and_verified(tmp_path: Path) -> None:
         assert str(f) in err.message and "gzip" in err.message, err.message
 
 
+@pytest.mark.timeout(60)
+def test_gzip_members_that_each_unpack_past_a_chunk_are_read_to_the_end(tmp_path: Path) -> None:
+    # Log rotation concatenates members. A member whose data runs past one read chunk ends with
+    # zlib holding the next member's bytes twice (unused_data and unconsumed_tail): this hung.
+    rows = [b'{"i": %d, "pad": "%s"}\n' % (i, b"x" * 200) for i in range(30_000)]
+    first, second = b"".join(rows[:20_000]), b"".join(rows[20_000:])
+    assert len(first) > 4 << 20
+    rotated = tmp_path / "rotated.gz"
+    rotated.write_bytes(_gz(first) + _gz(second) + _gz(b""))
+    assert safeio.read_bytes(rotated) == first + second
+    assert sum(1 for _ in safeio.iter_lines(rotated)) == 30_000
+    garbage = tmp_path / "garbage.gz"
+    garbage.write_bytes(_gz(first) + b"not gzip at all" * 10)
+    err = _bad(lambda p: list(safeio.iter_lines(p)), garbage)
+    assert str(garbage) in err.message and "trailing garbage" in err.message, err.message
+
+
 def test_iter_lines_torn_tail(tmp_path: Path) -> None:
     f = tmp_path / "history.jsonl"
     f.write_bytes(b'{"a": 1}\n{"a": 2}\n{"a"')
