@@ -46,9 +46,9 @@ from releasectl.gate.noninferiority import newcombe_paired_interval  # noqa: E40
 from releasectl.gate.stats import adjust, mcnemar_exact, wilson_interval  # noqa: E402
 from releasectl.stats.sequential import (  # noqa: E402
     bernoulli_count_range,
-    bernoulli_cs_bounds,
+    bernoulli_side_bounds,
     discordant_log_e,
-    paired_delta_path,
+    paired_side_bounds,
 )
 
 ALPHA = 0.05
@@ -308,18 +308,23 @@ def verdicts(outcomes: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _cs_rule(k: np.ndarray, n: np.ndarray, threshold: float, higher: bool) -> np.ndarray:
-    """'pass' | 'fail' | 'undecided' of a rate rule decided by the beta-mixture CS at α."""
-    lo, hi = bernoulli_cs_bounds(k, n, ALPHA)
+    """'pass' | 'fail' | 'undecided' of a rate rule against a constant, as `gate.sequential` decides
+    it: each side a one-sided sequence at α/2 whose mixture sits on that side of the threshold."""
+    lo, hi = bernoulli_side_bounds(k, n, ALPHA / 2, threshold)
     if higher:
         return np.where(lo >= threshold, "pass", np.where(hi < threshold, "fail", "undecided"))
     return np.where(hi <= threshold, "pass", np.where(lo > threshold, "fail", "undecided"))
 
 
-def _delta_box(ss: SliceSim, n: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+def _delta_box(
+    ss: SliceSim, n: np.ndarray, alpha_lower: float, alpha_upper: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The paired delta's one-sided bounds after n[:, l] of the slice's cases (the betting CS)."""
     c, b = ss.cand["success"], ss.base["success"]
-    idx = np.maximum(n - 1, 0)
-    lo, hi, _ = paired_delta_path(c, b, alpha, at=idx)
-    return np.where(n > 0, lo, -1.0), np.where(n > 0, hi, 1.0)
+    wins, losses, horizon = _at(c & ~b, n), _at(~c & b, n), c.shape[1]
+    lo, _ = paired_side_bounds(wins, losses, n, alpha_lower, horizon=horizon)
+    _, hi = paired_side_bounds(wins, losses, n, alpha_upper, horizon=horizon)
+    return lo, hi
 
 
 def _av_p_values(sim: Sim, ns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -356,7 +361,7 @@ def _steps_sequential(g: SliceSim, n: np.ndarray) -> np.ndarray:
             if x.size == 0:
                 out[i, j] = "undecided"
                 continue
-            lo_i, hi_i = bernoulli_count_range(x.size, 0.5, ALPHA)
+            lo_i, hi_i = bernoulli_count_range(x.size, 0.5, ALPHA / 2)
             lower = x[lo_i - 1] if lo_i >= 1 else -np.inf
             upper = x[hi_i] if hi_i + 1 <= x.size else np.inf
             out[i, j] = "pass" if upper <= 5 else ("fail" if lower > 5 else "undecided")
@@ -375,7 +380,9 @@ def sequential_gate(sim: Sim, looks: np.ndarray, margin: float) -> dict[str, np.
     out["aggregate.success@1.lower_ci >= 0.82"] = _cs_rule(agg_k, full, 0.82, True)
     states = []
     for s in PROTECTED:
-        lo, hi = _delta_box(sim.slices[s], ns[s], ALPHA / len(PROTECTED))
+        # pass needs every slice shown within the margin (an intersection: α/2 each); fail needs
+        # one slice shown worse (a union: α/2 split over the slices)
+        lo, hi = _delta_box(sim.slices[s], ns[s], ALPHA / 2, ALPHA / 2 / len(PROTECTED))
         states.append(np.where(hi < 0, "fail", np.where(lo >= -margin, "pass", "undecided")))
     st = np.stack(states)
     out["no_regressions_on"] = np.where(
@@ -388,7 +395,7 @@ def sequential_gate(sim: Sim, looks: np.ndarray, margin: float) -> dict[str, np.
     m, nm = sim.slices["math_basic"], ns["math_basic"]
     out["math_correct_rate(math_basic).lower_ci >= 0.98"] = _cs_rule(_at(m.cand["math"], nm), nm, 0.98, True)
     out["format_pass_rate(math_basic).lower_ci >= 0.98"] = _cs_rule(_at(m.cand["format"], nm), nm, 0.98, True)
-    lo, hi = _delta_box(sim.slices[FOCUS], ns[FOCUS], ALPHA)
+    lo, hi = _delta_box(sim.slices[FOCUS], ns[FOCUS], ALPHA / 2, ALPHA / 2)
     out["delta.success@1(division_hard).point >= 0.07"] = np.where(
         lo >= 0.07, "pass", np.where(hi < 0.07, "fail", "undecided")
     )
@@ -405,7 +412,7 @@ def sequential_gate(sim: Sim, looks: np.ndarray, margin: float) -> dict[str, np.
     )
     out["steps_to_solve_median(debug_search_api).point <= 5"] = _steps_sequential(g, ng)
     out["latency_p95_ms.point <= 900"] = _quantile_rule(
-        [np.sort(sim.latency[:, :n], axis=1) for n in looks], 0.95, ALPHA, 900.0
+        [np.sort(sim.latency[:, :n], axis=1) for n in looks], 0.95, ALPHA / 2, 900.0
     )
     return out
 

@@ -46,8 +46,9 @@ from releasectl.gate.rules import (
 from releasectl.gate.runs import RunData
 from releasectl.stats.sequential import (
     bernoulli_cs,
+    bernoulli_side_bounds,
     mean_cs,
-    paired_delta_cs,
+    paired_side_bounds,
     paired_sign_test,
     quantile_cs,
 )
@@ -295,15 +296,45 @@ class SequentialResolver:
         keep = self.cand.slice_mask(ref.slice)[cidx] & cv[1][cidx] & bv[1][bidx]
         return cv[0][cidx][keep], bv[0][bidx][keep]
 
+    def horizon(self, slice_name: str | None) -> int | None:
+        """The slice's size in the frozen suite (the baseline replayed all of it), known before the
+        replay: the paired e-processes' bets are tuned to it (`stats.sequential.bet_fractions`)."""
+        if self.base is None:
+            return None
+        return int(np.sum(self.base.slice_mask(slice_name))) or None
+
     def paired_box(self, ref: MetricRef, alpha: float) -> Box:
+        """The paired delta's (1 − α) CS: each end a one-sided sequence at α/2."""
+        return self.paired_side_box(ref, alpha / 2, alpha / 2)
+
+    def paired_side_box(self, ref: MetricRef, alpha_lower: float, alpha_upper: float) -> Box:
+        """The paired delta's lower bound at α_lower and upper bound at α_upper (betting CS on the
+        paired differences; `stats.sequential.paired_side_bounds`)."""
         pair = self.paired(ref)
         if isinstance(pair, str):
             return _none(pair)
         c, b = pair
         if c.size == 0:
             return _none("no paired cases yet")
-        iv = paired_delta_cs(c.astype(float), b.astype(float), alpha)
-        return _box(iv.lower, iv.upper, iv.estimate, iv.n)
+        wins, losses, n = int(np.sum(c & ~b)), int(np.sum(~c & b)), int(c.size)
+        horizon = self.horizon(ref.slice)
+        lower, _ = paired_side_bounds(wins, losses, n, alpha_lower, horizon=horizon)
+        _, upper = paired_side_bounds(wins, losses, n, alpha_upper, horizon=horizon)
+        return _box(lower, upper, (wins - losses) / n, n)
+
+    def threshold_box(self, ref: MetricRef, threshold: float, alpha: float) -> Box:
+        """A candidate rate for a rule against a constant: each end a one-sided sequence at α whose
+        mixture lies on its side of the threshold (`stats.sequential.bernoulli_side_bounds`)."""
+        vec = _rate_vector(self.cand, ref)
+        if isinstance(vec, str):
+            return _none(vec)
+        values, valid = vec
+        sel = values[self.cand.slice_mask(ref.slice) & valid]
+        if sel.size == 0:
+            return _none(f"no cases{' in slice ' + ref.slice if ref.slice else ''} yet")
+        k, n = int(np.sum(sel)), int(sel.size)
+        lower, upper = bernoulli_side_bounds(k, n, alpha, threshold)
+        return _box(lower, upper, k / n, n)
 
     def _p_family(self) -> None:
         """Always-valid p-values of success@1 for every slice of either run, adjusted like the
@@ -495,6 +526,23 @@ def _paired_form(rule: Comparison) -> tuple[MetricRef, float] | None:
     return None
 
 
+def _threshold_form(rule: Comparison) -> tuple[MetricRef, float] | None:
+    """`rate op c` (a candidate rate, or a `delta.` rate, against a constant, op an inequality):
+    decided by one-sided sequences tuned to c."""
+    left, right = rule.left, rule.right
+    if (
+        rule.op not in ("<", "<=", ">", ">=")
+        or not isinstance(left, MetricRef)
+        or not isinstance(right, Number)
+    ):
+        return None
+    if left.name not in RATE_METRICS or left.field not in ("point", "value", "lower_ci", "upper_ci"):
+        return None
+    if left.namespace not in (None, "aggregate", "delta"):
+        return None
+    return left, right.value
+
+
 def evaluate_rule(rule: Rule, resolver: SequentialResolver) -> RuleDecision:
     if isinstance(rule, NoRegressions):
         return _no_regressions(rule, resolver)
@@ -502,13 +550,29 @@ def evaluate_rule(rule: Rule, resolver: SequentialResolver) -> RuleDecision:
     refs = metric_refs(rule)
     k = max(1, sum(1 for r in refs if r.namespace != "canary" and r.field not in ("p_value", "n", "count")))
     paired = _paired_form(rule)
+    against = _threshold_form(rule)
+    # Each side of a rule errs with probability ≤ α/2: a pass and a fail are one-sided claims, and
+    # a wrong promotion needs one rule to pass wrongly, so no split across rules is needed.
     if paired is not None and resolver.base is not None:
         ref, const = paired
-        left = resolver.paired_box(MetricRef("delta", ref.name, ref.args, ref.kwargs), alpha)
+        left = resolver.paired_side_box(
+            MetricRef("delta", ref.name, ref.args, ref.kwargs), alpha / 2, alpha / 2
+        )
         right = Box(const, const, const, "constant")
         metric = f"{ref} − baseline (paired delta)"
+    elif against is not None:
+        ref, threshold = against
+        if ref.namespace == "delta":
+            left = resolver.paired_side_box(ref, alpha / 2, alpha / 2)
+        else:
+            left = resolver.threshold_box(ref, threshold, alpha / 2)
+        right = Box(threshold, threshold, threshold, "constant")
+        metric = _text(rule.left)
     else:
-        left, right = _expr_box(rule.left, resolver, alpha / k), _expr_box(rule.right, resolver, alpha / k)
+        # a general expression: every metric's two-sided CS at α/(2k), so each side of the rule
+        # errs with probability ≤ α/2 by the union bound over its k metrics
+        left = _expr_box(rule.left, resolver, alpha / (2 * k))
+        right = _expr_box(rule.right, resolver, alpha / (2 * k))
         metric = _text(rule.left)
     kinds = (
         _kinds(rule.left, resolver, alpha) | _kinds(rule.right, resolver, alpha) if paired is None else {"cs"}
@@ -549,10 +613,17 @@ def evaluate_rule(rule: Rule, resolver: SequentialResolver) -> RuleDecision:
 
 
 def _no_regressions(rule: NoRegressions, resolver: SequentialResolver) -> RuleDecision:
-    """Every protected slice's paired delta CS, at α/k for k slices (`no_regressions_decision`)."""
+    """Every protected slice's paired delta (`no_regressions_decision`). A pass needs every slice
+    shown within the margin, so a wrong pass needs the one truly worse slice's lower bound to be
+    wrong: α/2 each, no split (an intersection-union test). A fail needs one slice shown worse, so
+    a wrong fail may come from any slice: their upper bounds split α/2."""
     margin = resolver.policy.no_regressions_margin
-    alpha = resolver.policy.alpha / max(1, len(rule.slices))
-    boxes = {s: resolver.paired_box(MetricRef("delta", "success@1", (s,)), alpha) for s in rule.slices}
+    alpha = resolver.policy.alpha / 2
+    k = max(1, len(rule.slices))
+    boxes = {
+        s: resolver.paired_side_box(MetricRef("delta", "success@1", (s,)), alpha, alpha / k)
+        for s in rule.slices
+    }
     return no_regressions_decision(rule, boxes, margin, "anytime-valid paired CS")
 
 

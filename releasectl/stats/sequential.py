@@ -26,7 +26,7 @@ decision errs with probability ≤ α, at every look; unequal traffic (a 5 % can
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -416,3 +416,146 @@ def paired_delta_cs(
         return Interval(-1.0, 1.0, math.nan, 0)
     lower, upper, estimate = paired_delta_path(c, b, alpha)
     return Interval(float(lower[-1]), float(upper[-1]), float(estimate[-1]), int(c.size))
+
+
+# --- one-sided sequences tuned to the rule: what a gate's pass and fail decisions need ----------
+#
+# A rule such as `rate(S).lower_ci >= 0.99` asks one question per side: has "rate ≥ 0.99" been
+# shown (pass), or "rate < 0.99" (fail)? The two-sided CSs above spread their mixture over every
+# alternative, most of which neither side needs. Here each side gets its own one-sided sequence
+# whose mixture is fixed, before any data, by the rule (its threshold) and the suite (its size):
+# any choice made before the data keeps Ville's bound, and one tuned to the question is far
+# tighter where it decides (Howard et al. 2021, §3.5). Both constructions depend on counts only.
+
+
+def bernoulli_side_log_mixture(
+    successes: int | np.ndarray,
+    n: int | np.ndarray,
+    p: float | np.ndarray,
+    region: tuple[float, float],
+    prior: tuple[float, float] = (0.5, 0.5),
+) -> np.ndarray:
+    """log M_n(p) for the Beta(`prior`) mixture restricted to π ∈ `region` (renormalised).
+
+    For any fixed p it is a non-negative martingale under rate p with M_0 = 1 (a mixture of
+    likelihood ratios whose mixing law does not depend on the data), so {p : M_n(p) < 1/α} is a
+    (1 − α) confidence sequence; log M_n is convex in p, so the set is an interval. A region above a
+    threshold t makes its lower end a one-sided CS that is tight exactly where "rate ≥ t" is decided:
+    M_n(t) is then the mixture SPRT of "rate ≤ t" against the alternatives above t."""
+    from scipy.special import betainc
+
+    a, b = prior
+    lo, hi = region
+    k, m = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore"):
+        post = np.log(np.maximum(betainc(a + k, b + m - k, hi) - betainc(a + k, b + m - k, lo), 0.0))
+    prior_mass = float(betainc(a, b, hi) - betainc(a, b, lo))
+    return np.asarray(bernoulli_log_mixture(k, m, p, prior) + post - math.log(prior_mass))
+
+
+def _bisect(
+    log_e: Callable[[np.ndarray], np.ndarray], inside: np.ndarray, far: np.ndarray, bound: float
+) -> np.ndarray:
+    """The end of {x : log_e(x) < bound} between `inside` (where it holds) and `far`, by bisection
+    (log_e is convex or monotone in x between the two, so the end is unique)."""
+    for _ in range(50):
+        mid = (inside + far) / 2
+        outside = log_e(mid) >= bound
+        inside, far = np.where(outside, inside, mid), np.where(outside, mid, far)
+    return inside
+
+
+def bernoulli_side_bounds(
+    successes: int | np.ndarray,
+    n: int | np.ndarray,
+    alpha: float,
+    threshold: float,
+    *,
+    prior: tuple[float, float] = (0.5, 0.5),
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of a rate for a rule with this threshold: `lower` a one-sided (1 − α) CS from
+    the mixture on [threshold, 1] (shows "rate ≥ threshold"), `upper` one from the mixture on
+    [0, threshold] (shows "rate < threshold"). Each end errs with probability ≤ α at every n at
+    once; a wrong pass and a wrong fail are separate errors of at most α each."""
+    k = np.asarray(successes, dtype=float)
+    m = np.broadcast_to(np.asarray(n, dtype=float), k.shape)
+    t = min(max(float(threshold), 1e-9), 1 - 1e-9)  # a threshold at 0 or 1: the region is all but a point
+    bound = math.log(1 / alpha)
+    p_hat = np.divide(k, m, out=np.full(k.shape, 0.5), where=m > 0)
+    eps = 1e-15
+
+    def side(region: tuple[float, float]) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda p: bernoulli_side_log_mixture(k, m, p, region, prior)
+
+    lower = _bisect(side((t, 1.0)), p_hat.copy(), np.full(k.shape, eps), bound)
+    upper = _bisect(side((0.0, t)), p_hat.copy(), np.full(k.shape, 1 - eps), bound)
+    lower = np.where((k == 0) | (m == 0), 0.0, lower)
+    upper = np.where((k == m) | (m == 0), 1.0, upper)
+    return np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
+
+
+def bet_fractions(horizon: int | None = None, count: int = 12) -> np.ndarray:
+    """The bets of the paired e-processes: fractions c of the largest bet that cannot ruin, log-spaced
+    from c_min to 0.9 with equal weight. A bet c on differences with variance v grows fastest for a
+    gap Δ at c ≈ Δ / v; the smallest gap worth finding at the suite's size N is ~√(2 log(1/α) v / N),
+    so bets below c_min = √(2 log 40 / N) (v ≤ 1) never decide within the suite and only dilute the
+    mixture. `horizon` is the slice's size in the frozen suite, known before the replay."""
+    c_min = 0.02 if not horizon else min(0.3, math.sqrt(2 * math.log(40) / horizon))
+    return np.geomspace(c_min, 0.9, count)
+
+
+def paired_log_e(
+    wins: int | np.ndarray,
+    losses: int | np.ndarray,
+    n: int | np.ndarray,
+    delta0: float | np.ndarray,
+    side: Literal["greater", "less"],
+    fractions: np.ndarray,
+) -> np.ndarray:
+    """log E of the betting e-process for the null Δ ≤ δ0 (`greater`) or Δ ≥ δ0 (`less`), Δ the mean
+    paired difference d ∈ {−1, 0, 1} (candidate passes and the baseline fails: +1), after n pairs
+    with `wins` d = +1 and `losses` d = −1.
+
+    E is the equal-weight mixture over `fractions` c of the capital processes Π (1 + c (d − δ0)/(1 + δ0))
+    (`greater`; `less`: Π (1 + c (δ0 − d)/(1 − δ0))): each factor has mean ≤ 1 under the null and is
+    ≥ 0, so each product, and the mixture, is a non-negative supermartingale with E_0 = 1 and
+    P(∃n: E_n ≥ 1/α) ≤ α (Ville; Waudby-Smith & Ramdas 2023, §4, with constant bets mixed). A
+    constant bet's product depends on the counts only, so E is order-free. It is monotone in δ0
+    (decreasing for `greater`), so the δ0 it does not reject form a one-sided CS."""
+    w, lo, m = (np.asarray(x, dtype=float)[..., None] for x in (wins, losses, n))
+    d0 = np.asarray(delta0, dtype=float)[..., None]
+    c = np.asarray(fractions, dtype=float)
+    if side == "greater":
+        scale = 1 / (1 + d0)
+        up, tie, down = 1 + c * (1 - d0) * scale, 1 - c * d0 * scale, 1 - c * (1 + d0) * scale
+    else:
+        scale = 1 / (1 - d0)
+        up, tie, down = 1 - c * (1 - d0) * scale, 1 + c * d0 * scale, 1 + c * (1 + d0) * scale
+    from scipy.special import logsumexp, xlogy
+
+    logs = xlogy(w, up) + xlogy(m - w - lo, tie) + xlogy(lo, down)
+    return np.asarray(logsumexp(logs, axis=-1) - math.log(c.size))
+
+
+def paired_side_bounds(
+    wins: int | np.ndarray,
+    losses: int | np.ndarray,
+    n: int | np.ndarray,
+    alpha: float,
+    *,
+    horizon: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) for Δ = P(candidate passes) − P(baseline passes) on matched cases: each a one-sided
+    (1 − α) CS, the δ0 the betting e-process (`paired_log_e`) does not reject. One CS on the paired
+    difference itself, not two marginal ones joined by a union bound; for any margin."""
+    w, lo = np.asarray(wins, dtype=float), np.asarray(losses, dtype=float)
+    m = np.broadcast_to(np.asarray(n, dtype=float), w.shape)
+    c = bet_fractions(horizon)
+    bound = math.log(1 / alpha)
+    est = np.divide(w - lo, m, out=np.zeros(w.shape), where=m > 0)
+    edge = 1 - 1e-12
+    lower = _bisect(
+        lambda d: paired_log_e(w, lo, m, d, "greater", c), est.copy(), np.full(w.shape, -edge), bound
+    )
+    upper = _bisect(lambda d: paired_log_e(w, lo, m, d, "less", c), est.copy(), np.full(w.shape, edge), bound)
+    return np.where(m > 0, lower, -1.0), np.where(m > 0, upper, 1.0)
