@@ -464,7 +464,8 @@ def run_scale(rng: np.random.Generator, args: argparse.Namespace, scale: int) ->
         sim = simulate(rng, args.sims, BASELINE, q, scale, args.rho)
         kind = "better" if delta > 0 else "equal" if delta == 0 else "worse"
         line = f"{f'Δ = {delta:+.2f} ({kind})':<44}"
-        for m in (None, *margins):
+        options: list[float | None] = [None, *margins]
+        for m in options:
             out = fixed_gate(sim, full, m)
             line += f" {rate(verdicts(out)[:, 0], 'promote'):>{13 if m is None else 16}.3f}"
             line += f" {float(np.mean(out['no_regressions_on'][:, 0] != 'pass')):>8.3f}"

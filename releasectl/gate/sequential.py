@@ -320,7 +320,7 @@ class SequentialResolver:
         horizon = self.horizon(ref.slice)
         lower, _ = paired_side_bounds(wins, losses, n, alpha_lower, horizon=horizon)
         _, upper = paired_side_bounds(wins, losses, n, alpha_upper, horizon=horizon)
-        return _box(lower, upper, (wins - losses) / n, n)
+        return _box(float(lower), float(upper), (wins - losses) / n, n)
 
     def threshold_box(self, ref: MetricRef, threshold: float, alpha: float) -> Box:
         """A candidate rate for a rule against a constant: each end a one-sided sequence at α whose
@@ -334,7 +334,7 @@ class SequentialResolver:
             return _none(f"no cases{' in slice ' + ref.slice if ref.slice else ''} yet")
         k, n = int(np.sum(sel)), int(sel.size)
         lower, upper = bernoulli_side_bounds(k, n, alpha, threshold)
-        return _box(lower, upper, k / n, n)
+        return _box(float(lower), float(upper), k / n, n)
 
     def _p_family(self) -> None:
         """Always-valid p-values of success@1 for every slice of either run, adjusted like the
