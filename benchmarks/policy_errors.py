@@ -455,8 +455,8 @@ def run_scale(rng: np.random.Generator, args: argparse.Namespace, scale: int) ->
     print(f"\n## fixed-n gate, scale ×{scale}: {total} cases ({sizes})")
     print("promote = the whole policy promotes; no_reg. = `no_regressions_on` alone does not pass\n")
     head = f"{'protected slices (others +' + format(args.better, 'g') + ', ' + FOCUS + ' +0.20)':<44} {'seed: promote':>13} {'no_reg.':>8}"
-    for m in margins:
-        head += f" {'m=' + format(m, 'g') + ': promote':>16} {'no_reg.':>8}"
+    for margin in margins:
+        head += f" {'m=' + format(margin, 'g') + ': promote':>16} {'no_reg.':>8}"
     print(head)
     full = np.asarray([total])
     for delta in (args.better, 0.0, -0.02, -args.regression):
