@@ -366,6 +366,17 @@ STRICT_CASES = [
     '{"response_time_ms": 5, "tokens_generated": ' + "9" * 400 + "}",
     '{"response_time_ms": 1e400}',
     '{"topic": "\\ud800"}',
+    # Out of the field's range (logs.NUMERIC_RANGES): malformed, never clipped into range.
+    rec(user_satisfaction=1000),
+    rec(user_satisfaction=0),
+    rec(user_satisfaction=-1e308),
+    rec(user_satisfaction=5),
+    rec(user_satisfaction=1),
+    rec(ctr=1.5),
+    rec(response_time_ms=-3),
+    rec(response_time_ms=0),
+    rec(tokens_generated=-1),
+    rec(cost_usd=-0.01),
 ]
 
 
@@ -396,3 +407,15 @@ def test_no_record_is_no_data_in_both_readers(tmp_path, content):
             scan(path, engine=engine)
         messages.append(info.value.message)
     assert messages[0] == messages[1] and str(path) in messages[0] and "no data" in messages[0]
+
+
+def test_an_out_of_range_rating_is_a_malformed_line_not_a_clipped_one(cli, tmp_path):
+    path = tmp_path / "ratings.jsonl"
+    path.write_text("\n".join([rec(user_satisfaction=1)] * 99 + [rec(user_satisfaction=1000)]) + "\n")
+    result = cli("monitor", "--logs", str(path), "--format", "json")
+    doc = result.json()
+    assert doc["malformed"]["count"] == 1
+    assert doc["malformed"]["lines"] == [
+        {"line": 100, "reason": "user_satisfaction: expected a number from 1 to 5, found 1000"}
+    ]
+    assert doc["metrics"]["quality"]["avg_satisfaction"]["value"] == 1.0

@@ -38,7 +38,7 @@ from typing import Any
 from releasectl import safeio
 from releasectl.duckjson import LINES, byte_check, connect, lenient
 from releasectl.monitoring.logs import _YEAR_9999 as YEAR_9999
-from releasectl.monitoring.logs import BOOL_FIELDS, NUMERIC_FIELDS, parse_line
+from releasectl.monitoring.logs import BOOL_FIELDS, NUMERIC_FIELDS, NUMERIC_RANGES, parse_line
 from releasectl.monitoring.logs import STRING_FIELDS as CHECKED_STRINGS
 from releasectl.monitoring.logstats import (
     COUNT_FIELDS,
@@ -83,6 +83,11 @@ def _sql(window_seconds: float, log_gamma: float) -> str:
     # A number field casts to a finite double, or is null or absent (a quoted "5", true or
     # 1e400 do not).
     checks = [f"coalesce(isfinite({n}), {v(n)} IS NULL OR {v(n)} = 'null')" for n in NUMERIC_FIELDS]
+    # ... and lies in its field's range (logs.NUMERIC_RANGES), as the streaming reader checks.
+    checks += [
+        f"({n} IS NULL OR ({n} >= {lo!r}" + ("" if hi == math.inf else f" AND {n} <= {hi!r}") + "))"
+        for n, (lo, hi) in NUMERIC_RANGES.items()
+    ]
     checks += [
         f"({v(n)} IS NULL OR {v(n)} = 'true' OR {v(n)} = 'false' OR {v(n)} = 'null')" for n in BOOL_FIELDS
     ]

@@ -5,6 +5,7 @@ of which no line is a record is "no data", never an all-clear (`require_records`
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,17 @@ NUMERIC_FIELDS = (
     "ctr",
     "cost_usd",
 )
+# The range of each numeric field with one (docs/logs.md): a value outside it is a malformed line,
+# never clipped into range (a 1000 rating would move a mean of 1-5 ratings). Both readers, the
+# streaming one here and DuckDB's (fastscan.py), check this one table.
+NUMERIC_RANGES: dict[str, tuple[float, float]] = {
+    "response_time_ms": (0.0, math.inf),
+    "tokens_generated": (0.0, math.inf),
+    "prompt_tokens": (0.0, math.inf),
+    "user_satisfaction": (1.0, 5.0),
+    "ctr": (0.0, 1.0),
+    "cost_usd": (0.0, math.inf),
+}
 BOOL_FIELDS = ("timeout", "abandoned", "safety_incident")
 # String fields monitor reads: a number or an object there is malformed, not silently coerced.
 STRING_FIELDS = ("expected_format", "output", "topic", "prompt")
@@ -98,6 +110,16 @@ def timestamp_problem(ts: Any) -> str | None:
 _YEAR_9999 = 253370764800  # 9999-01-01T00:00:00Z as a POSIX time (fastscan uses it too)
 
 
+def _in_range(name: str, v: float) -> bool:
+    lo, hi = NUMERIC_RANGES[name]
+    return lo <= v <= hi
+
+
+def _range_text(name: str) -> str:
+    lo, hi = NUMERIC_RANGES[name]
+    return f">= {lo:g}" if hi == math.inf else f"from {lo:g} to {hi:g}"
+
+
 def _problem(rec: Any, strings: tuple[str, ...] = STRING_FIELDS) -> str | None:
     if not isinstance(rec, dict):
         return f"expected a JSON object, found {type(rec).__name__}"
@@ -105,6 +127,8 @@ def _problem(rec: Any, strings: tuple[str, ...] = STRING_FIELDS) -> str | None:
         v = rec.get(name)
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
             return f"{name}: expected a number, found {v!r:.40}"
+        if v is not None and name in NUMERIC_RANGES and not _in_range(name, v):
+            return f"{name}: expected a number {_range_text(name)}, found {v!r:.40}"
     for name in BOOL_FIELDS:
         v = rec.get(name)
         if v is not None and not isinstance(v, bool):
@@ -147,8 +171,13 @@ def _batch_ok(recs: list[Any]) -> bool:
     if set(map(type, recs)) != {dict}:
         return False
     for name in NUMERIC_FIELDS:
-        if not set(map(type, [r.get(name) for r in recs])) <= _NUMBER_TYPES:
+        column = [r.get(name) for r in recs]
+        if not set(map(type, column)) <= _NUMBER_TYPES:
             return False
+        if name in NUMERIC_RANGES and (values := [v for v in column if v is not None]):
+            lo, hi = NUMERIC_RANGES[name]
+            if min(values) < lo or max(values) > hi:
+                return False
     if not all(set(map(type, [r.get(name) for r in recs])) <= _BOOL_TYPES for name in BOOL_FIELDS):
         return False
     if not all(
