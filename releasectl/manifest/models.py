@@ -287,17 +287,153 @@ class Alert(Strict):
     description: str = ""
 
 
+# --- policy.prometheus: what a manifest may map, and the grammar of what it maps ---------------
+
+# The metrics a manifest may map to PromQL: vLLM's mapping (releasectl.monitoring.prometheus.
+# VLLM_QUERIES) and the metrics vLLM does not export (OPTIONAL_METRICS there).
+PROMETHEUS_METRICS = (
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "ttft_p95_ms",
+    "requests",
+    "error_rate",
+    "tokens_per_request",
+    "generation_tokens_per_s",
+    "truncation_rate",
+    "errors",
+    "completion_requests",
+    "span_seconds",
+    "latency_seconds_buckets",
+    "abandon_rate",
+    "safety_incidents",
+    "cost_per_1k_tokens_usd",
+    "avg_satisfaction",
+)
+PROMQL_PLACEHOLDERS = ("{sel}", "{w}")
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# name op "string": Prometheus' label matcher, the string double-quoted with Go's escapes.
+_MATCHER = re.compile(
+    r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\\x00-\x1f]|\\[abfnrtv\\"])*)"\s*'
+)
+# Anything str.format would have read as a field: {name}, {0}, {name.attr}, {name[i]}, {name!r},
+# {name:spec}; a PromQL matcher ({job="x"}, {job!="x"}) is not one.
+_FORMAT_FIELD = re.compile(r"\{\s*(?:[A-Za-z_][A-Za-z0-9_]*|\d+)\s*(?:\}|[.\[:]|!(?![=~]))")
+_PROMQL_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+
+
+def _near(name: str, known: tuple[str, ...]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    return f"did you mean {', '.join(close)}? " if close else ""
+
+
+def _prometheus_metric(name: str) -> str:
+    if name not in PROMETHEUS_METRICS:
+        raise ValueError(
+            f"no Prometheus query maps to {name!r}: {_near(name, PROMETHEUS_METRICS)}"
+            f"expected one of {', '.join(PROMETHEUS_METRICS)}"
+        )
+    return name
+
+
+def promql_template_problem(template: str) -> str | None:
+    """Why `template` is not a query template releasectl can fill, or None. It is filled by plain
+    replacement of the literal `{sel}` (the release's label matchers) and `{w}` (the range), so
+    PromQL's own braces are written once; anything else str.format would have read is refused."""
+    for m in _FORMAT_FIELD.finditer(template):
+        end = template.find("}", m.start())
+        field = template[m.start() : end + 1 if end >= 0 else m.start() + 40]
+        if field not in PROMQL_PLACEHOLDERS:
+            return f"expected only the placeholders {{sel}} and {{w}}, found {field!r}"
+    if "{sel}" not in template:
+        return (
+            "expected a PromQL template selecting the release's series with {sel} "
+            "(e.g. sum(increase(vllm:request_success_total{{sel}}[{w}]))), found none in it"
+        )
+    rest = _PROMQL_STRING.sub('""', template.replace("{sel}", "S").replace("{w}", "W"))
+    if "{{" in rest or "}}" in rest:
+        return (
+            "expected PromQL braces written once (x{{sel}} is the selector x{…} around {sel}), "
+            "found doubled braces: templates are no longer str.format strings"
+        )
+    return None
+
+
+def _promql_template(template: str) -> str:
+    problem = promql_template_problem(template)
+    if problem:
+        raise ValueError(problem)
+    return template
+
+
+def _label_name(name: str) -> str:
+    if not LABEL_NAME.fullmatch(name):
+        raise ValueError(
+            f"expected a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, e.g. release), found {name!r}"
+        )
+    return name
+
+
+def parse_label_matchers(text: str) -> list[tuple[str, str, str]]:
+    """`name="value", name=~"regex", ...` as (name, operator, quoted value) triples; anything else
+    (a closing brace, an `or`, an unquoted value) is a ValueError saying where."""
+    matchers: list[tuple[str, str, str]] = []
+    pos = 0
+    while text.strip():
+        m = _MATCHER.match(text, pos)
+        if m is None:
+            raise ValueError(
+                'expected comma-separated label matchers name="value" (=, !=, =~ or !~, the value '
+                f'double-quoted with \\" and \\\\ escaped), found {text[pos : pos + 40]!r} at character {pos + 1}'
+            )
+        matchers.append((m.group(1), m.group(2), f'"{m.group(3)}"'))
+        pos = m.end()
+        if pos == len(text):
+            break
+        if text[pos] != ",":
+            raise ValueError(f"expected ',' between label matchers, found {text[pos : pos + 40]!r}")
+        pos += 1
+    return matchers
+
+
+def _label_matchers(text: str) -> str:
+    parse_label_matchers(text)
+    return text
+
+
+PrometheusMetric = Annotated[str, AfterValidator(_prometheus_metric)]
+PromQLTemplate = Annotated[str, Field(max_length=10_000), AfterValidator(_promql_template)]
+
+
 class PrometheusSpec(Strict):
     """How `monitor --prometheus` and `canary --prometheus` read this release's serving metrics."""
 
-    queries: dict[str, str] = Field(
+    queries: dict[PrometheusMetric, PromQLTemplate] = Field(
         default_factory=dict,
         description="releasectl metric -> PromQL template, overriding vLLM's mapping "
-        "(releasectl/monitoring/prometheus.py, docs/production.md); {sel} is the release's label "
-        "selector, {w} the window; other braces doubled.",
+        "(releasectl/monitoring/prometheus.py, docs/production.md); the literal {sel} is replaced by "
+        "the release's label matchers and {w} by the window; PromQL's braces are written once, "
+        "e.g. sum(increase(x_total{{sel}}[{w}])).",
     )
-    release_label: str = Field("release", min_length=1, description="The label naming the release.")
-    selector: str = Field("", description='Extra label matchers for every query, e.g. namespace="llm".')
+    release_label: Annotated[str, AfterValidator(_label_name)] = Field(
+        "release", description="The label naming the release (a Prometheus label name)."
+    )
+    selector: Annotated[str, Field(max_length=2_000), AfterValidator(_label_matchers)] = Field(
+        "", description='Extra label matchers for every query, comma-separated, e.g. namespace="llm".'
+    )
+
+    @field_validator("selector")
+    @classmethod
+    def _selector_leaves_the_release_label(cls, selector: str, info: ValidationInfo) -> str:
+        label = info.data.get("release_label")
+        if label and any(name == label for name, _, _ in parse_label_matchers(selector)):
+            raise ValueError(
+                f"expected matchers on labels other than the release label {label!r} (releasectl "
+                f"selects each release by it), found a matcher on {label!r}"
+            )
+        return selector
 
 
 class RolloutPolicy(Strict):
