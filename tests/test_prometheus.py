@@ -82,7 +82,7 @@ def test_no_series_is_no_data_never_zero(stack):
 def test_a_bad_query_is_bad_input_showing_the_query(stack):
     url, _ = stack
     broken = QueryMap().with_overrides(
-        {"latency_p95_ms": "histogram_quantile(0.95, sum by (le) (rate(x{{{sel}}}[{w}]"}
+        {"latency_p95_ms": "histogram_quantile(0.95, sum by (le) (rate(x{{sel}}[{w}]"}
     )
     with pytest.raises(BadInput) as err:
         release_metrics(PrometheusClient(url), broken, "v1.2", "30s")
@@ -290,8 +290,8 @@ def test_canary_rules_vllm_does_not_measure_hold_until_the_manifest_maps_them(cl
     manifest = example_repo / "releases" / "v1.4.yaml"
     data = manifest.read_text()
     abort = (
-        'sum(increase(vllm:request_success_total{{{sel},finished_reason="abort"}}[{w}]))'
-        " / sum(increase(vllm:request_success_total{{{sel}}}[{w}]))"
+        'sum(increase(vllm:request_success_total{{sel},finished_reason="abort"}[{w}]))'
+        " / sum(increase(vllm:request_success_total{{sel}}[{w}]))"
     )
     manifest.write_text(
         data.replace(
@@ -313,7 +313,7 @@ def test_canary_rules_vllm_does_not_measure_hold_until_the_manifest_maps_them(cl
 def test_canary_bad_query_override_is_exit_2_showing_the_query(cli, example_repo, busy_stack, serving_rules):
     url, _ = busy_stack
     manifest = example_repo / "releases" / "v1.4.yaml"
-    broken = "histogram_quantile(0.95, sum by (le) (rate(nope{{{sel}}}[{w}]"
+    broken = "histogram_quantile(0.95, sum by (le) (rate(nope{{sel}}[{w}]"
     manifest.write_text(
         manifest.read_text().replace(
             "\n  alerts:", f"\n  prometheus:\n    queries:\n      latency_p95_ms: '{broken}'\n  alerts:", 1

@@ -383,7 +383,7 @@ def test_no_series_holds_never_passes(example_repo, stack):
 @pytest.mark.slow
 def test_a_bad_query_override_is_exit_2_showing_the_query(example_repo, stack):
     manifest = example_repo / "releases" / "v1.3.yaml"
-    broken = "sum(increase(nope{{{sel}}}[{w}]"
+    broken = "sum(increase(nope{{sel}}[{w}]"
     manifest.write_text(
         manifest.read_text().replace(
             "\n  alerts:", f"\n  prometheus:\n    queries:\n      errors: '{broken}'\n  alerts:", 1

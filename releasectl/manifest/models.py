@@ -332,7 +332,7 @@ def _near(name: str, known: tuple[str, ...]) -> str:
 def _prometheus_metric(name: str) -> str:
     if name not in PROMETHEUS_METRICS:
         raise ValueError(
-            f"no Prometheus query maps to {name!r}: {_near(name, PROMETHEUS_METRICS)}"
+            f"no Prometheus query maps to {name}: {_near(name, PROMETHEUS_METRICS)}"
             f"expected one of {', '.join(PROMETHEUS_METRICS)}"
         )
     return name

@@ -22,35 +22,46 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from releasectl.errors import BadInput, EnvironmentFailure
+from releasectl.manifest.models import PROMETHEUS_METRICS, promql_template_problem
 
 VLLM_VERSION = "0.32.0"
-_LATENCY = "histogram_quantile({q}, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{{{sel}}}[{w}]))) * 1000"
-_TTFT = "histogram_quantile({q}, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{{{sel}}}[{w}]))) * 1000"
+_LATENCY = (
+    "histogram_quantile({q}, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{{sel}}[{w}]))) * 1000"
+)
+_TTFT = (
+    "histogram_quantile({q}, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{{sel}}[{w}]))) * 1000"
+)
 _COMPLETIONS = 'handler=~"/v1/(chat/)?completions"'
-_ANSWERED = f"sum(increase(http_requests_total{{{{{{sel}},{_COMPLETIONS}}}}}[{{w}}]))"
+_ANSWERED = "sum(increase(http_requests_total{{sel}," + _COMPLETIONS + "}[{w}]))"
 _ERRORS = (
-    f'sum(increase(http_requests_total{{{{{{sel}},{_COMPLETIONS},status="5xx"}}}}[{{w}}])) or on() (0 * {_ANSWERED})'
+    "sum(increase(http_requests_total{{sel},"
+    + _COMPLETIONS
+    + ',status="5xx"}[{w}])) or on() (0 * '
+    + _ANSWERED
+    + ")"
 )
 
-# releasectl metric -> PromQL template; {sel} is the release's label selector, {w} the window.
+# releasectl metric -> PromQL template. Filled by plain replacement: the literal {sel} becomes the
+# release's label matchers, {w} the window; PromQL's own braces are written once (x{{sel}} is the
+# selector x{...} around {sel}). Nothing else is substituted (no str.format).
 VLLM_QUERIES: dict[str, str] = {
     "latency_p50_ms": _LATENCY.replace("{q}", "0.5"),
     "latency_p95_ms": _LATENCY.replace("{q}", "0.95"),
     "latency_p99_ms": _LATENCY.replace("{q}", "0.99"),
     "ttft_p95_ms": _TTFT.replace("{q}", "0.95"),
-    "requests": "sum(increase(vllm:request_success_total{{{sel}}}[{w}]))",
+    "requests": "sum(increase(vllm:request_success_total{{sel}}[{w}]))",
     # Requests the server failed (HTTP 5xx) over all completion requests it answered. vLLM's HTTP
     # instrumentation creates the status="5xx" series at its first 5xx answer, so a server that
     # never failed has none: `or on() (0 * answered)` reads that as 0 errors while completion
     # requests are counted, and as no data when they are not.
     "error_rate": f"({_ERRORS}) / {_ANSWERED}",
     "tokens_per_request": (
-        "sum(increase(vllm:generation_tokens_total{{{sel}}}[{w}])) / sum(increase(vllm:request_success_total{{{sel}}}[{w}]))"
+        "sum(increase(vllm:generation_tokens_total{{sel}}[{w}])) / sum(increase(vllm:request_success_total{{sel}}[{w}]))"
     ),
-    "generation_tokens_per_s": "sum(rate(vllm:generation_tokens_total{{{sel}}}[{w}]))",
+    "generation_tokens_per_s": "sum(rate(vllm:generation_tokens_total{{sel}}[{w}]))",
     "truncation_rate": (
-        'sum(increase(vllm:request_success_total{{{sel},finished_reason="length"}}[{w}]))'
-        " / sum(increase(vllm:request_success_total{{{sel}}}[{w}]))"
+        'sum(increase(vllm:request_success_total{{sel},finished_reason="length"}[{w}]))'
+        " / sum(increase(vllm:request_success_total{{sel}}[{w}]))"
     ),
     # The counts behind error_rate (its Wilson interval in canary.json).
     "errors": _ERRORS,
@@ -58,18 +69,19 @@ VLLM_QUERIES: dict[str, str] = {
     # How long the release's series have been scraped, up to the window: a canary that started
     # ten minutes ago has not shown a 24 h window, whatever --window says.
     "span_seconds": (
-        "time() - min(min_over_time(timestamp(vllm:e2e_request_latency_seconds_count{{{sel}}})[{w}:]))"
+        "time() - min(min_over_time(timestamp(vllm:e2e_request_latency_seconds_count{{sel}})[{w}:]))"
     ),
     # A vector by `le` (seconds), not one value: the buckets the canary's latency test reads.
     "latency_seconds_buckets": (
-        "sum by (le) (increase(vllm:e2e_request_latency_seconds_bucket{{{sel}}}[{w}]))"
+        "sum by (le) (increase(vllm:e2e_request_latency_seconds_bucket{{sel}}[{w}]))"
     ),
 }
 VECTOR_METRICS = frozenset({"latency_seconds_buckets"})
 # Metrics vLLM does not export, which a manifest may map to its stack's own series (an app-level
 # counter of abandoned sessions or safety incidents, a cost gauge). Unmapped, a rule on one is
 # "not measured by this source".
-OPTIONAL_METRICS = ("abandon_rate", "safety_incidents", "cost_per_1k_tokens_usd", "avg_satisfaction")
+# The names a manifest may map are one list, PROMETHEUS_METRICS, where validate checks them.
+OPTIONAL_METRICS = tuple(name for name in PROMETHEUS_METRICS if name not in VLLM_QUERIES)
 
 
 @dataclass(frozen=True)
@@ -81,30 +93,37 @@ class QueryMap:
     extra_selector: str = ""  # e.g. 'namespace="llm"'
 
     def selector(self, release: str) -> str:
-        escaped = release.replace("\\", "\\\\").replace('"', '\\"')
+        """The release's label matchers: its label's value as a PromQL string, then the extra ones."""
+        escaped = release.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         parts = [f'{self.release_label}="{escaped}"'] + ([self.extra_selector] if self.extra_selector else [])
         return ",".join(parts)
 
     def render(self, metric: str, release: str, window: str) -> str:
-        try:
-            return self.queries[metric].format(sel=self.selector(release), w=window)
-        except (KeyError, IndexError, ValueError) as e:
-            raise BadInput(
-                f"the Prometheus query for {metric} is not a template releasectl can fill ({type(e).__name__}: {e})",
-                hint=f"use {{sel}} for the release's selector, {{w}} for the window and double other braces: {self.queries[metric]}",
-            ) from None
+        """`metric`'s query for `release` over `window`: the literal {sel} and {w} replaced, nothing else."""
+        return self.queries[metric].replace("{sel}", self.selector(release)).replace("{w}", window)
 
     def scalar_metrics(self) -> list[str]:
         """The mapped metrics whose query gives one value (every one but the histogram buckets)."""
         return [name for name in self.queries if name not in VECTOR_METRICS]
 
     def with_overrides(self, overrides: dict[str, str]) -> QueryMap:
-        unknown = sorted(set(overrides) - set(self.queries) - set(OPTIONAL_METRICS))
+        """This map with `overrides` (metric -> template), checked as `releasectl validate` checks
+        policy.prometheus.queries."""
+        import difflib
+
+        unknown = sorted(set(overrides) - set(PROMETHEUS_METRICS))
         if unknown:
+            near = sorted({m for u in unknown for m in difflib.get_close_matches(u, PROMETHEUS_METRICS, n=2)})
             raise BadInput(
                 f"no Prometheus query maps to {', '.join(unknown)}",
-                hint="known metrics: " + ", ".join(sorted({*self.queries, *OPTIONAL_METRICS})),
+                hint=(f"did you mean {', '.join(near)}? " if near else "")
+                + "known metrics: "
+                + ", ".join(PROMETHEUS_METRICS),
             )
+        for metric, template in overrides.items():
+            problem = promql_template_problem(template)
+            if problem:
+                raise BadInput(f"the Prometheus query for {metric}: {problem}", hint=f"the query: {template}")
         return QueryMap({**self.queries, **overrides}, self.release_label, self.extra_selector)
 
 

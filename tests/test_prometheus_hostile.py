@@ -1,0 +1,209 @@
+"""Prometheus as a hostile or broken server, and manifests that try to inject PromQL.
+
+The servers here are small local fakes (http.server on 127.0.0.1, stopped when the test ends):
+they answer what no real Prometheus would (drips, deep JSON, +Inf, negative counts, wrong types),
+which a real Prometheus cannot be made to do. The happy paths run against a real Prometheus in
+tests/test_prometheus.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from releasectl.errors import BadInput
+from releasectl.monitoring.prometheus import VLLM_QUERIES, QueryMap
+
+Answer = Callable[[str], tuple[int, bytes]]  # PromQL -> (HTTP status, body)
+
+
+def vector(value: Any, labels: dict[str, str] | None = None) -> bytes:
+    series = [{"metric": labels or {}, "value": [time.time(), value]}]
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": series}}).encode()
+
+
+EMPTY = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}}).encode()
+LE = ["0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf"]
+
+
+def buckets(counts: list[int]) -> bytes:
+    result = [
+        {"metric": {"le": le}, "value": [time.time(), str(c)]} for le, c in zip(LE, counts, strict=True)
+    ]
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+
+
+@contextmanager
+def fake_prometheus(answer: Answer | None = None, *, drip: bool = False) -> Iterator[str]:
+    """A fake Prometheus on 127.0.0.1 answering `answer(query)`, or dripping a byte every 0.5 s;
+    yields its URL and stops (closing its connections) when the block ends."""
+    stop = threading.Event()
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            query = parse_qs(urlsplit(self.path).query).get("query", [""])[0]
+            seen.append(query)
+            if drip:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                while not stop.is_set():
+                    try:
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    stop.wait(0.5)
+                return
+            assert answer is not None
+            status, body = answer(query)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def with_policy(repo: Path, release: str, block: str) -> Path:
+    manifest = repo / "releases" / f"{release}.yaml"
+    manifest.write_text(
+        manifest.read_text().replace("\n  alerts:", "\n  prometheus:\n" + block + "  alerts:", 1)
+    )
+    return manifest
+
+
+# --- 3. policy.prometheus cannot inject PromQL ---------------------------------------------------
+
+HOSTILE_POLICIES = {
+    "selector closes the braces": (
+        '    selector: \'namespace="llm"} or vector(0) or up{x="y"\'\n',
+        "policy.prometheus.selector",
+        "label matchers",
+    ),
+    "selector unquoted": ("    selector: 'namespace=llm'\n", "policy.prometheus.selector", "label matchers"),
+    "selector on the release label": (
+        "    selector: 'release=~\".*\"'\n",
+        "policy.prometheus.selector",
+        "release label",
+    ),
+    "release label matches every release": (
+        "    release_label: 'release=~\".*\",x'\n",
+        "policy.prometheus.release_label",
+        "label name",
+    ),
+    "a str.format attribute": (
+        "    queries:\n      requests: 'sum(x{{sel.__class__}}[{w}])'\n",
+        "policy.prometheus.queries.requests",
+        "'{sel.__class__}'",
+    ),
+    "a str.format width": (
+        "    queries:\n      requests: 'sum(x{{sel}}[{w:>99999999999}])'\n",
+        "policy.prometheus.queries.requests",
+        "'{w:>99999999999}'",
+    ),
+    "a str.format conversion": (
+        "    queries:\n      requests: 'sum(x{{sel}}[{w!r:>9999}])'\n",
+        "policy.prometheus.queries.requests",
+        "{w!r:>9999}",
+    ),
+    "no {sel}": (
+        "    queries:\n      requests: 'sum(increase(x_total[{w}]))'\n",
+        "policy.prometheus.queries.requests",
+        "with {sel}",
+    ),
+    "old doubled braces": (
+        "    queries:\n      requests: 'sum(increase(x_total{{{sel}}}[{w}]))'\n",
+        "policy.prometheus.queries.requests",
+        "doubled braces",
+    ),
+    "a typo in a key": (
+        "    queries:\n      eror_rate: 'sum(x{{sel}}[{w}])'\n",
+        "policy.prometheus.queries.eror_rate",
+        "did you mean error_rate",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_POLICIES))
+def test_validate_refuses_a_policy_that_would_inject_promql_at_file_line(cli, example_repo, case):
+    block, field, why = HOSTILE_POLICIES[case]
+    manifest = with_policy(example_repo, "v1.4", block)
+    line = 1 + manifest.read_text().splitlines().index("  prometheus:") + 1
+    r = cli("validate", "releases/v1.4.yaml", cwd=example_repo)
+    assert r.code == 2, r.output
+    assert f"releases/v1.4.yaml:{line}" in r.stderr or f"releases/v1.4.yaml:{line + 1}" in r.stderr, r.stderr
+    assert field in r.stderr and why in r.stderr, r.stderr
+    assert "Traceback" not in r.output and "internal error" not in r.output
+
+
+def test_validate_accepts_templates_with_promql_braces_written_once(cli, example_repo):
+    with_policy(
+        example_repo,
+        "v1.4",
+        "    release_label: pod_release\n"
+        '    selector: \'namespace="llm", job!~"test.*"\'\n'
+        "    queries:\n"
+        "      abandon_rate: 'sum(increase(x_total{{sel},finished_reason=\"abort\"}[{w}])) / sum(increase(x_total{{sel}}[{w}]))'\n"
+        "      cost_per_1k_tokens_usd: 'max(cost_usd{{sel},kind=\"1k\"})'\n",
+    )
+    r = cli("validate", "releases/v1.4.yaml", "--format", "json", cwd=example_repo)
+    assert r.code == 0, r.output
+
+
+def test_the_built_in_queries_render_byte_identical_to_the_str_format_ones():
+    # What vLLM's mapping sent before templates stopped going through str.format.
+    q = QueryMap(extra_selector='namespace="llm"')
+    assert q.render("error_rate", "v1.3", "5m") == (
+        '(sum(increase(http_requests_total{release="v1.3",namespace="llm",handler=~"/v1/(chat/)?completions",'
+        'status="5xx"}[5m])) or on() (0 * sum(increase(http_requests_total{release="v1.3",namespace="llm",'
+        'handler=~"/v1/(chat/)?completions"}[5m])))) / sum(increase(http_requests_total{release="v1.3",'
+        'namespace="llm",handler=~"/v1/(chat/)?completions"}[5m]))'
+    )
+    assert q.render("truncation_rate", "v1.3", "5m") == (
+        'sum(increase(vllm:request_success_total{release="v1.3",namespace="llm",finished_reason="length"}[5m]))'
+        ' / sum(increase(vllm:request_success_total{release="v1.3",namespace="llm"}[5m]))'
+    )
+    assert q.render("span_seconds", "v1.3", "5m") == (
+        'time() - min(min_over_time(timestamp(vllm:e2e_request_latency_seconds_count{release="v1.3",'
+        'namespace="llm"})[5m:]))'
+    )
+    for name in VLLM_QUERIES:
+        rendered = QueryMap().render(name, "v1.3", "5m")
+        assert "{{" not in rendered and "}}" not in rendered and "{sel}" not in rendered
+
+
+def test_only_the_literal_placeholders_are_replaced_and_release_values_are_escaped():
+    q = QueryMap().with_overrides({"requests": 'sum(x{{sel},a="{w}"}[{w}])'})
+    assert q.render("requests", 'v"1\\\n', "5m") == 'sum(x{release="v\\"1\\\\\\n",a="5m"}[5m])'
+    for bad in ("sum(x{{sel.__class__}}[{w}])", "sum(x{{sel}}[{w:>99999999999}])", "sum(x{{{sel}}}[{w}])"):
+        with pytest.raises(BadInput):
+            QueryMap().with_overrides({"requests": bad})
+    with pytest.raises(BadInput, match="no Prometheus query maps to eror_rate") as err:
+        QueryMap().with_overrides({"eror_rate": "x{{sel}}"})
+    assert "did you mean error_rate" in (err.value.hint or "")
