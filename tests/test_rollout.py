@@ -42,6 +42,7 @@ def write_gate(repo: Path, release: str = "v1.3", stage: str = "production") -> 
 def write_log(
     path: Path,
     *,
+    release: str,
     start: str,
     n: int,
     seed: int,
@@ -51,8 +52,9 @@ def write_log(
     satisfaction: tuple[float, ...] = (0.02, 0.05, 0.13, 0.40, 0.40),
     earlier: int = 0,
 ) -> None:
-    """`n` requests timestamped from `start` on (within its second), plus `earlier` requests an
-    hour before it, all failed: an earlier step's traffic, which the step's analysis must ignore."""
+    """`n` requests of `release` timestamped from `start` on (within its second), plus `earlier`
+    requests an hour before it, all failed: an earlier step's traffic, which the step's analysis
+    must ignore."""
     rng = np.random.default_rng(seed)
     base = start.removesuffix("Z")
     micros = np.sort(rng.integers(0, 900_000, n))
@@ -64,11 +66,18 @@ def write_log(
     lines = []
     hour_before = (datetime.fromisoformat(base) - timedelta(hours=1)).isoformat() + "Z"
     for _ in range(earlier):
-        rec = {"timestamp": hour_before, "error": "upstream_5xx", "abandoned": True, "response_time_ms": 9e4}
+        rec = {
+            "timestamp": hour_before,
+            "release": release,
+            "error": "upstream_5xx",
+            "abandoned": True,
+            "response_time_ms": 9e4,
+        }
         lines.append(orjson.dumps(rec))
     for i in range(n):
         rec = {
             "timestamp": f"{base}.{micros[i]:06d}Z",
+            "release": release,
             "response_time_ms": float(latency[i]),
             "error": "upstream_5xx" if errors[i] else None,
             "abandoned": bool(abandoned[i]),
@@ -92,10 +101,19 @@ def step_logs(
     """Canary and baseline logs for the current step's window; the arguments `advance` takes."""
     record = status(repo)["rollout"]
     canary, baseline = tmp / f"canary-{step}.jsonl", tmp / f"baseline-{step}.jsonl"
-    write_log(canary, start=record["step_started"], n=n, seed=100 + step, error_rate=canary_errors, **kw)
+    canary_release, baseline_release = record["release"], status(repo)["release"]
+    write_log(
+        canary,
+        release=canary_release,
+        start=record["step_started"],
+        n=n,
+        seed=100 + step,
+        error_rate=canary_errors,
+        **kw,
+    )
     # At 100 % the old release serves nothing: its baseline is its traffic since the rollout started.
     base_start = record["started"] if record["weight"] == 100 else record["step_started"]
-    write_log(baseline, start=base_start, n=n + n // 5, seed=200 + step, **kw)
+    write_log(baseline, release=baseline_release, start=base_start, n=n + n // 5, seed=200 + step, **kw)
     return ["--canary-logs", str(canary), "--baseline-logs", str(baseline)]
 
 
@@ -325,7 +343,11 @@ def test_unreadable_or_empty_logs_are_bad_input(rolling, tmp_path):
         cwd=rolling,
     )
     assert missing.code == 2 and "nope" in missing.stderr
-    r = run_cli("rollout", "analyze", "--canary-logs", str(empty), "--baseline-logs", str(empty), cwd=rolling)
+    empty2 = tmp_path / "empty2.jsonl"
+    empty2.write_text("")
+    r = run_cli(
+        "rollout", "analyze", "--canary-logs", str(empty), "--baseline-logs", str(empty2), cwd=rolling
+    )
     assert r.code == 2 and "no data" in r.stderr
     one = run_cli("rollout", "analyze", "--canary-logs", str(empty), cwd=rolling)
     assert one.code == 2 and "--baseline-logs" in one.stderr
@@ -337,8 +359,8 @@ def test_logs_from_before_the_step_hold_never_pass(rolling, tmp_path):
     record = status(rolling)["rollout"]
     old = (datetime.fromisoformat(record["started"].removesuffix("Z")) - timedelta(days=1)).isoformat() + "Z"
     canary, baseline = tmp_path / "c.jsonl", tmp_path / "b.jsonl"
-    write_log(canary, start=old, n=BIG, seed=1)
-    write_log(baseline, start=old, n=BIG, seed=2)
+    write_log(canary, release="v1.3", start=old, n=BIG, seed=1)
+    write_log(baseline, release="v1.2", start=old, n=BIG, seed=2)
     r = run_cli(
         "rollout",
         "analyze",
@@ -352,7 +374,159 @@ def test_logs_from_before_the_step_hold_never_pass(rolling, tmp_path):
     )
     assert r.code == 1 and r.json()["outcome"] == "hold"
     assert r.json()["canary"]["before_window"] == BIG and any(
-        "no request since" in n for n in r.json()["notes"]
+        "no request of v1.3 since" in n for n in r.json()["notes"]
+    )
+
+
+def _iso_in(minutes: float) -> str:
+    """Now + `minutes`, as a log timestamp (whole seconds, UTC)."""
+    from datetime import UTC
+
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _analyze(repo: Path, canary: Path, baseline: Path, *extra: str):
+    return run_cli(
+        "rollout", "analyze", "--canary-logs", str(canary), "--baseline-logs", str(baseline), *extra, cwd=repo
+    )  # fmt: skip
+
+
+# --- the step's window ends at the analysis time -------------------------------------------------
+
+
+@pytest.mark.parametrize("when", ["in an hour", "year 9998"])
+def test_records_stamped_after_the_analysis_are_bad_input_never_every_steps_traffic(rolling, tmp_path, when):
+    """One log stamped in the future once counted in every step, so it advanced a rollout through
+    all of them in seconds. The window is [step start, now]: a later record is exit 2 naming the
+    file, the first such line and how many, in analyze and advance alike, and nothing is written."""
+    args = step_logs(rolling, tmp_path, 0, n=2_000)
+    canary = Path(args[1])
+    future = _iso_in(60) if when == "in an hour" else "9998-06-01T00:00:00Z"
+    good = canary.read_bytes()
+    lines = good.splitlines(keepends=True)
+    late = {"timestamp": future, "release": "v1.3", "response_time_ms": 500.0, "error": None}
+    canary.write_bytes(
+        b"".join(lines[:7]) + b"".join(orjson.dumps(late) + b"\n" for _ in range(3)) + b"".join(lines[7:])
+    )
+    before = (rolling / LOG).read_bytes()
+    for verb in ("analyze", "advance"):
+        r = run_cli("rollout", verb, *args, "--format", "json", cwd=rolling)
+        assert r.code == 2, r.output
+        doc = r.json()
+        assert (
+            f"{canary}:8:" in doc["message"]
+            and "3 record(s) stamped after the analysis time" in doc["message"]
+        )
+        assert doc["problems"][0]["line"] == 8 and doc["problems"][0]["found"] == future
+        assert "Traceback" not in r.output
+    assert (rolling / LOG).read_bytes() == before
+
+
+def test_records_within_the_clock_skew_allowance_count(rolling, tmp_path):
+    """A few minutes ahead is clock skew (docs/channels.md: 5 minutes), not an error."""
+    record = status(rolling)["rollout"]
+    canary, baseline = tmp_path / "c.jsonl", tmp_path / "b.jsonl"
+    write_log(canary, release="v1.3", start=_iso_in(3), n=500, seed=1)
+    write_log(baseline, release="v1.2", start=record["step_started"], n=500, seed=2)
+    r = _analyze(rolling, canary, baseline, "--format", "json")
+    assert r.code == 1 and r.json()["canary_requests"] == 500, r.output  # counted (a hold: too few)
+    assert r.json()["canary"]["until"] <= _iso_in(0)
+
+
+def test_a_step_younger_than_min_step_minutes_holds_and_advance_refuses(example_repo, tmp_path):
+    manifest = example_repo / "releases" / "v1.3.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("policy:\n", "policy:\n  rollout:\n    min_step_minutes: 60\n", 1))
+    write_gate(example_repo)
+    assert run_cli("rollout", "v1.3", "--reason", "an hour a step", cwd=example_repo).code == 0
+    args = step_logs(example_repo, tmp_path, 0)
+    r = run_cli("rollout", "analyze", *args, "--format", "json", cwd=example_repo)
+    assert r.code == 1, r.output
+    doc = r.json()
+    assert (
+        doc["outcome"] == "hold"
+        and "min_step_minutes" in doc["reason"]
+        and "of the 60 minutes" in doc["reason"]
+    )
+    assert all(m["decision"] == "pass" for m in doc["metrics"])  # the data pass; the clock holds
+    before = (example_repo / LOG).read_bytes()
+    adv = run_cli("rollout", "advance", *args, cwd=example_repo)
+    assert adv.code == 1 and "min_step_minutes" in adv.stderr, adv.output
+    assert (example_repo / LOG).read_bytes() == before
+    forced = run_cli("rollout", "advance", "--force", "--reason", "sev-2 fix", cwd=example_repo)
+    assert forced.code == 0, forced.output
+    assert "advanced before the step's minimum" in events(example_repo)[-1]["override"]
+
+
+# --- each side counts its own release's records --------------------------------------------------
+
+
+def test_a_canary_log_of_another_release_or_a_mislabelled_baseline_is_bad_input(rolling, tmp_path):
+    record = status(rolling)["rollout"]
+    start = record["step_started"]
+    v14, v13, v12 = tmp_path / "v14.jsonl", tmp_path / "v13.jsonl", tmp_path / "v12.jsonl"
+    write_log(v14, release="v1.4", start=start, n=400, seed=1)
+    write_log(v13, release="v1.3", start=start, n=400, seed=2)
+    write_log(v12, release="v1.2", start=start, n=400, seed=3)
+    other = _analyze(rolling, v14, v12)
+    assert other.code == 2 and "no record of v1.3 (the canary's release)" in other.stderr
+    assert "v1.4 (400)" in other.stderr and str(v14) in other.stderr
+    tagged = tmp_path / "v13-as-baseline.jsonl"
+    write_log(tagged, release="v1.3", start=start, n=400, seed=4)
+    wrong_side = _analyze(rolling, v13, tagged)
+    assert wrong_side.code == 2 and "no record of v1.2 (the baseline's release)" in wrong_side.stderr
+    assert "v1.3 (400)" in wrong_side.stderr
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link"])
+def test_the_same_file_for_both_sides_is_bad_input(rolling, tmp_path, how):
+    log = tmp_path / "both.jsonl"
+    write_log(log, release="v1.3", start=status(rolling)["rollout"]["step_started"], n=100, seed=1)
+    other = log
+    if how == "symlink":
+        other = tmp_path / "link.jsonl"
+        other.symlink_to(log)
+    elif how == "hard link":
+        other = tmp_path / "hard.jsonl"
+        os.link(log, other)
+    for verb in ("analyze", "advance"):
+        r = run_cli("rollout", verb, "--canary-logs", str(log), "--baseline-logs", str(other), cwd=rolling)
+        assert r.code == 2 and "are the same file" in r.stderr, r.output
+
+
+def test_a_mixed_release_log_counts_only_the_sides_release(rolling, tmp_path):
+    """Production logs mix releases: the canary's v1.2 records (all failed here) are left out."""
+    args = step_logs(rolling, tmp_path, 0)
+    canary = Path(args[1])
+    noise = tmp_path / "noise.jsonl"
+    write_log(
+        noise,
+        release="v1.2",
+        start=status(rolling)["rollout"]["step_started"],
+        n=1_000,
+        seed=9,
+        error_rate=1.0,
+    )
+    canary.write_bytes(noise.read_bytes() + canary.read_bytes())
+    r = run_cli("rollout", "analyze", *args, "--format", "json", cwd=rolling)
+    assert r.code == 0 and r.json()["outcome"] == "pass", r.output
+    assert r.json()["canary"]["other_releases"] == {"v1.2": 1_000} and r.json()["canary_requests"] == BIG
+    assert any("1,000 records of other releases (v1.2)" in n for n in r.json()["notes"])
+
+
+def test_records_without_a_release_are_bad_input_naming_the_line(rolling, tmp_path):
+    args = step_logs(rolling, tmp_path, 0, n=300)
+    baseline = Path(args[3])
+    lines = baseline.read_bytes().splitlines(keepends=True)
+    untagged = orjson.loads(lines[4])
+    del untagged["release"]
+    numbered = {**orjson.loads(lines[9]), "release": 13}
+    lines[4], lines[9] = orjson.dumps(untagged) + b"\n", orjson.dumps(numbered) + b"\n"
+    baseline.write_bytes(b"".join(lines))
+    r = run_cli("rollout", "analyze", *args, "--format", "json", cwd=rolling)
+    assert r.code == 2, r.output
+    assert (
+        f"{baseline}:5:" in r.json()["message"] and "2 record(s) without a `release`" in r.json()["message"]
     )
 
 

@@ -594,8 +594,12 @@ def _analysis(
     prometheus_url: str | None = None,
     window: str | None = None,
 ) -> Any:
-    """The step's analysis from exactly one source: the two request logs, or Prometheus."""
+    """The step's analysis from exactly one source: the two request logs, or Prometheus; a pass
+    of a step younger than the policy's minimum holds (`steps.hold_if_young`)."""
+    import time
+
     from releasectl.errors import BadInput
+    from releasectl.rollout.steps import hold_if_young
 
     if prometheus_url is not None:
         if canary_logs is not None or baseline_logs is not None:
@@ -605,7 +609,8 @@ def _analysis(
             )
         from releasectl.rollout.prometheus import analyze_rollout_prometheus
 
-        return analyze_rollout_prometheus(repo_root(), channel, prometheus_url, window)
+        report = analyze_rollout_prometheus(repo_root(), channel, prometheus_url, window)
+        return hold_if_young(report, time.time())
     if window is not None:
         raise BadInput("--window goes with --prometheus; logs are read from the step's start")
     if canary_logs is None or baseline_logs is None:
@@ -614,7 +619,7 @@ def _analysis(
         )
     from releasectl.rollout.steps import analyze_rollout
 
-    return analyze_rollout(repo_root(), channel, canary_logs, baseline_logs)
+    return hold_if_young(analyze_rollout(repo_root(), channel, canary_logs, baseline_logs), time.time())
 
 
 def _window_line(report: Any) -> str:
@@ -627,8 +632,8 @@ def _window_line(report: Any) -> str:
             f"Prometheus {esc(report.source['prometheus'])} at {esc(report.source['at'])}"
         )
     return (
-        f"window: canary since {esc(c.since)} ({a.canary_requests:,} requests), "
-        f"baseline since {esc(b.since)} ({a.baseline_requests:,})"
+        f"window: canary {esc(c.release)} since {esc(c.since)} ({a.canary_requests:,} requests), "
+        f"baseline {esc(b.release)} since {esc(b.since)} ({a.baseline_requests:,}), until {esc(c.until)}"
     )
 
 

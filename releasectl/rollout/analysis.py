@@ -46,6 +46,8 @@ class Margins:
     """Mean satisfaction ≥ old − this share of the rating scale (0.05 × 4 = 0.2 points on 1–5)."""
     alpha: float = 0.05
     """Overall error level of a step's decision, split over the metrics compared."""
+    min_step_minutes: int = 0
+    """How long a step runs before it may pass (a younger step's pass is a hold); 0: no minimum."""
 
     def to_dict(self) -> dict[str, float]:
         return {
@@ -54,6 +56,7 @@ class Margins:
             "error": self.error,
             "satisfaction": self.satisfaction,
             "alpha": self.alpha,
+            "min_step_minutes": self.min_step_minutes,
         }
 
 

@@ -10,7 +10,10 @@ an abort leaves the channel on the old release with the candidate's weight at 0.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +243,15 @@ def advance_rollout(
         override = f"advanced {plan.describe(record)} past an analysis that says {report.analysis.outcome} ({report.analysis.reason})"
     if report is not None and not _same_step(record, report.record):
         raise _moved_since(channel, report.record)
+    margins = report.analysis.margins if report else margins_for(root, record["release"])[0]
+    if young := too_young(record, margins.min_step_minutes, time.time()):
+        if not force:
+            raise Refused(
+                f"{plan.describe(record)} does not advance yet: {young}",
+                hint="keep the step running; analyse and advance after that time",
+            )
+        if override is None or young not in override:
+            override = "; ".join(x for x in (override, f"advanced before the step's minimum: {young}") if x)
     summary = report.analysis.summary() if report else None
 
     def checked(current: dict[str, Any] | None) -> dict[str, Any]:
@@ -380,6 +392,7 @@ def margins_for(root: Path, release: str) -> tuple[Any, str]:
         error=spec.error_margin,
         satisfaction=spec.satisfaction_margin,
         alpha=spec.alpha,
+        min_step_minutes=spec.min_step_minutes,
     )
     return margins, f"releases/{release}.yaml policy.rollout"
 
@@ -393,26 +406,72 @@ def step_windows(record: dict[str, Any]) -> tuple[str, str]:
 
 
 def analyze_rollout(root: Path, channel: str, canary_logs: Path, baseline_logs: Path) -> StepReport:
-    """Seed 004's gate on the current step's traffic: the canary's requests since the step
-    started, against the baseline's over the same window. At a 100 % step the old release serves
-    nothing, so its baseline is its traffic since the rollout started."""
+    """Seed 004's gate on the current step's traffic: the candidate's requests in the canary log
+    and the channel's release's requests in the baseline log, each in its window (since the step
+    started, at a 100 % step the baseline since the rollout started) up to now. Same file for both
+    sides, records from the future or without a release, or a side with none of its release's
+    records are exit 2 (`observations`)."""
     from releasectl.rollout.analysis import analyze_step
-    from releasectl.rollout.observations import read_window
+    from releasectl.rollout.observations import read_window, same_file
 
     check_channel(channel)
+    if same_file(canary_logs, baseline_logs):
+        raise BadInput(
+            f"--canary-logs and --baseline-logs are the same file ({canary_logs})",
+            hint="give each side its own request log: the candidate's traffic and the release the channel holds",
+        )
     state = read_state(root)
     record = active(state, channel)
+    baseline_release = state.channels.get(channel)
+    if baseline_release is None:
+        raise BadInput(f"{channel} holds no release: the canary has no baseline to compare against")
     margins, source = margins_for(root, record["release"])
     canary_since, baseline_since = step_windows(record)
-    canary = read_window(canary_logs, canary_since)
-    baseline = read_window(baseline_logs, baseline_since)
+    at = time.time()
+    canary = read_window(canary_logs, canary_since, release=record["release"], until=at, side="canary")
+    baseline = read_window(baseline_logs, baseline_since, release=baseline_release, until=at, side="baseline")
     analysis = analyze_step(canary.observations, baseline.observations, margins)
     for window, side in ((canary, "canary"), (baseline, "baseline")):
         if window.untimed:
             analysis.notes.append(f"{side}: {window.untimed:,} records without a timestamp are not counted")
+        if window.other_releases:
+            n = sum(window.other_releases.values())
+            names = ", ".join(sorted(window.other_releases))
+            analysis.notes.append(f"{side}: {n:,} records of other releases ({names}) are not counted")
         if not window.observations.requests:
-            analysis.notes.append(f"{side}: no request since {window.since} in {window.path}")
-    return StepReport(channel, state.channels.get(channel), record, canary, baseline, analysis, source)
+            analysis.notes.append(
+                f"{side}: no request of {window.release} since {window.since} in {window.path}"
+            )
+    return StepReport(channel, baseline_release, record, canary, baseline, analysis, source)
+
+
+def hold_if_young(report: StepReport, now: float) -> StepReport:
+    """A passing analysis of a step younger than the policy's `min_step_minutes` is a hold that
+    says until when (whatever the source: logs or Prometheus); `advance` refuses it too."""
+    young = too_young(report.record, report.analysis.margins.min_step_minutes, now)
+    if young and report.analysis.outcome == "pass":
+        why = f"{young}; the data pass: advance once it has"
+        report.analysis = dataclasses.replace(report.analysis, outcome="hold", reason=why)
+    return report
+
+
+def _instant(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(UTC).timestamp()
+
+
+def too_young(record: dict[str, Any], min_step_minutes: int, now: float) -> str | None:
+    """Why the current step may not be left yet (policy.rollout.min_step_minutes), or None."""
+    if not min_step_minutes:
+        return None
+    started = _instant(record["step_started"])
+    ran = now - started
+    if ran >= min_step_minutes * 60:
+        return None
+    until = datetime.fromtimestamp(started + min_step_minutes * 60, UTC).isoformat(timespec="seconds")
+    return (
+        f"step {record['step'] + 1} has run {max(0, int(ran // 60))} of the {min_step_minutes} minutes "
+        f"policy.rollout.min_step_minutes asks for (until {until.replace('+00:00', 'Z')})"
+    )
 
 
 def rollout_status(root: Path, channel: str) -> dict[str, Any]:
