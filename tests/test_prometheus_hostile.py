@@ -207,3 +207,106 @@ def test_only_the_literal_placeholders_are_replaced_and_release_values_are_escap
     with pytest.raises(BadInput, match="no Prometheus query maps to eror_rate") as err:
         QueryMap().with_overrides({"eror_rate": "x{{sel}}"})
     assert "did you mean error_rate" in (err.value.hint or "")
+
+
+# --- 1. every --prometheus command renders its result in text as in JSON -------------------------
+
+
+def serving(p95_ms: str = "300", error_rate: str = "0.0") -> Answer:
+    """A plausible Prometheus for any release: 10,000 requests over a day, the given p95 and errors."""
+
+    def answer(query: str) -> tuple[int, bytes]:
+        if "sum by (le)" in query and "histogram_quantile" not in query:
+            return 200, buckets([1000, 5000, 9000, 9800, 9950, 9990, 10000])
+        if query.startswith("histogram_quantile(0.95") and "e2e" in query:
+            return 200, vector(p95_ms)
+        if query.startswith("histogram_quantile"):
+            return 200, vector("250")
+        if query.startswith("time()"):
+            return 200, vector("100000")
+        if 'status="5xx"' in query:
+            return 200, vector(error_rate if query.startswith("(") else str(float(error_rate) * 10000))
+        if "generation_tokens_total" in query:
+            return 200, vector("100")
+        if "finished_reason" in query:
+            return 200, vector("0.01")
+        return 200, vector("10000")
+
+    return answer
+
+
+SERVING_RULES = "canary.error_rate.point <= 0.05\ncanary.latency_p95_ms.point <= 5000\n"
+CANARY = ["--window", "24h", "--min-requests", "20", "--min-hours", "0", "--margin", "1.5"]
+
+
+@pytest.fixture
+def rules(tmp_path):
+    path = tmp_path / "serving.rules"
+    path.write_text(SERVING_RULES)
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_monitor_on_an_empty_prometheus_says_no_data_in_either_format(cli, example_repo, fmt):
+    with fake_prometheus(lambda q: (200, EMPTY)) as url:
+        r = cli("monitor", "--prometheus", url, "--window", "1h", "--format", fmt, cwd=example_repo)
+    assert r.code == 1, r.output  # no data is never an all-clear
+    assert "internal error" not in r.output and "Traceback" not in r.output
+    if fmt == "json":
+        assert r.json()["no_data"] and not r.json()["has_data"]
+    else:
+        assert "no data" in r.stdout and "p95-latency" in r.stdout and url in r.stdout
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_monitor_auto_rollback_on_prometheus_reports_the_rollback_in_either_format(cli, example_repo, fmt):
+    with fake_prometheus(serving(error_rate="0.5")) as url:
+        r = cli("monitor", "--prometheus", url, "--auto-rollback", "--format", fmt, cwd=example_repo)
+    assert r.code == 1, r.output
+    assert "internal error" not in r.output
+    if fmt == "json":
+        assert r.json()["rollback"]["status"] == "rolled back" and "error-rate" in r.json()["fired"]
+    else:
+        assert "rolled back" in r.stdout and "production: v1.2 → v1.1" in r.stdout, r.stdout
+        assert "error-rate" in r.stdout
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_canary_on_prometheus_renders_in_either_format(cli, example_repo, rules, fmt):
+    with fake_prometheus(serving()) as url:
+        r = cli(
+            "canary",
+            "--prometheus",
+            url,
+            "--release",
+            "v1.3",
+            *CANARY,
+            "--rules",
+            rules,
+            "--format",
+            fmt,
+            cwd=example_repo,
+        )
+    with fake_prometheus(lambda q: (200, EMPTY)) as empty_url:
+        empty = cli(
+            "canary",
+            "--prometheus",
+            empty_url,
+            "--release",
+            "v1.3",
+            *CANARY,
+            "--rules",
+            rules,
+            "--format",
+            fmt,
+            cwd=example_repo,
+        )
+    assert r.code == 0, r.output
+    assert empty.code == 1, empty.output
+    for result in (r, empty):
+        assert "internal error" not in result.output and "Traceback" not in result.output
+    if fmt == "json":
+        assert r.json()["verdict"] == "promote" and empty.json()["verdict"] == "hold"
+    else:
+        assert "verdict: promote" in r.stdout and "latency histogram test" in r.stdout
+        assert "verdict: hold" in empty.stdout and "no series for release v1.3" in empty.stdout

@@ -91,6 +91,29 @@ def _alerts_section(result: dict[str, Any]) -> None:
             )
     else:
         out.print("[dim]alerts: none evaluated (no release manifest; pass --release vX.Y)[/]")
+    if "reward_collapse" in result:  # log trends; Prometheus gives none
+        _log_trends(result)
+    rb = result["rollback"]
+    if rb:
+        if rb["status"] == "rolled back":
+            say(
+                "[red]rolled back[/] {}: {} → {} (revision {})",
+                rb["channel"],
+                rb["from"],
+                rb["to"],
+                rb["revision"],
+            )
+        elif rb["status"] == "refused":
+            say("[red]rollback refused:[/] {}{}", rb["message"], f"; {rb['hint']}" if rb.get("hint") else "")
+        else:
+            say("[yellow]rollback triggers fired:[/] {}; {}", ", ".join(rb["triggers"]), rb["hint"])
+    if result["fired"]:
+        say("[red]{} alert(s) fired:[/] {}", len(result["fired"]), ", ".join(result["fired"]))
+
+
+def _log_trends(result: dict[str, Any]) -> None:
+    """Drift against --baseline-logs and reward collapse across windows (the log path only)."""
+    out = console()
     if result["drift"]:
         say("[bold]drift[/] (vs {})", result["baseline_logs"])
         for d in result["drift"]:
@@ -108,22 +131,6 @@ def _alerts_section(result: dict[str, Any]) -> None:
         parts = [f"satisfaction τ={rc['satisfaction']['tau']:+.2f} (p={rc['satisfaction']['p_value']:.2g})"]
         parts += [f"{k} τ={v['tau']:+.2f} (p={v['p_value']:.2g})" for k, v in rc["proxies"].items()]
         out.print(f"{mark} over {rc['windows']} windows of {esc(rc['window'])}: " + esc(", ".join(parts)))
-    rb = result["rollback"]
-    if rb:
-        if rb["status"] == "rolled back":
-            say(
-                "[red]rolled back[/] {}: {} → {} (revision {})",
-                rb["channel"],
-                rb["from"],
-                rb["to"],
-                rb["revision"],
-            )
-        elif rb["status"] == "refused":
-            say("[red]rollback refused:[/] {}{}", rb["message"], f"; {rb['hint']}" if rb.get("hint") else "")
-        else:
-            say("[yellow]rollback triggers fired:[/] {}; {}", ", ".join(rb["triggers"]), rb["hint"])
-    if result["fired"]:
-        say("[red]{} alert(s) fired:[/] {}", len(result["fired"]), ", ".join(result["fired"]))
 
 
 def _prometheus_summary(result: dict[str, Any]) -> None:
