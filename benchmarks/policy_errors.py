@@ -499,7 +499,8 @@ def run_sequential(rng: np.random.Generator, args: argparse.Namespace, scale: in
         ),
     }
     sims_by = {label: simulate(rng, sims, BASELINE, q, scale, rho) for label, q in scenarios.items()}
-    grid = np.unique(np.linspace(total / 40, total, 40).round().astype(int))
+    # the fixed n is searched on a grid of 1 % of the suite (a coarser grid favours sequential)
+    grid = np.unique(np.linspace(total / args.fixed_grid, total, args.fixed_grid).round().astype(int))
     for title, rules in (
         ("the whole dev→staging policy", None),
         ("its baseline comparisons and safety cap", CORE),
@@ -573,6 +574,7 @@ def main() -> None:
     )
     parser.add_argument("--clear-better", type=float, default=0.06)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--fixed-grid", type=int, default=100, help="fixed n searched on total/G steps")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()

@@ -137,3 +137,24 @@ def test_the_benchmarks_sequential_gate_is_gate_sequential_decide(sims):
 def _decided(states: dict[str, np.ndarray], i: int, j: int) -> bool:
     column = [str(v[i, j]) for v in states.values()]
     return "fail" in column or "undecided" not in column
+
+
+@pytest.mark.parametrize(
+    ("worse", "promoted"),
+    [
+        ({}, (0.5, 1.0)),  # the control: clearly better everywhere, promoted in most runs
+        ({"schema": 0.99}, (0.0, bench.ALPHA / 2)),  # tool_call_correctness.schema exactly at its 0.99 floor
+        ({"protected": -0.08}, (0.0, bench.ALPHA / 2)),  # protected slices exactly at −margin (+0.06 − 0.08)
+    ],
+)
+def test_false_promotions_stay_under_half_alpha_when_the_replay_looks_after_every_81_cases(worse, promoted):
+    """Optional stopping: a candidate clearly better on everything but one rule, which it fails by
+    the smallest amount, is promoted in ≤ α/2 of 200 replays of the ×50 suite stopped at the first
+    of 100 rounds that decides, while the clearly better one is promoted in most."""
+    rng = np.random.default_rng(41)
+    quality = bench.candidate(0.06, focus=0.30, **worse)
+    sim = bench.simulate(rng, 200, bench.BASELINE, quality, 50, 0.7)
+    looks = np.arange(81, sim.total + 1, 81)
+    stopped = bench.stop(bench.sequential_gate(sim, looks, 0.02), looks)
+    low, high = promoted
+    assert low <= np.mean(stopped.verdict == "promote") <= high

@@ -182,3 +182,91 @@ def test_bernoulli_cs_bounds_are_ordered_and_contain_the_estimate(k, n, alpha):
 
     iv = bernoulli_cs(min(k, n), n, alpha)
     assert 0.0 <= iv.lower <= iv.estimate <= iv.upper <= 1.0
+
+
+# --- one-sided sequences tuned to the rule (the gate's pass and fail sides) -------------------
+
+
+@pytest.mark.parametrize(("p", "threshold"), [(0.99, 0.99), (0.05, 0.05), (0.97, 0.99), (0.6, 0.5)])
+def test_each_side_of_the_threshold_tuned_rate_cs_holds_the_truth_at_every_look(p, threshold):
+    from releasectl.stats.sequential import bernoulli_side_log_mixture
+
+    rng = np.random.default_rng(31)
+    k = np.cumsum(rng.random((400, 3000)) < p, axis=1)
+    n = np.arange(1, 3001)
+    p_hat = k / n
+    bound = np.log(1 / 0.05)
+    # The lower end is above the truth iff the mixture on [threshold, 1] rejects p from above p̂'s
+    # side (and likewise the upper end): a miss at ANY of 3,000 looks, in ≤ α of 400 streams.
+    above = (bernoulli_side_log_mixture(k, n, p, (threshold, 1.0)) >= bound) & (p_hat > p)
+    below = (bernoulli_side_log_mixture(k, n, p, (0.0, threshold)) >= bound) & (p_hat < p)
+    assert above.any(axis=1).mean() <= 0.05
+    assert below.any(axis=1).mean() <= 0.05
+
+
+def test_the_threshold_tuned_cs_decides_where_the_two_sided_one_cannot():
+    from releasectl.stats.sequential import bernoulli_cs_bounds, bernoulli_side_bounds
+
+    # 500 of 500 tool calls valid: "schema rate ≥ 0.99" is shown at α/2 = 0.025 by the mixture on
+    # [0.99, 1]; the two-sided Jeffreys mixture at α = 0.05 needs ~680 cases for the same claim.
+    lower, upper = bernoulli_side_bounds(500, 500, 0.025, 0.99)
+    assert lower >= 0.99 and upper == 1.0
+    assert bernoulli_cs_bounds(500, 500, 0.05)[0] < 0.99
+    _, upper = bernoulli_side_bounds(np.asarray([6, 8]), 400, 0.025, 0.05)
+    assert upper[0] <= 0.05 < upper[1]  # 6/400 violations show "≤ 5 %"; 8/400 do not yet
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 400), st.integers(1, 400), st.floats(0.001, 0.5), st.floats(0.0, 1.0))
+def test_threshold_bounds_are_ordered_and_contain_the_estimate(k, n, alpha, threshold):
+    from releasectl.stats.sequential import bernoulli_side_bounds
+
+    k = min(k, n)
+    lower, upper = bernoulli_side_bounds(k, n, alpha, threshold)
+    assert 0.0 <= lower <= k / n + 1e-9 and k / n - 1e-9 <= upper <= 1.0
+
+
+@pytest.mark.parametrize("delta", [-0.02, 0.0, 0.07])
+def test_the_paired_betting_cs_holds_the_truth_at_every_look(delta):
+    from releasectl.stats.sequential import bet_fractions, paired_log_e
+
+    rng = np.random.default_rng(37)
+    # paired outcomes with 14 % discordant pairs and true Δ = delta, 300 streams, 1,000 looks
+    q_win = (0.14 + delta) / 2
+    u = rng.random((300, 1000))
+    wins, losses = np.cumsum(u < q_win, axis=1), np.cumsum((u >= q_win) & (u < 0.14), axis=1)
+    n = np.arange(1, 1001)
+    bound = np.log(1 / 0.05)
+    for horizon in (None, 1000):
+        c = bet_fractions(horizon)
+        # E is monotone in δ0, so the lower end passes the truth exactly when E at the truth crosses
+        too_high = (paired_log_e(wins, losses, n, delta, "greater", c) >= bound).any(axis=1)
+        too_low = (paired_log_e(wins, losses, n, delta, "less", c) >= bound).any(axis=1)
+        assert too_high.mean() <= 0.05 and too_low.mean() <= 0.05
+
+
+def test_the_paired_bounds_are_the_e_process_inverted_and_tighter_than_the_marginal_union():
+    from releasectl.stats.sequential import bet_fractions, paired_delta_path, paired_log_e, paired_side_bounds
+
+    lower, upper = paired_side_bounds(150, 90, 1000, 0.025, horizon=1200)
+    c = bet_fractions(1200)
+    bound = np.log(40)
+    assert paired_log_e(150, 90, 1000, lower - 1e-6, "greater", c) >= bound - 1e-6
+    assert paired_log_e(150, 90, 1000, lower + 1e-3, "greater", c) < bound
+    assert paired_log_e(150, 90, 1000, upper + 1e-6, "less", c) >= bound - 1e-6
+    assert lower < 0.06 < upper
+    rng = np.random.default_rng(5)
+    d = rng.permutation(np.r_[np.ones(150), -np.ones(90), np.zeros(760)])
+    old_lo, old_hi, _ = paired_delta_path((d == 1).astype(float), (d == -1).astype(float), 0.05)
+    assert upper - lower < 0.9 * (old_hi[-1] - old_lo[-1])  # one-sided at α/2 each, and still narrower
+    assert paired_side_bounds(0, 0, 0, 0.05) == (-1.0, 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300), st.integers(0, 300), st.integers(1, 600), st.floats(0.001, 0.5))
+def test_paired_bounds_are_ordered_and_contain_the_estimate(w, lo, n, alpha):
+    from releasectl.stats.sequential import paired_side_bounds
+
+    w, lo = min(w, n), min(lo, n - min(w, n))
+    lower, upper = paired_side_bounds(w, lo, n, alpha)
+    assert -1.0 <= lower <= (w - lo) / n + 1e-9 and (w - lo) / n - 1e-9 <= upper <= 1.0
