@@ -6,15 +6,20 @@ raises `Retryable` for a failure another attempt may fix and runs its attempt un
 a rate-limit reset) wins; a wait beyond `max_delay` is not worth sitting through in CI, so it
 ends the retries at once. Which responses are transient is the caller's business (see
 `releasectl.github.retry.classify` for GitHub's rules).
+
+`within_deadline` bounds one attempt as a whole: an HTTP client's timeout bounds each read, so a
+server that drips a byte at a time would otherwise hold a command forever. The GitHub client and
+the Prometheus client both run their requests under it.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -102,3 +107,44 @@ def http_transient(status: int, reason: str, headers: Mapping[str, str]) -> Retr
     if status == 429:
         return Retryable("429 Too Many Requests (rate limited)", asked_wait(headers))
     return None
+
+
+class DeadlineExceeded(Exception):
+    """`within_deadline`'s work did not finish within its `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"did not finish within {seconds:g} s")
+        self.seconds = seconds
+
+
+def within_deadline(
+    work: Callable[[], T],
+    seconds: float,
+    *,
+    abandon: Callable[[], object] | None = None,
+    name: str = "releasectl-request",
+) -> T:
+    """`work()`'s result, or its exception, if it finishes within `seconds`; else `DeadlineExceeded`.
+
+    `work` runs in a daemon thread, abandoned at the deadline; `abandon` (closing the connection
+    pool the work reads from, so the thread ends) then runs in another daemon thread, so a close
+    that blocks cannot hold the caller either.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as e:  # handed to the caller's thread below
+            outcome["error"] = e
+
+    worker = threading.Thread(target=run, name=name, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        if abandon is not None:
+            threading.Thread(target=abandon, name=f"{name}-abandon", daemon=True).start()
+        raise DeadlineExceeded(seconds)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]  # type: ignore[no-any-return]

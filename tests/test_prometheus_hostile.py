@@ -310,3 +310,32 @@ def test_canary_on_prometheus_renders_in_either_format(cli, example_repo, rules,
     else:
         assert "verdict: promote" in r.stdout and "latency histogram test" in r.stdout
         assert "verdict: hold" in empty.stdout and "no series for release v1.3" in empty.stdout
+
+
+# --- 2. one deadline for the whole request ------------------------------------------------------
+
+
+def test_a_server_that_drips_bytes_is_cut_off_by_one_deadline_for_the_whole_answer():
+    from releasectl.errors import EnvironmentFailure
+    from releasectl.monitoring.prometheus import PrometheusClient
+
+    with fake_prometheus(drip=True) as url:
+        started = time.monotonic()
+        with pytest.raises(
+            EnvironmentFailure, match=r"did not answer within 1 s \(the whole answer\)"
+        ) as err:
+            PrometheusClient(url, timeout=1).query("up")
+        assert time.monotonic() - started < 5  # each 0.5 s byte resets httpx's read timeout; this does not
+        assert url in str(err.value) and "up" in (err.value.hint or "")
+
+
+def test_canary_against_a_dripping_server_exits_3_instead_of_hanging(cli, example_repo, rules):
+    with fake_prometheus(drip=True) as url:
+        started = time.monotonic()
+        r = cli(
+            "canary", "--prometheus", url, "--release", "v1.3", *CANARY, "--rules", rules, cwd=example_repo
+        )
+        elapsed = time.monotonic() - started
+    assert r.code == 3, r.output
+    assert "did not answer within 10 s" in r.stderr and url in r.stderr
+    assert elapsed < 30  # the first query's deadline ends the command: no retry of a timeout

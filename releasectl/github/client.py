@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ import httpx
 from releasectl import __version__
 from releasectl.errors import BadInput, EnvironmentFailure
 from releasectl.github.retry import RetriesExhausted, Retryable, RetryPolicy, classify
+from releasectl.retry import DeadlineExceeded, within_deadline
 
 T = TypeVar("T")
 DEFAULT_API_URL = "https://api.github.com"
@@ -106,38 +106,29 @@ class GitHubClient:
 
         `timeout` bounds the whole request, body included: httpx's own timeout bounds each
         read, so a server that drips a byte at a time would otherwise hold the command forever.
-        The request runs in a daemon thread that is abandoned (and its connection closed) at
-        the deadline.
+        The request runs under `releasectl.retry.within_deadline`: abandoned (and its
+        connection pool closed) at the deadline.
         """
-        outcome: dict[str, Any] = {}
-
-        def work(http: httpx.Client) -> None:
-            try:
-                response = http.request(method, url, **kwargs)
-                response.read()
-                outcome["response"] = response
-            except BaseException as e:  # handed to the caller's thread below
-                outcome["error"] = e
-
         http = self.http
-        worker = threading.Thread(target=work, args=(http,), name="releasectl-github-request", daemon=True)
-        worker.start()
-        worker.join(self.timeout)
-        if worker.is_alive():
-            # Abandon this connection pool; the next attempt opens a fresh one.
-            self._http = None
-            threading.Thread(target=http.close, daemon=True).start()
-            raise Retryable(f"{method} {self._where(url)} did not finish within {self.timeout:g} s")
-        error = outcome.get("error")
-        if error is not None:
-            if isinstance(error, httpx.TimeoutException):
-                raise Retryable(f"{method} {self._where(url)} timed out after {self.timeout:g} s") from None
-            if isinstance(error, httpx.ConnectError):
-                raise Retryable(f"cannot connect to {self.settings.api_url}: {error}") from None
-            if isinstance(error, httpx.TransportError):
-                raise Retryable(f"connection to {self.settings.api_url} failed: {error}") from None
-            raise error
-        response = outcome["response"]
+
+        def work() -> httpx.Response:
+            response = http.request(method, url, **kwargs)
+            response.read()
+            return response
+
+        try:
+            response = within_deadline(
+                work, self.timeout, abandon=http.close, name="releasectl-github-request"
+            )
+        except DeadlineExceeded:
+            self._http = None  # abandon this connection pool; the next attempt opens a fresh one
+            raise Retryable(f"{method} {self._where(url)} did not finish within {self.timeout:g} s") from None
+        except httpx.TimeoutException:
+            raise Retryable(f"{method} {self._where(url)} timed out after {self.timeout:g} s") from None
+        except httpx.ConnectError as error:
+            raise Retryable(f"cannot connect to {self.settings.api_url}: {error}") from None
+        except httpx.TransportError as error:
+            raise Retryable(f"connection to {self.settings.api_url} failed: {error}") from None
         transient = classify(response)
         if transient is not None:
             raise transient

@@ -176,29 +176,54 @@ class PrometheusClient:
                 out.append(({str(k): str(v) for k, v in labels.items()}, number))
         return out
 
-    def _data(self, promql: str, at: float | None) -> dict[str, Any]:
+    def _attempt(self, params: dict[str, Any]) -> Any:
+        """One request, its answer read whole within `timeout` (`retry.within_deadline`: httpx's
+        timeout bounds each read, so a server dripping a byte at a time would hold us forever).
+        5xx and 429 are `Retryable`; a timeout is not retried: a query that slow is exit 3."""
         import httpx
 
-        from releasectl.retry import RetriesExhausted, Retryable, RetryPolicy
+        from releasectl.retry import DeadlineExceeded, Retryable, within_deadline
+
+        http = httpx.Client(timeout=self.timeout, follow_redirects=False)
+
+        def work() -> httpx.Response:
+            response = http.get(f"{self.url}/api/v1/query", params=params)
+            response.read()
+            return response
+
+        try:
+            response = within_deadline(
+                work, self.timeout, abandon=http.close, name="releasectl-prometheus-query"
+            )
+        except DeadlineExceeded:
+            raise EnvironmentFailure(
+                f"Prometheus at {self.url} did not answer within {self.timeout:g} s (the whole answer)",
+                hint=f"the query: {params['query']}",
+            ) from None
+        except httpx.HTTPError as e:
+            http.close()
+            raise EnvironmentFailure(
+                f"could not reach Prometheus at {self.url}: {type(e).__name__}: {e}",
+                hint="check --prometheus and that the server is up",
+            ) from None
+        http.close()
+        if response.status_code >= 500 or response.status_code == 429:
+            raise Retryable(f"HTTP {response.status_code}")
+        return response
+
+    def _data(self, promql: str, at: float | None) -> dict[str, Any]:
+        from releasectl.retry import RetriesExhausted, RetryPolicy
 
         params: dict[str, Any] = {"query": promql}
         if at is not None:
             params["time"] = at
-
-        def attempt() -> httpx.Response:
-            answer = httpx.get(f"{self.url}/api/v1/query", params=params, timeout=self.timeout)
-            if answer.status_code >= 500 or answer.status_code == 429:
-                raise Retryable(f"HTTP {answer.status_code}")
-            return answer
-
         try:
-            response = RetryPolicy(attempts=3, base_delay=0.5, max_delay=10.0).run(attempt)
+            response = RetryPolicy(attempts=3, base_delay=0.5, max_delay=10.0).run(
+                lambda: self._attempt(params)
+            )
         except RetriesExhausted as e:
-            raise EnvironmentFailure(f"Prometheus at {self.url} kept failing: {e}") from None
-        except httpx.HTTPError as e:
             raise EnvironmentFailure(
-                f"could not reach Prometheus at {self.url}: {type(e).__name__}: {e}",
-                hint="check --prometheus and that the server is up",
+                f"Prometheus at {self.url} kept failing: {e}", hint=f"the query: {promql}"
             ) from None
         try:
             doc = response.json()
