@@ -555,6 +555,21 @@ GOOD = {
 }
 
 
+# The event that starts GOOD's rollout (a line before it in the log).
+STARTED = {
+    **GOOD,
+    "revision": 10,
+    "time": "2026-11-19T10:00:00Z",
+    "rollout": {
+        **GOOD["rollout"],
+        "step": 0,
+        "weight": 5,
+        "state": "started",
+        "step_started": "2026-11-19T10:00:00Z",
+    },
+}
+
+
 def hostile(**rollout: object) -> dict:
     return {**GOOD, "rollout": {**GOOD["rollout"], **rollout}}
 
@@ -584,18 +599,149 @@ HOSTILE = {
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
 def test_a_hostile_rollout_event_is_exit_2_with_file_line(example_repo, kind):
-    good = (example_repo / LOG).read_bytes() + json.dumps(GOOD).encode() + b"\n"
+    good = (example_repo / LOG).read_bytes() + b"".join(
+        json.dumps(e).encode() + b"\n" for e in (STARTED, {**GOOD, "revision": 11})
+    )
     (example_repo / LOG).write_bytes(good)
     assert run_cli("rollout", "status", "--format", "json", cwd=example_repo).code == 0  # the good one reads
-    data = (example_repo / LOG).read_bytes() + json.dumps({**HOSTILE[kind], "revision": 11}).encode() + b"\n"
+    data = (example_repo / LOG).read_bytes() + json.dumps({**HOSTILE[kind], "revision": 12}).encode() + b"\n"
     (example_repo / LOG).write_bytes(data)
     for args in (("rollout", "status"), ("history",), ("rollout", "pause"), ("rollback", "--reason", "x")):
         r = run_cli(*args, "--format", "json", cwd=example_repo)
         assert r.code == 2, (args, r.output)
         doc = r.json()
-        assert "releases/history.jsonl:11" in doc["message"] and "Traceback" not in r.output
-        assert all(p["line"] == 11 for p in doc["problems"])
+        assert "releases/history.jsonl:12" in doc["message"] and "Traceback" not in r.output
+        assert all(p["line"] == 12 for p in doc["problems"])
     assert (example_repo / LOG).read_bytes() == data  # never appended after
+
+
+# --- the order of events: a hand-added line that does not follow is exit 2 at its line ----------
+
+
+def _forge(repo: Path, change) -> dict:
+    """Append a copy of the last event, changed by `change(e, r)` (its rollout record `r`)."""
+    e = json.loads((repo / LOG).read_text().splitlines()[-1])
+    e["revision"] += 1
+    change(e, e.get("rollout"))
+    with (repo / LOG).open("a") as f:
+        f.write(json.dumps(e) + "\n")
+    return e
+
+
+FORGED = {
+    "an advance jumping to the last step": (
+        lambda e, r: r.update(state="advanced", step=3, weight=100),
+        "rollout.step",
+        "step index 1 (step 2/4 at 20 %)",
+    ),
+    "a second start while one runs": (
+        lambda e, r: (e.update(to="v1.4"), r.update(release="v1.4")),
+        "rollout.state",
+        "a step, pause, resume or end of the v1.3 rollout",
+    ),
+    "a resume without a pause": (lambda e, r: r.update(state="resumed"), "rollout.state", "paused before it"),
+    "a `from` that is not the holder": (lambda e, r: e.update({"from": "v1.1"}), "from", "v1.2"),
+    "an abort of another rollout": (
+        lambda e, r: r.update(state="aborted", weight=0, started="2026-01-01T00:00:00Z"),
+        "rollout.started",
+        None,
+    ),
+    "a change of plan": (
+        lambda e, r: r.update(state="advanced", plan=[5, 50, 100], step=1, weight=50),
+        "rollout.plan",
+        "[5, 20, 50, 100]",
+    ),
+    "a completion from the first step": (
+        lambda e, r: (e.update(action="promote"), r.update(state="completed", step=3, weight=100)),
+        "rollout.step",
+        "step index 3",
+    ),
+    "a plain promote during the rollout": (
+        lambda e, r: (e.update(action="promote"), e.pop("rollout")),
+        "rollout",
+        "rollout.state completed (the last step's advance)",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FORGED))
+def test_a_forged_rollout_event_out_of_order_is_exit_2_at_its_line(rolling, kind):
+    change, field, expected = FORGED[kind]
+    _forge(rolling, change)
+    data = (rolling / LOG).read_bytes()
+    for cmd in (
+        ("rollout", "status"),
+        ("rollout", "advance", "--force", "--reason", "x"),
+        ("status",),
+        ("promote", "v1.3", "--to", "production"),
+    ):
+        r = run_cli(*cmd, "--format", "json", cwd=rolling)
+        assert r.code == 2, (cmd, r.output)
+        doc = r.json()
+        assert "releases/history.jsonl:11" in doc["message"] and "Traceback" not in r.output, doc
+        problem = doc["problems"][0]
+        assert (problem["line"], problem["field"]) == (11, field), problem
+        if expected is not None:
+            assert problem["expected"] == expected, problem
+        assert "history --repair" in doc["hint"]  # the last line: cut it aside (the way out)
+    assert (rolling / LOG).read_bytes() == data  # never appended after
+    repaired = run_cli("history", "--repair", "--format", "json", cwd=rolling)
+    assert repaired.code == 0 and repaired.json()["truncated_at_line"] == 11, repaired.output
+    assert status(rolling)["rollout"]["step"] == 0  # back to the rollout as the tool wrote it
+
+
+def test_a_forged_line_of_another_channel_does_not_block_a_rollback(rolling):
+    """rollback still works when a line it does not need is out of order (docs/channels.md)."""
+    _forge(
+        rolling,
+        lambda e, r: (e.update(channel="staging", to="v1.4"), r.update(release="v1.4", state="resumed")),
+    )
+    assert run_cli("history", "--format", "json", cwd=rolling).code == 2
+    _forge(
+        rolling,
+        lambda e, r: (
+            e.update(channel="production", to="v1.3", revision=e["revision"]),
+            r.update(release="v1.3", state="paused"),
+        ),
+    )
+    middle = run_cli("rollout", "status", "--format", "json", cwd=rolling)
+    assert middle.code == 2 and "releases/history.jsonl:11" in middle.json()["message"]
+    assert "restore that line from git" in middle.json()["hint"]
+    r = run_cli(
+        "rollback", "v1.1", "--channel", "production", "--reason", "incident", "--format", "json", cwd=rolling
+    )
+    assert r.code == 0, r.output
+    assert any("history.jsonl:11" in w for w in r.json()["warnings"])
+    last = events(rolling)[-1]
+    assert (last["action"], last["from"], last["to"], last["rollout"]["state"]) == (
+        "rollback",
+        "v1.2",
+        "v1.1",
+        "aborted",
+    )
+
+
+def test_a_rollout_in_progress_of_a_release_without_a_manifest_is_exit_2_at_its_start(rolling):
+    _forge(rolling, lambda e, r: r.update(state="aborted", weight=0))
+    _forge(
+        rolling,
+        lambda e, r: (
+            e.update(to="v7.7", time="2026-12-01T00:00:00Z"),
+            r.update(
+                release="v7.7",
+                state="started",
+                step=0,
+                weight=5,
+                started="2026-12-01T00:00:00Z",
+                step_started="2026-12-01T00:00:00Z",
+            ),
+        ),
+    )
+    r = run_cli("rollout", "status", "--format", "json", cwd=rolling)
+    assert r.code == 2, r.output
+    problem = r.json()["problems"][0]
+    assert (problem["line"], problem["field"], problem["found"]) == (12, "rollout.release", "v7.7")
+    assert "releases/v7.7.yaml does not exist" in problem["message"]
 
 
 def test_a_damaged_rollouts_view_is_rebuilt_from_the_log(rolling):

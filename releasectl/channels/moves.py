@@ -220,6 +220,9 @@ def record_move(
                 for x in (event.get("override"), f"rolled back past damaged {HISTORY_FILE} line(s) {lines}")
                 if x
             )
+        if state.sequence is not None and (wrong := state.sequence.check(event, None)):
+            # the verbs check what they write; an event out of order would block every later read
+            raise AssertionError(f"refusing to write an event out of order: {wrong[0].render()}")
         # The served config is rendered before anything is written: a release that cannot be
         # rendered refuses the move instead of leaving the channel and its config apart.
         served = to_release if moves else current

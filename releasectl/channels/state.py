@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from releasectl.channels.sequence import Sequence
 from releasectl.errors import BadInput, EnvironmentFailure, Problem
 from releasectl.fsutil import atomic_write_text, fsync_dir
 
@@ -228,6 +229,8 @@ class HistoryLog:
 
     raw: bytes
     lines: list[LogLine]
+    sequence: Sequence = field(default_factory=lambda: Sequence(str(HISTORY_FILE)))
+    """The channels (holder, rollout in progress) after the last line: what a new event is checked on."""
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -284,12 +287,14 @@ def _parse_line(raw: bytes, number: int, start: int, end: int, has_newline: bool
 
 
 def scan_history(root: Path) -> HistoryLog:
-    """Every line of the log, checked against the event model and the revision sequence."""
+    """Every line of the log, checked against the event model, the revision sequence and the
+    order of the events before it (`sequence`: a rollout's state machine, `from` = the holder)."""
     path = root / HISTORY_FILE
     if not os.path.lexists(path):
         return HistoryLog(b"", [])
     raw = _read_bytes(path, str(HISTORY_FILE))
     lines: list[LogLine] = []
+    order = Sequence(str(HISTORY_FILE))
     pos, number, previous, gap = 0, 0, None, False
     while pos < len(raw):
         nl = raw.find(b"\n", pos)
@@ -297,6 +302,8 @@ def scan_history(root: Path) -> HistoryLog:
         number += 1
         if raw[pos:end].strip():
             ln = _parse_line(raw, number, pos, end, nl >= 0)
+            if not lines:  # a log from revision 1 says everything; a later start, not what came before
+                order.known_at_start = ln.event is not None and ln.event["revision"] == 1
             if ln.event is not None:
                 rev = ln.event["revision"]
                 # after a damaged line the next revision is only known to be higher
@@ -312,12 +319,53 @@ def scan_history(root: Path) -> HistoryLog:
                         )
                     ]
                     ln.channel_hint, ln.event = ln.event["channel"], None
+                elif out_of_order := order.check(ln.event, number):
+                    ln.problems = [
+                        Problem(**{**p.to_dict(), "hint": p.hint or _ORDER_HINT}) for p in out_of_order
+                    ]
+                    ln.channel_hint, ln.event = ln.event["channel"], None
                 else:
                     previous, gap = rev, False
+                    order.apply(ln.event, number)
+            if ln.event is None:
+                order.forget(ln.channel_hint)
             gap = gap or ln.event is None
             lines.append(ln)
         pos = end + 1
-    return HistoryLog(raw, lines)
+    _check_rollout_manifests(root, order, lines)
+    return HistoryLog(raw, lines, order)
+
+
+_ORDER_HINT = (
+    "the event is out of order with the lines before it (a hand-edited or forged line): the rollout "
+    "verbs write only events that follow; see docs/channels.md, the order of events"
+)
+
+
+def _check_rollout_manifests(root: Path, order: Sequence, lines: list[LogLine]) -> None:
+    """A rollout in progress of a release with no manifest (never refused by `rollout`, which
+    needs one) is reported at its `started` line."""
+    at = {ln.number: ln for ln in lines}
+    for channel, t in order.channels.items():
+        if not (t.known and t.rollout and t.start_line in at):
+            continue
+        release = t.rollout["release"]
+        if os.path.isfile(root / "releases" / f"{release}.yaml"):
+            continue
+        ln = at[t.start_line]
+        ln.problems = [
+            Problem(
+                f"a rollout of {release} is in progress on {channel}, but releases/{release}.yaml does not exist",
+                file=str(HISTORY_FILE),
+                line=ln.number,
+                field="rollout.release",
+                expected="a release with a manifest",
+                found=release,
+                hint=f"restore releases/{release}.yaml from git; `rollout` starts only known releases",
+            )
+        ]
+        ln.channel_hint, ln.event = channel, None
+        order.forget(channel)
 
 
 def log_error(log: HistoryLog, *, rollback_hint: str | None = None) -> BadInput | None:
@@ -352,6 +400,7 @@ class State:
     repaired: bool = False
     skipped: list[LogLine] = field(default_factory=list)  # damaged lines a rollback did without
     rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)  # channel -> active rollout
+    sequence: Sequence | None = None  # the order of events after the last line: a new one is checked on it
 
     @property
     def revision(self) -> int:
@@ -563,6 +612,7 @@ def read_state(root: Path, *, channel_needed: str | None = None, skip_damage: bo
         repaired,
         skipped,
         dict(derived.rollouts),
+        log.sequence,
     )
 
 
