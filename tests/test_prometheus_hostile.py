@@ -43,9 +43,12 @@ def buckets(counts: list[int]) -> bytes:
 
 
 @contextmanager
-def fake_prometheus(answer: Answer | None = None, *, drip: bool = False) -> Iterator[str]:
+def fake_prometheus(
+    answer: Answer | None = None, *, drip: bool = False, authorization: list[str] | None = None
+) -> Iterator[str]:
     """A fake Prometheus on 127.0.0.1 answering `answer(query)`, or dripping a byte every 0.5 s;
-    yields its URL and stops (closing its connections) when the block ends."""
+    yields its URL and stops (closing its connections) when the block ends. Each request's
+    Authorization header is appended to `authorization`."""
     stop = threading.Event()
     seen: list[str] = []
 
@@ -53,6 +56,8 @@ def fake_prometheus(answer: Answer | None = None, *, drip: bool = False) -> Iter
         def do_GET(self) -> None:  # noqa: N802
             query = parse_qs(urlsplit(self.path).query).get("query", [""])[0]
             seen.append(query)
+            if authorization is not None:
+                authorization.append(self.headers.get("Authorization", ""))
             if drip:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -339,3 +344,101 @@ def test_canary_against_a_dripping_server_exits_3_instead_of_hanging(cli, exampl
     assert r.code == 3, r.output
     assert "did not answer within 10 s" in r.stderr and url in r.stderr
     assert elapsed < 30  # the first query's deadline ends the command: no retry of a timeout
+
+
+# --- 4. the URL is checked and its password never shown; answers are parsed bounded ---------------
+
+BAD_URLS = [
+    "http://[::1",
+    "http://a\r\nb:9090",
+    "http://",
+    "http://127.0.0.1:99999",
+    "ftp://x",
+    "http://h/?x=1",
+]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_malformed_prometheus_url_is_bad_input_naming_the_option(cli, example_repo, url):
+    for args in (
+        ["canary", "--prometheus", url, "--release", "v1.3", "--window", "1h"],
+        ["monitor", "--prometheus", url, "--release", "v1.2"],
+        ["rollout", "analyze", "--prometheus", url],
+    ):
+        r = cli(*args, cwd=example_repo)
+        assert r.code == 2, (args, r.output)
+        assert "--prometheus" in r.stderr and "expected an http(s)://HOST[:PORT][/PATH] URL" in r.stderr
+        assert "internal error" not in r.output and "Traceback" not in r.output
+
+
+def test_userinfo_is_sent_as_basic_auth_and_never_printed_or_recorded(cli, example_repo, rules, tmp_path):
+    import base64
+
+    sent: list[str] = []
+    out = tmp_path / "canary.json"
+    with fake_prometheus(serving(error_rate="0.5"), authorization=sent) as url:
+        secret_url = url.replace("http://", "http://ops:s3cret-pw@")
+        c = cli(
+            "canary",
+            "--prometheus",
+            secret_url,
+            "--release",
+            "v1.3",
+            *CANARY,
+            "--rules",
+            rules,
+            "--out",
+            str(out),
+            cwd=example_repo,
+        )
+        m = cli(
+            "monitor", "--prometheus", secret_url, "--auto-rollback", "--format", "json", cwd=example_repo
+        )
+    down = cli(
+        "monitor", "--prometheus", "http://ops:s3cret-pw@127.0.0.1:9", "--release", "v1.2", cwd=example_repo
+    )
+    assert c.code == 1 and m.code == 1 and down.code == 3, (c.output, m.output, down.output)
+    assert sent and set(sent) == {"Basic " + base64.b64encode(b"ops:s3cret-pw").decode()}
+    history = (example_repo / "releases" / "history.jsonl").read_text()
+    for text in (c.output, out.read_text(), m.output, history, down.output):
+        assert "s3cret-pw" not in text
+    shown = url.replace("http://", "http://***@")
+    assert json.loads(out.read_text())["prometheus"]["url"] == shown
+    assert json.loads(history.splitlines()[-1])["trigger"]["prometheus"] == shown
+    assert "http://***@127.0.0.1:9" in down.stderr
+
+
+NOT_API_JSON = {
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+    "an HTML login page": b"<html><body>Login required</body></html>",
+    "garbage": b"\x00\xff garbage {{{",
+    "a list": b"[1, 2]",
+    "data not an object": json.dumps({"status": "success", "data": [1, 2]}).encode(),
+    "more than 32 MiB": b'{"status":"success","data":{"resultType":"vector","result":['
+    + b" " * (33 << 20)
+    + b"]}}",
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_API_JSON))
+def test_an_answer_that_is_not_prometheus_json_is_exit_3_naming_url_and_query(cli, example_repo, rules, case):
+    body = NOT_API_JSON[case]
+    with fake_prometheus(lambda q: (200, body)) as url:
+        r = cli(
+            "canary", "--prometheus", url, "--release", "v1.3", *CANARY, "--rules", rules, cwd=example_repo
+        )
+    assert r.code == 3, r.output
+    assert url in r.stderr and "histogram_quantile(0.5" in r.stderr  # the first query run
+    assert ("not its API's JSON" in r.stderr) or ("more than 33,554,432 bytes" in r.stderr)
+    assert "internal error" not in r.output and "RecursionError" not in r.output
+
+
+def test_a_redirect_is_not_followed_and_says_so(cli, example_repo, rules):
+    def answer(query: str) -> tuple[int, bytes]:
+        return 302, b""
+
+    with fake_prometheus(answer) as url:
+        r = cli(
+            "canary", "--prometheus", url, "--release", "v1.3", *CANARY, "--rules", rules, cwd=example_repo
+        )
+    assert r.code == 3 and "HTTP 302" in r.stderr and "does not follow redirects" in r.stderr, r.output

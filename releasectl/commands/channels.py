@@ -717,7 +717,10 @@ def rollout_analyze(
             click.echo("next: keep the step running and analyse again later; looking often is safe")
         else:
             source = (
-                f"--prometheus {prometheus_url}" if prometheus_url else "--canary-logs … --baseline-logs …"
+                # the URL as the report shows it: userinfo (a password) is never printed
+                f"--prometheus {report.source['prometheus']}"
+                if prometheus_url and report.source
+                else "--canary-logs … --baseline-logs …"
             )
             click.echo(f"next: releasectl rollout advance --channel {channel} {source}")
     return 0 if outcome == "pass" else int(ExitCode.NO)

@@ -183,11 +183,12 @@ def run_monitor_prometheus(
         release_metrics,
     )
 
+    client = PrometheusClient(url)  # checks the URL; client.url is what is shown (userinfo redacted)
     window = parse_window(window)
     root, name, how, loaded = monitored_release(root, release, channel, auto_rollback)
     if name is None or root is None:
         raise BadInput(f"no release to monitor: {how}", hint="pass --release vX.Y")
-    client, queries = PrometheusClient(url), query_map_for(loaded)  # vLLM's names + policy.prometheus
+    queries = query_map_for(loaded)  # vLLM's names + policy.prometheus
     current = release_metrics(client, queries, name, window)
     base = release_metrics(client, queries, baseline_release, window) if baseline_release else None
     requests = current.values.get("requests")
@@ -211,7 +212,7 @@ def run_monitor_prometheus(
     fired = [a for a in alerts if a["fired"]]
     no_data = [a["name"] for a in alerts if a["outcome"] == "inconclusive"]
     result: dict[str, Any] = {
-        "source": {"prometheus": url, "window": window, "queries": current.queries},
+        "source": {"prometheus": client.url, "window": window, "queries": current.queries},
         "release": name,
         "release_source": how,
         "baseline_release": baseline_release,
@@ -226,7 +227,7 @@ def run_monitor_prometheus(
     }
     triggers = [a for a in fired if a["rollback"]]
     if auto_rollback and triggers:
-        result["rollback"] = _roll_back(root, channel, name, triggers, url)
+        result["rollback"] = _roll_back(root, channel, name, triggers, client.url)
     elif triggers:
         result["rollback"] = {
             "status": "not requested",

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from releasectl.errors import BadInput, EnvironmentFailure
+from releasectl.errors import BadInput, EnvironmentFailure, Problem
 from releasectl.manifest.models import PROMETHEUS_METRICS, promql_template_problem
 
 VLLM_VERSION = "0.32.0"
@@ -147,13 +147,71 @@ def parse_window(text: str) -> str:
     return text
 
 
+MAX_ANSWER_BYTES = 32 << 20  # an instant query releasectl runs answers a few KiB
+
+
+def checked_url(url: str) -> tuple[str, str, tuple[str, str] | None]:
+    """--prometheus as (the base URL requests go to, without userinfo; the URL as messages and
+    records show it, userinfo redacted; basic auth from the userinfo, if any). A URL that is
+    not http(s)://HOST[:PORT][/PATH] is bad input naming the option."""
+    from urllib.parse import unquote, urlsplit
+
+    shown = redact_url(url)
+
+    def bad(why: str) -> BadInput:
+        return BadInput(
+            f"--prometheus {shown!r}: {why}",
+            [
+                Problem(
+                    why,
+                    field="--prometheus",
+                    expected="an http(s)://HOST[:PORT][/PATH] URL",
+                    found=repr(shown),
+                )
+            ],
+        )
+
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise bad("the URL contains a space or a control character (CR, LF, ...)")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise bad(f"not a URL ({e})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise bad("expected an http:// or https:// URL")
+    if not parts.hostname:
+        raise bad("the URL names no host")
+    if port == 0:
+        raise bad("port 0 is not a port a server listens on")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise bad("expected the server's base URL, without a ?query or #fragment")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    base = f"{parts.scheme.lower()}://{host}{f':{port}' if port is not None else ''}{parts.path}".rstrip("/")
+    import httpx
+
+    try:
+        httpx.URL(base)
+    except httpx.InvalidURL as e:
+        raise bad(f"not a URL ({e})") from None
+    auth = None
+    if parts.username is not None or parts.password is not None:
+        auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+    return base, base if auth is None else base.replace("://", "://***@", 1), auth
+
+
+def redact_url(url: str) -> str:
+    """`url` with any userinfo (user:password@) replaced by ***@: never printed or recorded."""
+    import re
+
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@", r"\1***@", url)
+
+
 class PrometheusClient:
     """Instant queries over Prometheus' HTTP API; 5xx and 429 are retried with the shared policy."""
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise BadInput(f"--prometheus {url!r}: expected an http(s):// URL")
-        self.url = url.rstrip("/")
+        self._base, self.url, self._auth = checked_url(url)  # self.url: userinfo redacted, for messages
         self.timeout = timeout
 
     def query(self, promql: str, *, at: float | None = None) -> float | None:
@@ -176,7 +234,7 @@ class PrometheusClient:
                 out.append(({str(k): str(v) for k, v in labels.items()}, number))
         return out
 
-    def _attempt(self, params: dict[str, Any]) -> Any:
+    def _attempt(self, params: dict[str, Any]) -> tuple[int, bytes]:
         """One request, its answer read whole within `timeout` (`retry.within_deadline`: httpx's
         timeout bounds each read, so a server dripping a byte at a time would hold us forever).
         5xx and 429 are `Retryable`; a timeout is not retried: a query that slow is exit 3."""
@@ -184,15 +242,22 @@ class PrometheusClient:
 
         from releasectl.retry import DeadlineExceeded, Retryable, within_deadline
 
-        http = httpx.Client(timeout=self.timeout, follow_redirects=False)
+        http = httpx.Client(timeout=self.timeout, follow_redirects=False, auth=self._auth)
 
-        def work() -> httpx.Response:
-            response = http.get(f"{self.url}/api/v1/query", params=params)
-            response.read()
-            return response
+        def work() -> tuple[int, bytes]:
+            with http.stream("GET", f"{self._base}/api/v1/query", params=params) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise EnvironmentFailure(
+                            f"Prometheus at {self.url} answered more than {MAX_ANSWER_BYTES:,} bytes",
+                            hint=f"no instant query releasectl runs returns that much; the query: {params['query']}",
+                        )
+                return response.status_code, bytes(body)
 
         try:
-            response = within_deadline(
+            status, body = within_deadline(
                 work, self.timeout, abandon=http.close, name="releasectl-prometheus-query"
             )
         except DeadlineExceeded:
@@ -207,9 +272,9 @@ class PrometheusClient:
                 hint="check --prometheus and that the server is up",
             ) from None
         http.close()
-        if response.status_code >= 500 or response.status_code == 429:
-            raise Retryable(f"HTTP {response.status_code}")
-        return response
+        if status >= 500 or status == 429:
+            raise Retryable(f"HTTP {status}")
+        return status, body
 
     def _data(self, promql: str, at: float | None) -> dict[str, Any]:
         from releasectl.retry import RetriesExhausted, RetryPolicy
@@ -218,32 +283,46 @@ class PrometheusClient:
         if at is not None:
             params["time"] = at
         try:
-            response = RetryPolicy(attempts=3, base_delay=0.5, max_delay=10.0).run(
+            status, body = RetryPolicy(attempts=3, base_delay=0.5, max_delay=10.0).run(
                 lambda: self._attempt(params)
             )
         except RetriesExhausted as e:
             raise EnvironmentFailure(
                 f"Prometheus at {self.url} kept failing: {e}", hint=f"the query: {promql}"
             ) from None
-        try:
-            doc = response.json()
-        except ValueError:
-            raise EnvironmentFailure(
-                f"Prometheus at {self.url} answered HTTP {response.status_code} with something that is not its JSON",
-            ) from None
-        if not isinstance(doc, dict):
-            raise EnvironmentFailure(f"Prometheus at {self.url} answered an unexpected document")
+        doc = self._document(status, body, promql)
         if doc.get("status") != "success":
             kind, message = doc.get("errorType"), doc.get("error")
-            if kind in ("bad_data", "execution") or response.status_code in (400, 422):
+            if kind in ("bad_data", "execution") or status in (400, 422):
                 raise BadInput(
                     f"Prometheus refused the query ({kind}: {message})", hint=f"the query: {promql}"
                 )
             raise EnvironmentFailure(f"Prometheus at {self.url} failed: {kind}: {message}")
         data = doc.get("data")
         if not isinstance(data, dict):
-            raise EnvironmentFailure(f"Prometheus answered no data object for {promql}")
+            raise self._not_api_json(status, "no data object", promql)
         return data
+
+    def _document(self, status: int, body: bytes, promql: str) -> dict[str, Any]:
+        """The answer as Prometheus' API JSON: parsed by safeio's bounded reader (nesting, digits,
+        finite numbers), so a hostile answer is exit 3 saying what it is, never a RecursionError."""
+        from releasectl.safeio import loads_json
+
+        try:
+            doc = loads_json(body, source=f"the answer of Prometheus at {self.url}")
+        except BadInput as e:
+            raise self._not_api_json(status, f"{e.message}; first bytes {body[:60]!r}", promql) from None
+        if not isinstance(doc, dict):
+            raise self._not_api_json(status, f"a JSON {type(doc).__name__}, not an object", promql)
+        return doc
+
+    def _not_api_json(self, status: int, found: str, promql: str) -> EnvironmentFailure:
+        redirect = " (releasectl does not follow redirects: give the URL Prometheus itself answers on)"
+        return EnvironmentFailure(
+            f"Prometheus at {self.url} answered something that is not its API's JSON: HTTP {status}, {found}",
+            hint=f"check --prometheus (the server's base URL, not a proxy's login page)"
+            f"{redirect if 300 <= status < 400 else ''}; the query: {promql}",
+        )
 
 
 def _single_value(data: dict[str, Any], promql: str) -> float | None:
