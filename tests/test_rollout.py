@@ -292,8 +292,28 @@ def test_a_manual_abort_re_renders_the_old_release_in_the_same_commit(rolling):
     assert run_cli("rollout", "abort", cwd=rolling).code == 2  # nothing left to abort
 
 
+def test_a_plain_rollback_during_a_rollout_refuses_and_points_at_abort(rolling):
+    """The channel still holds v1.2 during the rollout: a plain rollback would move production to
+    v1.1, further back; the way back to v1.2 is the rollout's abort."""
+    before = (rolling / LOG).read_bytes()
+    for fmt in ("text", "json"):
+        r = run_cli("rollback", "--reason", "incident", "--format", fmt, cwd=rolling)
+        assert r.code == 1, r.output
+    doc = r.json()
+    assert doc["refused"] is True and "rollout of v1.3 in progress" in doc["message"]
+    assert "move it to v1.1, not back to v1.2" in doc["message"]
+    assert "releasectl rollout abort --channel production --reason" in doc["hint"]
+    assert (rolling / LOG).read_bytes() == before
+    forced = run_cli("rollback", "--force", "--reason", "incident: v1.2 is bad too", cwd=rolling)
+    assert forced.code == 0, forced.output  # --force: the previous release, as before
+    event = events(rolling)[-1]
+    assert (event["to"], event["forced"], event["rollout"]["state"]) == ("v1.1", True, "aborted")
+    abort = run_cli("rollout", "abort", "--reason", "x", cwd=rolling)
+    assert abort.code == 2  # the rollback ended it
+
+
 def test_a_rollback_during_a_rollout_ends_it(rolling):
-    r = run_cli("rollback", "--reason", "incident", cwd=rolling)
+    r = run_cli("rollback", "v1.1", "--reason", "incident", cwd=rolling)
     assert r.code == 0, r.output
     event = events(rolling)[-1]
     assert (event["action"], event["from"], event["to"]) == ("rollback", "v1.2", "v1.1")
@@ -894,7 +914,7 @@ def test_rollback_during_a_rollout_does_not_import_pydantic(rolling, tmp_path):
     subprocess.run([sys.executable, "-c", warm], cwd=rolling, env=env, check=True)
     code = (
         "import sys, runpy\n"
-        "sys.argv = ['releasectl', 'rollback', '--reason', 'incident', '--no-commit']\n"
+        "sys.argv = ['releasectl', 'rollback', 'v1.1', '--reason', 'incident', '--no-commit']\n"
         "try:\n    runpy.run_module('releasectl', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
         "sys.stderr.write('\\nPYDANTIC ' + str('pydantic' in sys.modules) + ' CODE ' + str(code))\n"
     )

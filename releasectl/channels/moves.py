@@ -31,6 +31,7 @@ from releasectl.channels.state import (
     check_channel,
     locked,
     read_state,
+    release_name_ok,
     rollouts_from_history,
     scan_history,
     write_view,
@@ -423,13 +424,17 @@ def rollback_channel(
 ) -> MoveResult:
     """Re-point `channel` to `to` (default: the release before the current one), append history,
     and commit. Refuses a release that never held the channel or whose manifest no longer
-    validates, unless `force`. A rollout in progress on the channel ends with it (its canary
-    weight goes to 0; the event records that as `rollout.state: aborted`)."""
-    if to is not None:
+    validates, unless `force`. During a rollout on the channel, a rollback needs `to` or `force`
+    (the channel still holds the old release: `rollout abort` is the way back to it); it then
+    ends the rollout (its canary weight goes to 0; the event records `rollout.state: aborted`)."""
+    # An unknown release is bad input (exit 2), before any history check; a known one is checked
+    # without the manifest loader (pydantic), which the incident path does not import.
+    if to is not None and not (release_name_ok(to) and (root / "releases" / f"{to}.yaml").is_file()):
         from releasectl.manifest.loader import release_path
 
         try:
-            release_path(root, to)  # an unknown release is bad input (exit 2), before any history check
+            release_path(root, to)
+            raise BadInput(f"'{to}' is not a release name (vX.Y or vX.Y.Z)")
         except BadInput as e:
             known = sorted(p.stem for p in (root / "releases").glob("v*.yaml"))
             raise BadInput(e.message, hint="known releases: " + (", ".join(known) or "none")) from None
@@ -437,6 +442,8 @@ def rollback_channel(
     extra: dict[str, Any] = {"trigger": trigger} if trigger else {}
 
     def target(state: State, current: str | None) -> tuple[str, dict[str, Any] | None]:
+        if to is None and not force and channel in state.rollouts:
+            raise _rollback_during_rollout(state, channel, current)
         release = to or previous_release(state, channel)
         if release is None:
             raise Refused(
@@ -491,6 +498,21 @@ def rollback_channel(
     if result.commit and not push:
         result.next_steps.insert(0, "push the rollback commit: git push (or rerun with --push)")
     return result
+
+
+def _rollback_during_rollout(state: State, channel: str, current: str | None) -> Refused:
+    """A plain rollback while a rollout runs would move the channel off the release that still
+    holds it, to an older one: the incident reflex is the rollout's abort."""
+    record = state.rollouts[channel]
+    older = previous_release(state, channel)
+    where = f"step {record['step'] + 1}/{len(record['plan'])}, {record['weight']} %"
+    return Refused(
+        f"{channel} has a rollout of {record['release']} in progress ({where}) and still holds {current}: "
+        f"a rollback would move it to {older or 'an older release'}, not back to {current}",
+        hint=f'to send all traffic back to {current}: releasectl rollout abort --channel {channel} --reason "…"; '
+        f"to roll back past {current} anyway, name the release (releasectl rollback vX.Y --channel {channel}) "
+        "or --force; either ends the rollout",
+    )
 
 
 def validation_problems(root: Path, release: str) -> list[str]:

@@ -85,6 +85,11 @@ def _release(v: Any) -> bool:
     return type(v) is str and len(v) <= 40 and _RELEASE.fullmatch(v) is not None
 
 
+def release_name_ok(v: Any) -> bool:
+    """Whether `v` is a release name the history accepts (vX.Y or vX.Y.Z)."""
+    return _release(v)
+
+
 def _time(v: Any) -> bool:
     if type(v) is not str or _TIME.fullmatch(v) is None:
         return False
