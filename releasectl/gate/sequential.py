@@ -13,8 +13,11 @@ by how much), so here every number a rule compares is anytime-valid (docs/sequen
 
 A rule is a claim about the true values, decided when the CSs' box lies wholly on one side of it:
 **pass** when the comparison holds for every value in the box, **fail** when it holds for none,
-**undecided** otherwise (`inconclusive` in gate.json). Each CS of a rule with k metrics runs at
-α/k, so a rule is decided wrongly with probability ≤ α/2 at whatever round the replay stops. A
+**undecided** otherwise (`inconclusive` in gate.json). A pass and a fail are one-sided claims, each
+wrong with probability ≤ α/2 at whatever round the replay stops: a rate against a constant reads
+one-sided sequences tuned to that constant, a paired delta the betting CS on the paired
+differences, and any other expression every metric's CS at α/(2k) for its k metrics. A wrong
+promotion needs one rule to pass wrongly, so no split across rules is needed. A
 `.point` rule therefore needs evidence here (the fixed-n gate compares the point estimate), and
 `policy.min_cases_per_slice` is not applied: a CS is valid from the first case.
 """

@@ -21,6 +21,11 @@ and continuation are free). Two constructions are used, both closed-form and O(n
 Comparisons of two streams (candidate against baseline) use one-sided CSs at α/2 per stream: a
 wrong decision needs one of the two bounds it compares to be wrong, so by the union bound each
 decision errs with probability ≤ α, at every look; unequal traffic (a 5 % canary) is no problem.
+
+The gate's sequential replay asks one-sided questions about known thresholds, so it uses sequences
+tuned to them (end of the module): a rate against a constant by the beta mixture restricted to
+that side of the constant, and a paired delta by a betting e-process on the paired differences
+whose bets are tuned to the slice's size in the frozen suite.
 """
 
 from __future__ import annotations
