@@ -951,3 +951,57 @@ def test_manifests_without_a_rollout_policy_keep_their_digests(repo_root):
     """policy.rollout is left out of the canonical dump when unset (gate.json binds to the digest)."""
     loaded = load_manifest(repo_root / "releases" / "v1.3.yaml")
     assert "rollout" not in loaded.manifest.model_dump(mode="json")["policy"]
+
+
+# --- small things: a one-step plan, control characters in a reason, margins that turn the gate off
+
+
+def test_a_one_step_plan_is_refused_with_a_hint_to_promote(rolling):
+    r = run_cli(
+        "rollout", "v1.4", "--channel", "staging", "--steps", "100", "--force", "--reason", "x", cwd=rolling
+    )
+    assert r.code == 2 and "at least one partial step" in r.stderr and "releasectl promote" in r.stderr, (
+        r.output
+    )
+
+
+HOSTILE_REASON = "incident\nSigned-off-by: mallory\r\x1b[2J\x1b[31mred\u202eevil\x07"
+
+
+@pytest.mark.parametrize("verb", ["promote", "rollback", "rollout"])
+def test_a_reason_with_control_characters_never_reaches_the_commit_subject_raw(example_repo, verb):
+    write_gate(example_repo)
+    args = {
+        "promote": ("promote", "v1.3", "--to", "production"),
+        "rollback": ("rollback", "v1.1"),
+        "rollout": ("rollout", "v1.3"),
+    }[verb]
+    r = run_cli(*args, "--reason", HOSTILE_REASON, cwd=example_repo)
+    assert r.code == 0, r.output
+    message = git(example_repo, "log", "-1", "--format=%B").rstrip("\n")
+    assert "\n" not in message and not any(c in message for c in "\r\x1b\x07\u202e"), repr(message)
+    assert "incident\\nSigned-off-by: mallory\\r\\x1b[2J\\x1b[31mred\\u202eevil\\x07" in message
+    assert "\x1b" not in r.stdout and "incident\\n" in r.stdout  # the console shows it escaped too
+    assert events(example_repo)[-1]["reason"] == HOSTILE_REASON  # the history keeps it whole
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "error_margin: 0.5",
+        "completion_margin: 0.9",
+        "p95_ratio: 100",
+        "satisfaction_margin: 1.0",
+        "alpha: 0.45",
+        "min_step_minutes: -1",
+    ],
+)
+def test_margins_that_would_turn_the_gate_off_are_bad_input(example_repo, tmp_path, setting):
+    write_gate(example_repo)
+    assert run_cli("rollout", "v1.3", "--reason", "r", cwd=example_repo).code == 0
+    args = step_logs(example_repo, tmp_path, 0, n=200)
+    manifest = example_repo / "releases" / "v1.3.yaml"
+    manifest.write_text(manifest.read_text().replace("policy:\n", f"policy:\n  rollout:\n    {setting}\n", 1))
+    r = run_cli("rollout", "analyze", *args, cwd=example_repo)
+    field = setting.split(":")[0]
+    assert r.code == 2 and "releases/v1.3.yaml:" in r.stderr and field in r.stderr, r.output

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -115,7 +116,23 @@ def _git(root: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
+# Characters that must not reach a git subject or a terminal raw: C0 and C1 controls (newline,
+# CR, ESC, ...), DEL, the Unicode line and paragraph separators, and the invisible format
+# characters that reorder or hide text (bidi overrides and isolates, zero-width marks, BOM).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def printable(text: str) -> str:
+    """`text` on one line, every control or invisible format character escaped (`\\n`, `\\x1b`,
+    `\\u202e`): what a commit subject or a console line shows of a user's reason. The history
+    keeps the reason as given (JSON escapes it)."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def _commit(root: Path, message: str, extra_paths: list[str] | None = None) -> str:
+    """Commit the channel files (and `extra_paths`): the one commit of every move. The message is
+    one line: a reason's control characters are escaped, never a second line or a terminal code."""
+    message = printable(message)
     paths = [str(CHANNELS_FILE), str(HISTORY_FILE), *(extra_paths or [])]
     # Commit only these two paths (`commit -- paths` takes them from the work tree), so a user's
     # other staged changes stay staged and uncommitted. Files git does not track yet (a first

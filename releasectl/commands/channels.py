@@ -62,6 +62,12 @@ def _refused(e: Any, fmt: str) -> int:
     return int(ExitCode.NO)
 
 
+def _printable(text: str) -> str:
+    from releasectl.channels.moves import printable
+
+    return printable(text)
+
+
 def _report(result: Any, fmt: str) -> int:
     if fmt == "json":
         emit_json(result.to_dict())
@@ -75,7 +81,7 @@ def _report(result: Any, fmt: str) -> int:
         f"{verb} {click.style(result.channel, **bold)}: {result.from_release or '∅'} → "
         f"{click.style(result.to_release, **bold)}{forced}  (revision {result.revision}, {result.actor})"
     )
-    click.echo(f"reason: {result.reason}")
+    click.echo(f"reason: {_printable(result.reason)}")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.commit:
@@ -467,7 +473,7 @@ def _report_rollout(result: Any, fmt: str, extra: dict[str, Any] | None = None) 
         f"{verb} {click.style(result.channel, bold=True)}: {describe(record)}{forced}; "
         f"{result.from_release} serves the rest  (revision {result.revision}, {result.actor})"
     )
-    click.echo(f"reason: {result.reason}")
+    click.echo(f"reason: {_printable(result.reason)}")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.commit:
@@ -582,7 +588,7 @@ def rollout_status_cmd(channel: str, fmt: str) -> int:
         forced = " (forced)" if e.get("forced") else ""
         analysis = f", analysis {r['analysis']['outcome']}" if r.get("analysis") else ""
         click.echo(
-            f"  rev {e['revision']}  {e['time']}  {e['action']}: {describe(r)}{analysis}{forced} — {e['reason']}"
+            f"  rev {e['revision']}  {e['time']}  {e['action']}: {describe(r)}{analysis}{forced} — {_printable(e['reason'])}"
         )
     return 0
 

@@ -28,7 +28,8 @@ __all__ = [
 
 
 def parse_steps(text: str) -> list[int]:
-    """`5,20,50,100` → [5, 20, 50, 100]: canary weights in %, strictly increasing, ending at 100."""
+    """`5,20,50,100` → [5, 20, 50, 100]: canary weights in %, strictly increasing, ending at 100,
+    with at least one partial step (all at once is `promote`)."""
 
     def bad(why: str) -> BadInput:
         return BadInput(
@@ -49,6 +50,19 @@ def parse_steps(text: str) -> list[int]:
         raise bad("weights must increase from step to step")
     if plan[-1] != 100:
         raise bad("the last step must be 100 (the rollout ends with the candidate on all traffic)")
+    if len(plan) == 1:
+        raise BadInput(
+            f"--steps {text!r}: a rollout needs at least one partial step before 100",
+            [
+                Problem(
+                    "a one-step plan at 100 % moves all traffic at once",
+                    field="--steps",
+                    expected="a partial step first, e.g. 5,20,50,100",
+                    found=repr(text),
+                )
+            ],
+            hint="to move all traffic at once, promote: releasectl promote vX.Y --to CHANNEL",
+        )
     return plan
 
 
