@@ -72,7 +72,7 @@ class Sequence:
 
     def apply(self, e: dict[str, Any], line: int | None) -> None:
         t = self.track(e["channel"])
-        r = e.get("rollout")
+        r: dict[str, Any] = e.get("rollout") or {}
         if e["action"] != "rollout":  # a move: the channel is known again, and no rollout runs
             t.known, t.holder, t.rollout, t.start_line = True, e["to"], None, None
             return
@@ -100,7 +100,7 @@ def _order_problems(e: dict[str, Any], t: ChannelTrack) -> list[tuple[str, str, 
             )
         ]
     state = r["state"] if r else None
-    if e["action"] == "rollout" and state == "started":
+    if r is not None and e["action"] == "rollout" and state == "started":
         if active is not None:
             return [
                 (
