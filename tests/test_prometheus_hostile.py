@@ -442,3 +442,167 @@ def test_a_redirect_is_not_followed_and_says_so(cli, example_repo, rules):
             "canary", "--prometheus", url, "--release", "v1.3", *CANARY, "--rules", rules, cwd=example_repo
         )
     assert r.code == 3 and "HTTP 302" in r.stderr and "does not follow redirects" in r.stderr, r.output
+
+
+# --- 5. what each answer means: +Inf, NaN, negative, decreasing, wrong types -----------------------
+
+
+def test_what_each_value_means_per_metric():
+    from releasectl.errors import EnvironmentFailure
+    from releasectl.monitoring.prometheus import PrometheusClient, metric_value
+
+    def value(answer: bytes, metric: str) -> float | None:
+        with fake_prometheus(lambda q: (200, answer)) as url:
+            return metric_value(PrometheusClient(url), QueryMap(), metric, "v1.3", "1h")[0]
+
+    assert value(vector("+Inf"), "latency_p95_ms") == float("inf")  # beyond the largest bucket
+    assert value(vector("+Inf"), "tokens_per_request") is None  # x/0: no denominator, no data
+    assert value(vector("NaN"), "error_rate") is None  # 0/0: no requests, no data
+    assert value(vector("0"), "errors") == 0.0
+    for bad, metric in (
+        (vector("-5"), "latency_p95_ms"),
+        (vector("-Inf"), "errors"),
+        (vector("-1"), "requests"),
+    ):
+        with pytest.raises(EnvironmentFailure, match="cannot be negative") as err:
+            value(bad, metric)
+        assert 'release="v1.3"' in (err.value.hint or "")
+    for bad in (vector("fast"), vector(True)):
+        with pytest.raises(EnvironmentFailure, match="non-number"):
+            value(bad, "requests")
+
+
+def answering(base: Answer, **overrides: bytes) -> Answer:
+    """`base`, with the answer to queries starting with each override's key replaced."""
+    prefixes = {"p95": "histogram_quantile(0.95, sum by (le) (rate(vllm:e2e", "buckets": "sum by (le)"}
+
+    def answer(query: str) -> tuple[int, bytes]:
+        for key, body in overrides.items():
+            if query.startswith(prefixes[key]) and 'release="v1.3"' in query:
+                return 200, body
+        return base(query)
+
+    return answer
+
+
+def test_a_canary_slower_than_the_largest_bucket_is_blocked_not_no_data(cli, example_repo, rules, tmp_path):
+    from releasectl.contracts.canary import CanaryRecord
+
+    slow = answering(serving(), p95=vector("+Inf"), buckets=buckets([0, 0, 0, 0, 0, 0, 10000]))
+    out = tmp_path / "canary.json"
+    with fake_prometheus(slow) as url:
+        r = cli(
+            "canary",
+            "--prometheus",
+            url,
+            "--release",
+            "v1.3",
+            *CANARY,
+            "--rules",
+            rules,
+            "--format",
+            "json",
+            "--out",
+            str(out),
+            cwd=example_repo,
+        )
+        text = cli(
+            "canary", "--prometheus", url, "--release", "v1.3", *CANARY, "--rules", rules, cwd=example_repo
+        )
+    assert r.code == 1 and text.code == 1, r.output
+    doc = r.json()  # valid JSON: no Infinity
+    assert doc["verdict"] == "block"
+    p95 = doc["metrics"]["latency_p95_ms"]
+    assert "slower than the largest finite latency bucket (5000 ms)" in p95["inconclusive_reason"]
+    assert "no series" not in p95["inconclusive_reason"] and p95["lower_ci"] == 5000
+    outcome = {o["rule"]: o["outcome"] for o in doc["rules"]}
+    assert outcome["canary.latency_histogram_test.p_value >= 0.05"] == "fail"  # every request > 5 s
+    assert outcome["canary.latency_p95_ms.point <= 5000"] == "inconclusive"
+    CanaryRecord.read(out)
+    assert "verdict: block" in text.stdout
+
+
+def test_monitor_fires_on_a_p95_beyond_the_largest_bucket_where_that_decides(cli, example_repo):
+    slow = answering(serving(), p95=vector("+Inf"), buckets=buckets([0, 0, 0, 0, 0, 0, 10000]))
+    unknown = answering(serving(), p95=vector("+Inf"), buckets=EMPTY)
+    with fake_prometheus(slow) as url:
+        fired = cli("monitor", "--prometheus", url, "--release", "v1.3", "--format", "json", cwd=example_repo)
+        fired_text = cli("monitor", "--prometheus", url, "--release", "v1.3", cwd=example_repo)
+    with fake_prometheus(unknown) as url:
+        held = cli("monitor", "--prometheus", url, "--release", "v1.3", "--format", "json", cwd=example_repo)
+    assert fired.code == 1 and fired_text.code == 1 and held.code == 1, fired.output
+    alert = {a["name"]: a for a in fired.json()["alerts"]}["p95-latency"]
+    assert alert["outcome"] == "fail" and alert["fired"]  # > 5000 ms fails <= 5000, whatever the value
+    assert fired.json()["beyond_largest_bucket"]["current"] == {"latency_p95_ms": 5000.0}
+    assert "latency_p95_ms: > 5000 ms, beyond the largest finite latency bucket" in fired_text.stdout
+    alert = {a["name"]: a for a in held.json()["alerts"]}["p95-latency"]
+    assert alert["outcome"] == "inconclusive" and "cannot say" in alert["detail"]  # no bound known
+    assert "no series" not in alert["detail"]
+
+
+@pytest.mark.parametrize(
+    "case, answer, message",
+    [
+        ("negative p95", answering(serving(), p95=vector("-5")), "cannot be negative"),
+        (
+            "decreasing buckets",
+            answering(serving(), buckets=buckets([10000, 5000, 100, 50, 10, 5, 1])),
+            "latency histogram that cannot be",
+        ),
+        (
+            "negative bucket",
+            answering(serving(), buckets=buckets([-10, 0, 0, 0, 0, 0, 10])),
+            "latency histogram that cannot be",
+        ),
+        (
+            "result not a list",
+            lambda q: (
+                200,
+                json.dumps(
+                    {"status": "success", "data": {"resultType": "vector", "result": "lots"}}
+                ).encode(),
+            ),
+            "not an instant vector",
+        ),
+        (
+            "series without a value",
+            lambda q: (
+                200,
+                json.dumps(
+                    {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}}]}}
+                ).encode(),
+            ),
+            "not an instant vector",
+        ),
+    ],
+)
+def test_server_data_that_cannot_be_is_exit_3_naming_the_query(
+    cli, example_repo, rules, case, answer, message
+):
+    with fake_prometheus(answer) as url:
+        r = cli(
+            "canary", "--prometheus", url, "--release", "v1.3", *CANARY, "--rules", rules, cwd=example_repo
+        )
+    assert r.code == 3, (case, r.output)
+    assert message in r.stderr and url in r.stderr and 'release="v1.3"' in r.stderr, r.stderr
+    assert "the query:" in r.stderr and "internal error" not in r.output
+
+
+def test_nan_is_no_data_never_a_pass(cli, example_repo, rules):
+    with fake_prometheus(lambda q: (200, vector("NaN"))) as url:
+        c = cli(
+            "canary",
+            "--prometheus",
+            url,
+            "--release",
+            "v1.3",
+            *CANARY,
+            "--rules",
+            rules,
+            "--format",
+            "json",
+            cwd=example_repo,
+        )
+        m = cli("monitor", "--prometheus", url, "--release", "v1.3", "--format", "json", cwd=example_repo)
+    assert c.code == 1 and c.json()["verdict"] == "hold", c.output
+    assert m.code == 1 and not m.json()["has_data"] and m.json()["no_data"], m.output

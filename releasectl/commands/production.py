@@ -141,8 +141,13 @@ def _prometheus_summary(result: dict[str, Any]) -> None:
         result["source"]["prometheus"],
         result["source"]["window"],
     )
+    beyond = result.get("beyond_largest_bucket", {}).get("current", {})
     for metric, value in result["metrics"].items():
-        say("  {}: {}", metric, "no data" if value is None else f"{value:.4g}")
+        if metric in beyond:
+            bound = f"> {beyond[metric]:g} ms, " if beyond[metric] else ""
+            say("  {}: {}beyond the largest finite latency bucket (Prometheus answered +Inf)", metric, bound)
+        else:
+            say("  {}: {}", metric, "no data" if value is None else f"{value:.4g}")
     if result["no_data"]:
         say("[yellow]no data[/] for {}: inconclusive, not an all-clear", ", ".join(result["no_data"]))
 

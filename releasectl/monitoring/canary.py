@@ -319,8 +319,28 @@ def histogram_latency_test(
     return doc
 
 
+def _finite(v: float | None) -> float | None:
+    return v if v is None or math.isfinite(v) else None
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b - 1 if a is not None and b else None
+    return a / b - 1 if a is not None and b and math.isfinite(a) and math.isfinite(b) else None
+
+
+def beyond_largest_bucket(name: str, histogram: Histogram | None, n: int | None) -> Observation:
+    """A quantile Prometheus answered +Inf: slower than the largest finite bucket bound. A real
+    answer, not "no series", but one the buckets bound only from below: rules on its value are
+    inconclusive (a hold), and the histogram test (`histogram_latency_test`), which counts the
+    requests certainly slower than its threshold, fails the canary where that is certain."""
+    finite = [b for b in (histogram.bounds if histogram else ()) if math.isfinite(b)]
+    bound = f" ({max(finite) * 1000:g} ms)" if finite else ""
+    return Observation(
+        None,
+        n=n,
+        lower_ci=max(finite) * 1000 if finite else None,
+        inconclusive_reason=f"{name} is slower than the largest finite latency bucket{bound}: Prometheus "
+        "answered +Inf, which bounds it only from below",
+    )
 
 
 @dataclass(frozen=True)
@@ -339,6 +359,7 @@ def prometheus_metrics(
 ) -> dict[str, dict[str, Any]]:
     """canary.json metrics from one release's PromQL answers (None: no series, or not mapped)."""
     from releasectl.gate.stats import wilson_interval
+    from releasectl.monitoring.prometheus import QUANTILE_METRICS
 
     def count(name: str) -> int | None:
         v = values.get(name)
@@ -369,6 +390,8 @@ def prometheus_metrics(
             k = min(round(value * requests), requests)
             lo, hi = wilson_interval(k, requests)
             o = Observation(value, n=requests, count=k, lower_ci=lo, upper_ci=hi)
+        elif name in QUANTILE_METRICS and value is not None and math.isinf(value):
+            o = beyond_largest_bucket(name, latency if name.startswith("latency_p") else None, n_latency)
         elif name.startswith("latency_p") and value is not None and latency is not None and latency.total:
             q = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}[name]
             lo, hi = quantile_bracket(latency, q, ALPHA / 2)
@@ -439,6 +462,7 @@ def run_canary_prometheus(
         },
         minimums={"requests_over": min_requests, "hours": min_hours},
         metrics=metrics,
-        baseline_metrics={k: base.values.get(k) for k in OBSERVED},
+        # +Inf (a quantile beyond the largest bucket) is no JSON number: null, as in metrics.
+        baseline_metrics={k: _finite(base.values.get(k)) for k in OBSERVED},
         judged=judged,
     )

@@ -174,6 +174,8 @@ def run_monitor_prometheus(
     on the release's series in Prometheus. An alert on a mapped metric with no series is "no data"
     (inconclusive, and the command does not exit 0); an alert on a metric Prometheus does not carry
     (satisfaction, say) is reported as not measured by this source."""
+    import math
+
     from releasectl.gate.rules import Observation
     from releasectl.monitoring.families import LogResolver
     from releasectl.monitoring.prometheus import (
@@ -193,19 +195,32 @@ def run_monitor_prometheus(
     base = release_metrics(client, queries, baseline_release, window) if baseline_release else None
     requests = current.values.get("requests")
     n = int(requests) if requests else None
+    # A quantile Prometheus answered +Inf lies beyond the largest finite bucket bound: above that
+    # bound, below nothing. Each alert is evaluated at both ends; where they agree that is its
+    # outcome (a p95 beyond a 7,680 s bucket fails `<= 5000`), where not it is inconclusive.
+    beyond = _beyond_buckets(client, queries, {"current": current, "baseline": base}, window)
 
-    def observations(values: dict[str, float | None]) -> dict[str, Observation]:
-        return {
-            metric: Observation(
-                v, n=n, inconclusive_reason=None if v is not None else f"no data: no series for {metric}"
-            )
-            for metric, v in values.items()
-        }
+    def observations(values: dict[str, float | None], side: str, at_bound: bool) -> dict[str, Observation]:
+        out = {}
+        for metric, v in values.items():
+            if v is not None and math.isinf(v) and at_bound:
+                v = math.nextafter(beyond[side].get(metric, 0.0), math.inf)  # above the bound
+            reason = None if v is not None else f"no data: no series for {metric}"
+            out[metric] = Observation(v, n=n, inconclusive_reason=reason)
+        return out
 
-    resolver = LogResolver(observations(current.values), observations(base.values) if base else None)
     from releasectl.monitoring.alerts import evaluate_alerts
 
-    alerts = evaluate_alerts(loaded, resolver)
+    def alerts_at(at_bound: bool) -> list[dict[str, Any]]:
+        resolver = LogResolver(
+            observations(current.values, "current", at_bound),
+            observations(base.values, "baseline", at_bound) if base else None,
+        )
+        return evaluate_alerts(loaded, resolver)
+
+    alerts = alerts_at(True)
+    if beyond["current"] or beyond["baseline"]:
+        alerts = [_both_ends(lo, hi, beyond) for lo, hi in zip(alerts, alerts_at(False), strict=True)]
     for a in alerts:
         if a["outcome"] == "inconclusive" and "unknown log metric" in (a["detail"] or ""):
             a["outcome"], a["detail"] = "not measured", "this metrics source has no query for it (QueryMap)"
@@ -217,8 +232,10 @@ def run_monitor_prometheus(
         "release_source": how,
         "baseline_release": baseline_release,
         "channel": channel,
-        "metrics": current.values,
-        "baseline_metrics": base.values if base else None,
+        "metrics": _json_values(current.values),
+        "baseline_metrics": _json_values(base.values) if base else None,
+        # quantiles Prometheus answered +Inf: above the largest finite bucket bound (ms; 0 unknown)
+        "beyond_largest_bucket": beyond,
         "has_data": current.has_data,
         "alerts": alerts,
         "fired": [a["name"] for a in fired],
@@ -237,3 +254,56 @@ def run_monitor_prometheus(
     # No data is never an all-clear.
     result["exit_code"] = 1 if fired or no_data or not current.has_data else 0
     return result
+
+
+def _json_values(values: dict[str, float | None]) -> dict[str, float | None]:
+    """Metric values for JSON: +Inf (a quantile beyond the largest bucket) is null there."""
+    import math
+
+    return {k: None if v is not None and math.isinf(v) else v for k, v in values.items()}
+
+
+def _beyond_buckets(
+    client: Any, queries: Any, sides: dict[str, Any], window: str
+) -> dict[str, dict[str, float]]:
+    """For each side, the quantiles Prometheus answered +Inf and the largest finite bucket bound
+    (ms) they lie beyond: the latency histogram's for latency_p*, else 0 (unknown)."""
+    import math
+
+    from releasectl.monitoring.prometheus import release_histogram
+
+    out: dict[str, dict[str, float]] = {"current": {}, "baseline": {}}
+    for side, metrics in sides.items():
+        infinite = [
+            m for m, v in (metrics.values.items() if metrics else ()) if v is not None and math.isinf(v)
+        ]
+        if not infinite:
+            continue
+        bound = 0.0
+        if any(m.startswith("latency_p") for m in infinite):
+            histogram, _ = release_histogram(client, queries, metrics.release, window)
+            finite = [b for b in (histogram.bounds if histogram else ()) if math.isfinite(b)]
+            bound = max(finite) * 1000 if finite else 0.0
+        out[side] = {m: bound if m.startswith("latency_p") else 0.0 for m in infinite}
+    return out
+
+
+def _both_ends(lo: dict[str, Any], hi: dict[str, Any], beyond: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """One alert evaluated with each +Inf quantile at its bucket bound (`lo`) and at +Inf (`hi`)."""
+    if lo["outcome"] == hi["outcome"] and lo["observed"] == hi["observed"]:
+        return lo
+    names = sorted({m for side in beyond.values() for m in side})
+    what = ", ".join(names) + " beyond the largest finite latency bucket (Prometheus answered +Inf)"
+    if lo["outcome"] == hi["outcome"]:
+        return {
+            **lo,
+            "observed": None,
+            "detail": f"{what}: {lo['detail']} holds at the bucket bound and beyond",
+        }
+    return {
+        **lo,
+        "outcome": "inconclusive",
+        "fired": False,
+        "observed": None,
+        "detail": f"{what}: the buckets cannot say whether the rule holds ({lo['detail']} at the bound)",
+    }

@@ -215,23 +215,16 @@ class PrometheusClient:
         self.timeout = timeout
 
     def query(self, promql: str, *, at: float | None = None) -> float | None:
-        """The query's single value now (or `at`), None when it selects no series or is NaN."""
-        return _single_value(self._data(promql, at), promql)
+        """The query's single value now (or `at`): None when it selects no series or is NaN
+        (Prometheus' 0/0), ±inf as Prometheus answered it (see `metric_value`)."""
+        return _single_value(self._data(promql, at), promql, self.url)
 
     def query_vector(self, promql: str, *, at: float | None = None) -> list[tuple[dict[str, str], float]]:
-        """Every series of an instant-vector query as (labels, value); NaN and infinite values left out."""
-        data = self._data(promql, at)
-        if data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
-            raise BadInput(
-                f"the query returns a {data.get('resultType')}, expected an instant vector", hint=promql
-            )
+        """Every series of an instant-vector query as (labels, value), NaN series left out."""
         out = []
-        for series in data["result"]:
-            labels = series.get("metric") if isinstance(series, dict) else None
-            value = series.get("value", [None, None])[1] if isinstance(series, dict) else None
-            number = _number(value, promql)
-            if isinstance(labels, dict) and number is not None:
-                out.append(({str(k): str(v) for k, v in labels.items()}, number))
+        for labels, number in _series(self._data(promql, at), promql, self.url, scalar_ok=False):
+            if number is not None:
+                out.append((labels, number))
         return out
 
     def _attempt(self, params: dict[str, Any]) -> tuple[int, bytes]:
@@ -325,30 +318,96 @@ class PrometheusClient:
         )
 
 
-def _single_value(data: dict[str, Any], promql: str) -> float | None:
+def _not_instant_vector(found: str, promql: str, url: str) -> EnvironmentFailure:
+    return EnvironmentFailure(
+        f"Prometheus at {url} answered something that is not an instant vector ({found})",
+        hint=f"the server is not Prometheus' HTTP API, or a proxy rewrote its answer; the query: {promql}",
+    )
+
+
+def _series(
+    data: dict[str, Any], promql: str, url: str, *, scalar_ok: bool
+) -> list[tuple[dict[str, str], float | None]]:
+    """The answer's series as (labels, value). A result type other than an instant vector (or a
+    scalar, where `scalar_ok`) is the query's fault, bad input; a malformed answer is the server's."""
     kind, result = data.get("resultType"), data.get("result")
-    if kind == "scalar":
-        value = result[1] if isinstance(result, list) and len(result) == 2 else None
-    elif kind == "vector" and isinstance(result, list):
-        if not result:
-            return None
-        if len(result) > 1:
-            raise BadInput(
-                f"the query returns {len(result)} series, expected one",
-                hint=f"aggregate it (sum, histogram_quantile over sum by (le)): {promql}",
-            )
-        value = result[0].get("value", [None, None])[1] if isinstance(result[0], dict) else None
-    else:
-        raise BadInput(f"the query returns a {kind}, expected an instant vector or scalar", hint=promql)
-    return _number(value, promql)
+    if kind == "scalar" and scalar_ok:
+        if not (isinstance(result, list) and len(result) == 2):
+            raise _not_instant_vector(f"a scalar result {str(result)[:60]!r}", promql, url)
+        return [({}, _number(result[1], promql))]
+    if kind != "vector":
+        expected = "an instant vector or scalar" if scalar_ok else "an instant vector"
+        raise BadInput(f"the query returns a {kind}, expected {expected}", hint=promql)
+    if not isinstance(result, list):
+        raise _not_instant_vector(f"a vector whose result is a {type(result).__name__}", promql, url)
+    out = []
+    for series in result:
+        labels = series.get("metric") if isinstance(series, dict) else None
+        value = series.get("value") if isinstance(series, dict) else None
+        if not isinstance(labels, dict) or not (isinstance(value, list) and len(value) == 2):
+            raise _not_instant_vector(f"a series {str(series)[:60]!r}", promql, url)
+        out.append(({str(k): str(v) for k, v in labels.items()}, _number(value[1], promql)))
+    return out
+
+
+def _single_value(data: dict[str, Any], promql: str, url: str) -> float | None:
+    series = _series(data, promql, url, scalar_ok=True)
+    if not series:
+        return None
+    if len(series) > 1:
+        raise BadInput(
+            f"the query returns {len(series)} series, expected one",
+            hint=f"aggregate it (sum, histogram_quantile over sum by (le)): {promql}",
+        )
+    return series[0][1]
 
 
 def _number(value: Any, promql: str) -> float | None:
+    """A sample value (Prometheus sends a string: "0.5", "NaN", "+Inf"); NaN is None."""
     try:
+        if isinstance(value, bool):
+            raise TypeError
         number = float(value)
     except (TypeError, ValueError):
-        raise EnvironmentFailure(f"Prometheus answered a non-number {value!r} for {promql}") from None
-    return None if math.isnan(number) or math.isinf(number) else number
+        raise EnvironmentFailure(
+            f"Prometheus answered a non-number {value!r}", hint=f"the query: {promql}"
+        ) from None
+    return None if math.isnan(number) else number
+
+
+# Quantiles from histogram_quantile: +Inf is a real answer there (see metric_value).
+QUANTILE_METRICS = frozenset({"latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "ttft_p95_ms"})
+
+
+def metric_value(
+    client: PrometheusClient,
+    query_map: QueryMap,
+    metric: str,
+    release: str,
+    window: str,
+    *,
+    at: float | None = None,
+) -> tuple[float | None, str]:
+    """`metric` of `release` over `window`, and the query run. What each answer means:
+
+    - no series, or NaN (Prometheus' 0/0: a ratio over no requests, a quantile of no
+      observations): None, no data;
+    - +Inf from a quantile (QUANTILE_METRICS): its real answer, slower than the largest finite
+      bucket bound, kept as math.inf; from any other metric it is x/0 (a ratio whose denominator
+      is 0), no data;
+    - a negative value or -Inf: no releasectl metric can be negative (counts, rates, ratios,
+      latencies), so it is server data that cannot be, exit 3 naming the query.
+    """
+    promql = query_map.render(metric, release, window)
+    value = client.query(promql, at=at)
+    if value is not None and value < 0:
+        raise EnvironmentFailure(
+            f"Prometheus at {client.url} answered {value:g} for {metric} of {release}, which cannot be negative",
+            hint=f"the query: {promql}",
+        )
+    if value is not None and math.isinf(value) and metric not in QUANTILE_METRICS:
+        value = None
+    return value, promql
 
 
 @dataclass(frozen=True)
@@ -366,11 +425,13 @@ class ReleaseMetrics:
 def release_metrics(
     client: PrometheusClient, query_map: QueryMap, release: str, window: str, *, at: float | None = None
 ) -> ReleaseMetrics:
-    """Every mapped one-value metric of `release` over `window` (None where there is no data)."""
-    queries = {name: query_map.render(name, release, window) for name in query_map.scalar_metrics()}
-    return ReleaseMetrics(
-        release, window, {name: client.query(q, at=at) for name, q in queries.items()}, queries
-    )
+    """Every mapped one-value metric of `release` over `window` (None where there is no data;
+    `metric_value` says what each answer means)."""
+    values: dict[str, float | None] = {}
+    queries: dict[str, str] = {}
+    for name in query_map.scalar_metrics():
+        values[name], queries[name] = metric_value(client, query_map, name, release, window, at=at)
+    return ReleaseMetrics(release, window, values, queries)
 
 
 @dataclass(frozen=True)
@@ -399,7 +460,8 @@ def release_histogram(
     client: PrometheusClient, query_map: QueryMap, release: str, window: str, *, at: float | None = None
 ) -> tuple[Histogram | None, str]:
     """The release's latency histogram over `window` (bounds in seconds) and its query; None
-    without series. `increase()` extrapolates, so counts are rounded and made monotone."""
+    without series. `increase()` extrapolates, so counts are rounded; a negative or decreasing
+    count (beyond rounding) is exit 3."""
     promql = query_map.render("latency_seconds_buckets", release, window)
     rows = []
     for labels, value in client.query_vector(promql, at=at):
@@ -421,8 +483,17 @@ def release_histogram(
         raise BadInput(
             'the latency histogram query gives no le="+Inf" bucket, so its total is unknown', hint=promql
         )
-    cumulative, top = [], 0
-    for _, value in rows:
-        top = max(top, round(value))
-        cumulative.append(top)
+    cumulative: list[int] = []
+    for bound, value in rows:
+        count = round(value) if math.isfinite(value) else -1
+        # increase() extrapolates each bucket alike, so counts stay monotone up to rounding (one
+        # count); more is server data that cannot be, as is a negative or infinite count.
+        if count < 0 or (cumulative and count < cumulative[-1] - 1):
+            raise EnvironmentFailure(
+                f"Prometheus at {client.url} answered a latency histogram that cannot be: {value:g} observations at or "
+                f"below {bound:g} s"
+                + (f" after {cumulative[-1]} at or below a smaller bound" if cumulative else ""),
+                hint=f"cumulative bucket counts are never negative and never decrease; the query: {promql}",
+            )
+        cumulative.append(max(count, cumulative[-1] if cumulative else 0))
     return Histogram(tuple(b for b, _ in rows), tuple(cumulative)), promql

@@ -292,7 +292,7 @@ def read_counts(
 ) -> StepCounts:
     """`release`'s counts from `since` up to `at` (at most the last `cap_seconds`), every query
     evaluated at `at`. Counts are rounded (`increase()` extrapolates) and never negative."""
-    from releasectl.monitoring.prometheus import release_histogram
+    from releasectl.monitoring.prometheus import metric_value, release_histogram
 
     seconds = int(at - _instant(since))
     notes: list[str] = []
@@ -309,9 +309,9 @@ def read_counts(
     window = f"{seconds}s"
     queries: dict[str, str] = {}
 
-    def value(metric: str) -> float | None:
-        queries[metric] = query_map.render(metric, release, window)
-        return client.query(queries[metric], at=at)
+    def value(metric: str) -> float | None:  # no data None, a negative count exit 3 (metric_value)
+        v, queries[metric] = metric_value(client, query_map, metric, release, window, at=at)
+        return v
 
     def count(metric: str) -> int | None:
         v = value(metric)
