@@ -440,3 +440,33 @@ def test_markup_and_emoji_in_user_text_print_literally(cli, tmp_path):
     assert r.code == 0, r.output
     assert "[bold red]x:100:.jsonl" in r.stdout and "💯" not in r.stdout
     assert "3 (invalid JSON" in r.stdout
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_auto_rollback_on_a_rollouts_candidate_aborts_the_rollout(cli, example_repo, tmp_path, fmt):
+    # v1.3 is rolling out to production (which holds v1.2); its canary traffic breaches a rollback
+    # trigger: the rollback of a rollout is its abort (all traffic back to v1.2), never a move of
+    # production to an older release.
+    r = cli("rollout", "v1.3", "--channel", "production", "--force", "--reason", "plan", cwd=example_repo)
+    assert r.code == 0, r.output
+    log = write_log(tmp_path / "slow.jsonl", 200, response_time_ms=12000.0)
+    r = cli(
+        "monitor",
+        "--logs",
+        str(log),
+        "--release",
+        "v1.3",
+        "--auto-rollback",
+        "--format",
+        fmt,
+        cwd=example_repo,
+    )
+    assert r.code == 1, r.output
+    if fmt == "json":
+        assert r.json()["rollback"]["status"] == "aborted rollout", r.json()["rollback"]
+    else:
+        assert "aborted the rollout on production: all traffic back to v1.2" in r.stdout, r.stdout
+    assert _channels(example_repo)["production"] == "v1.2"
+    event = json.loads((example_repo / "releases" / "history.jsonl").read_text().splitlines()[-1])
+    assert event["action"] == "rollout" and event["rollout"]["state"] == "aborted"
+    assert event["trigger"]["source"] == "releasectl monitor" and "p95-latency" in event["reason"]

@@ -103,6 +103,13 @@ def _alerts_section(result: dict[str, Any]) -> None:
                 rb["to"],
                 rb["revision"],
             )
+        elif rb["status"] == "aborted rollout":
+            say(
+                "[red]aborted the rollout[/] on {}: all traffic back to {} (revision {})",
+                rb["channel"],
+                rb["from"],
+                rb["revision"],
+            )
         elif rb["status"] == "refused":
             say("[red]rollback refused:[/] {}{}", rb["message"], f"; {rb['hint']}" if rb.get("hint") else "")
         else:

@@ -153,7 +153,17 @@ def _roll_back(
         ("prometheus" if str(logs).startswith("http") else "logs"): str(logs),
         "alerts": [{k: a[k] for k in ("name", "rule", "observed", "threshold")} for a in triggers],
     }
+    from releasectl.channels.state import read_state
+
+    rollout = read_state(root, channel_needed=channel).rollouts.get(channel)
     try:
+        if rollout is not None and rollout.get("release") == release:
+            # The alert is on the candidate of a rollout in progress: its rollback is the abort
+            # (all traffic back to the release the channel holds), through the same locked move.
+            from releasectl.rollout.steps import abort_rollout
+
+            moved = abort_rollout(root, channel, reason=reason, trigger=trigger)
+            return {"status": "aborted rollout", **moved.to_dict()}
         moved = rollback_channel(root, channel, reason=reason, expect=release, trigger=trigger)
     except Refused as e:
         return {"status": "refused", "message": e.message, "hint": e.hint}
