@@ -162,6 +162,10 @@ def test_an_incident_in_the_served_metrics_rolls_production_back(cli, example_re
             "--window",
             "30s",
             "--auto-rollback",
+            "--render",
+            "vllm",
+            "--render",
+            "kubernetes",
             "--format",
             "json",
             cwd=example_repo,
@@ -169,6 +173,11 @@ def test_an_incident_in_the_served_metrics_rolls_production_back(cli, example_re
     assert result.code == 1, result.output
     doc = result.json()
     assert {"p95-latency", "error-rate"} <= set(doc["fired"])
+    # The served config follows the rollback, in its commit: a GitOps controller applies v1.1.
+    served = json.loads((example_repo / "deploy/rendered/production/vllm/serve.json").read_text())
+    assert served["release"] == "v1.1"
+    committed = git(example_repo, "show", "--name-only", "--format=", "HEAD").split()
+    assert "deploy/rendered/production/vllm/serve.json" in committed and "releases/history.jsonl" in committed
     assert doc["rollback"]["status"] == "rolled back" and doc["rollback"]["to"] == "v1.1"
     last = json.loads((example_repo / "releases" / "history.jsonl").read_text().splitlines()[-1])
     assert last["action"] == "rollback" and last["trigger"]["prometheus"] == url

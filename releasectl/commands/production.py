@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from releasectl.console import console, emit_json, esc, format_option, say, text
+from releasectl.deploy import TARGETS as DEPLOY_TARGETS
 
 LogPath = click.Path(path_type=Path, dir_okay=False)
 
@@ -199,6 +200,13 @@ def _prometheus_summary(result: dict[str, Any]) -> None:
     show_default=True,
     help="Channel the logs come from.",
 )
+@click.option(
+    "--render",
+    type=click.Choice(list(DEPLOY_TARGETS)),
+    multiple=True,
+    help="With --auto-rollback: re-render what serves the channel (deploy/rendered/CHANNEL) in the "
+    "rollback's commit, as `rollback --render`. Repeatable.",
+)
 @format_option()
 def monitor(
     logs: Path | None,
@@ -209,6 +217,7 @@ def monitor(
     window: str,
     auto_rollback: bool,
     channel: str,
+    render: tuple[str, ...],
     fmt: str,
 ) -> int:
     """Compute performance, cost and reliability metrics from inference logs and fire alerts.
@@ -223,6 +232,10 @@ def monitor(
         from releasectl.errors import BadInput
 
         raise BadInput("give exactly one of --logs FILE and --prometheus URL")
+    if render and not auto_rollback:
+        from releasectl.errors import BadInput
+
+        raise BadInput("--render re-renders with an automatic rollback: add --auto-rollback")
     if prometheus_url is not None:
         result = run_monitor_prometheus(
             prometheus_url,
@@ -231,6 +244,7 @@ def monitor(
             window=window,
             auto_rollback=auto_rollback,
             channel=channel,
+            render=render,
         )
         if fmt == "json":
             emit_json(result)
@@ -248,6 +262,7 @@ def monitor(
             window=window,
             auto_rollback=auto_rollback,
             channel=channel,
+            render=render,
             progress=lambda done: bar.update(task, completed=done),
         )
     if fmt == "json":

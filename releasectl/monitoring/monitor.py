@@ -80,6 +80,7 @@ def run_monitor(
     channel: str = "production",
     root: Path | None = None,
     progress: Any = None,
+    render: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Everything `releasectl monitor` reports, as one JSON-ready dict (`exit_code` included)."""
     win = parse_window(window)
@@ -128,7 +129,7 @@ def run_monitor(
     }
     triggers = [a for a in fired if a["rollback"]]
     if auto_rollback and triggers and root is not None:
-        result["rollback"] = _roll_back(root, channel, name, triggers, logs)
+        result["rollback"] = _roll_back(root, channel, name, triggers, logs, render)
     elif triggers:
         result["rollback"] = {
             "status": "not requested",
@@ -140,9 +141,15 @@ def run_monitor(
 
 
 def _roll_back(
-    root: Path, channel: str, release: str | None, triggers: list[dict[str, Any]], logs: Path | str
+    root: Path,
+    channel: str,
+    release: str | None,
+    triggers: list[dict[str, Any]],
+    logs: Path | str,
+    render: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The same code path as `releasectl rollback`, with the firing alerts as reason and trigger."""
+    """The same code path as `releasectl rollback`, with the firing alerts as reason and trigger;
+    `render` re-renders the served config in the same commit (as `rollback --render`)."""
     from releasectl.channels import Refused, rollback_channel
 
     reason = "monitor alert " + "; ".join(
@@ -162,9 +169,9 @@ def _roll_back(
             # (all traffic back to the release the channel holds), through the same locked move.
             from releasectl.rollout.steps import abort_rollout
 
-            moved = abort_rollout(root, channel, reason=reason, trigger=trigger)
+            moved = abort_rollout(root, channel, reason=reason, trigger=trigger, render=render)
             return {"status": "aborted rollout", **moved.to_dict()}
-        moved = rollback_channel(root, channel, reason=reason, expect=release, trigger=trigger)
+        moved = rollback_channel(root, channel, reason=reason, expect=release, trigger=trigger, render=render)
     except Refused as e:
         return {"status": "refused", "message": e.message, "hint": e.hint}
     return {"status": "rolled back", **moved.to_dict()}
@@ -179,6 +186,7 @@ def run_monitor_prometheus(
     auto_rollback: bool = False,
     channel: str = "production",
     root: Path | None = None,
+    render: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """`releasectl monitor --prometheus URL`: the same manifest alerts, SLOs and rollback triggers,
     on the release's series in Prometheus. An alert on a mapped metric with no series is "no data"
@@ -254,7 +262,7 @@ def run_monitor_prometheus(
     }
     triggers = [a for a in fired if a["rollback"]]
     if auto_rollback and triggers:
-        result["rollback"] = _roll_back(root, channel, name, triggers, client.url)
+        result["rollback"] = _roll_back(root, channel, name, triggers, client.url, render)
     elif triggers:
         result["rollback"] = {
             "status": "not requested",
