@@ -356,6 +356,10 @@ def test_canary_arguments_are_checked(cli, example_repo, serving_rules):
         cli, example_repo, "http://127.0.0.1:9", "--release", "v9.9", rules=serving_rules, fmt="text"
     )
     assert unknown.code == 2, unknown.output
+    unknown_baseline = canary(
+        cli, example_repo, "http://127.0.0.1:9", "--release", "v1.3", "--baseline-release", "v9.9", fmt="text"
+    )
+    assert unknown_baseline.code == 2 and "unknown release 'v9.9'" in unknown_baseline.stderr
     stray = cli("canary", "--canary-logs", "a", "--baseline-logs", "b", "--window", "1h", cwd=example_repo)
     assert stray.code == 2 and "go with --prometheus" in stray.stderr
 

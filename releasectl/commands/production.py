@@ -569,6 +569,10 @@ def _canary_from_prometheus(
         if release is None:
             raise BadInput(f"no canary release: {how}", hint="pass MANIFEST or --release vX.Y")
     assert release is not None
+    if baseline_release and root is not None:
+        from releasectl.manifest.loader import release_path
+
+        release_path(root, baseline_release)  # an unknown release is exit 2 with the nearest names
     baseline, baseline_how = resolve_release(root, baseline_release, "production")
     if baseline == release and not baseline_release:
         parent = loaded.manifest.parent if loaded is not None else None
