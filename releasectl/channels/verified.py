@@ -104,7 +104,9 @@ def verified_gate(path: Path) -> tuple[dict[str, object], str]:
 
     Returns (document, sha256 of its bytes). A record that disagrees with itself, or whose `rules`
     are missing or mistyped, is `BadInput` (exit 2) naming the file, line and field: it never
-    promotes. This catches inconsistency, not a consistent forgery; docs/trust.md says what does.
+    promotes. An interval-decided rule (sequential, or `no_regressions_on` with a margin) is
+    re-derived from its bounds, and a sequential record must be decided and on the policy the
+    replay stopped on (`GateRecord.derived`). This catches inconsistency, not a consistent forgery; docs/trust.md says what does.
     """
     from releasectl.contracts.gate import GateRecord
     from releasectl.errors import BadInput
@@ -117,4 +119,12 @@ def verified_gate(path: Path) -> tuple[dict[str, object], str]:
             e.problems,
             hint="a gate.json is only trusted when it is consistent; regenerate it with `releasectl gate` (docs/trust.md)",
         ) from None
+    seq = record.sequential
+    if seq is not None and not seq.same_policy:
+        raise BadInput(
+            f"refusing to promote on {path}: the sequential replay stopped on another policy"
+            f" ({seq.policy}, sha256 {seq.policy_sha256[:12]}…) than the one gated"
+            f" ({record.policy.get('source')}, sha256 {str(record.policy.get('sha256'))[:12]}…)",
+            hint="gate the run with the policy it stopped on, or replay it with --sequential on this policy (docs/sequential.md)",
+        )
     return record.model_dump(mode="json"), digest

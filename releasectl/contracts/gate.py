@@ -142,7 +142,117 @@ class SequentialGate(Artifact):
             )
         if self.stopped_early != (self.cases_saved > 0):
             raise ValueError("stopped_early must say whether any case was saved")
+        if self.rounds > max(1, self.cases_used):
+            raise ValueError(
+                f"rounds {self.rounds} > cases_used {self.cases_used}: a round has at least one case"
+            )
         return self
+
+    def problems(self, record: GateRecord, margin: Any) -> list[tuple[str, str, str, str]]:
+        """(field, message, expected, found) where this record contradicts the gate.json around it."""
+        out: list[tuple[str, str, str, str]] = []
+        if record.verdict == "promote" and not self.decided:
+            out.append(("decided", "a promote verdict on a policy not decided", "decided: true", "false"))
+        same = record.policy.get("sha256") == self.policy_sha256
+        if self.same_policy != same:
+            out.append(
+                (
+                    "same_policy",
+                    "does not say whether policy.sha256 is the policy the replay stopped on",
+                    f"same_policy: {str(same).lower()}",
+                    str(self.same_policy).lower(),
+                )
+            )
+        if record.policy.get("statistics") != "anytime-valid":
+            out.append(
+                (
+                    "statistics",
+                    "policy.statistics differs",
+                    "anytime-valid",
+                    str(record.policy.get("statistics")),
+                )
+            )
+        if margin != self.no_regressions_margin:
+            out.append(
+                (
+                    "no_regressions_margin",
+                    "differs from policy.no_regressions_margin",
+                    str(self.no_regressions_margin),
+                    str(margin),
+                )
+            )
+        n = (record.aggregate.get("candidate") or {}).get("n") if isinstance(record.aggregate, dict) else None
+        if n is not None and n != self.cases_used:
+            out.append(
+                (
+                    "cases_used",
+                    "differs from the aggregate's candidate cases",
+                    f"aggregate n {n}",
+                    str(self.cases_used),
+                )
+            )
+        return out
+
+
+NO_REGRESSIONS = "min delta.success@1 over "  # the metric text of a no_regressions_on rule
+
+
+def _holds(op: str, a: float | None, b: float | None) -> bool | None:
+    return None if a is None or b is None else COMPARATORS[op](a, b)
+
+
+def rule_problems(rule: RuleResult, *, sequential: bool) -> list[tuple[str, str, str]]:
+    """(message, expected, found) for a pass/fail the rule's own interval contradicts.
+
+    A rule decided on an interval (every rule of a sequential gate, and `no_regressions_on` with
+    a margin, whose CS or paired interval is `lower_ci`/`upper_ci`) passes only when the whole
+    interval is on the passing side of the threshold and fails only when it is wholly on the other:
+    `observed` is the deciding end, so an edited `observed` next to its own bounds is caught. A
+    fixed-n rule on `.lower_ci` / `.upper_ci` observes that bound, and fails only when the other
+    bound misses too (`gate.rules.evaluate_rule`)."""
+    if rule.outcome == "inconclusive":
+        return []
+    op, t, lo, hi = rule.comparator, rule.threshold, rule.lower_ci, rule.upper_ci
+    interval = sequential or (rule.metric.startswith(NO_REGRESSIONS) and lo is not None and hi is not None)
+    if interval:
+        if op in (">=", ">"):
+            holds = _holds(op, lo, t) if rule.outcome == "pass" else _holds(op, hi, t) is False
+        elif op in ("<=", "<"):
+            holds = _holds(op, hi, t) if rule.outcome == "pass" else _holds(op, lo, t) is False
+        else:
+            same = lo is not None and hi is not None and t is not None and COMPARATORS["=="](lo, hi)
+            point = same and COMPARATORS["=="](lo, t)  # type: ignore[arg-type]
+            apart = lo is not None and hi is not None and t is not None and (hi < t or lo > t)
+            holds = (
+                (point if op == "==" else apart)
+                if rule.outcome == "pass"
+                else (apart if op == "==" else point)
+            )
+        if not holds:
+            return [
+                (
+                    f"outcome '{rule.outcome}' does not follow from the interval it was decided on",
+                    f"every value of [lower_ci, upper_ci] {'' if rule.outcome == 'pass' else 'not '}{op} {t}",
+                    f"[{lo}, {hi}]",
+                )
+            ]
+        return []
+    for field_name, bound in (("lower_ci", lo), ("upper_ci", hi)):
+        if rule.metric.endswith("." + field_name) and bound is not None and rule.observed is not None:
+            if not COMPARATORS["=="](rule.observed, bound):
+                return [
+                    (f"observed is not the rule's {field_name}", f"observed = {bound}", str(rule.observed))
+                ]
+            other = hi if field_name == "lower_ci" else lo
+            if rule.outcome == "fail" and _holds(op, other, t):
+                return [
+                    (
+                        f"outcome 'fail' while the other end of the interval meets {op} {t} (inconclusive)",
+                        "both ends miss the threshold",
+                        f"[{lo}, {hi}]",
+                    )
+                ]
+    return []
 
 
 class GateRecord(Artifact):
@@ -227,8 +337,28 @@ class GateRecord(Artifact):
                 hint=HINT,
             )
         try:
-            return cls.model_validate(data)
+            record = cls.model_validate(data)
         except ValidationError as e:
             raise BadInput(
                 f"{file} is not a valid gate result", locate(problems_of(e, file=file), file, raw), hint=HINT
             ) from None
+        problems = [Problem(m, file=file, field=f, expected=x, found=y) for f, m, x, y in record.derived()]
+        if problems:
+            raise BadInput(f"{file} disagrees with itself", locate(problems, file, raw), hint=HINT)
+        return record
+
+    def derived(self) -> list[tuple[str, str, str, str]]:
+        """What the record's own statistics contradict, as (field, message, expected, found): each
+        rule's outcome re-derived from the numbers that decide it (`rule_problems`), and a
+        sequential record's counts, policy and decision against each other."""
+        out: list[tuple[str, str, str, str]] = []
+        sequential = self.sequential is not None
+        margin = self.policy.get("no_regressions_margin")
+        for i, rule in enumerate(self.rules):
+            for message, expected, found in rule_problems(rule, sequential=sequential):
+                out.append(
+                    (f"rules[{i}].outcome", f"line {rule.line} ({rule.rule!r}): {message}", expected, found)
+                )
+        if self.sequential is not None:
+            out += [(f"sequential.{f}", m, x, y) for f, m, x, y in self.sequential.problems(self, margin)]
+        return out

@@ -1,0 +1,158 @@
+"""What a sequential (or sampled) run and its gate.json must hold together (issue 11 and 13 red team).
+
+Every test goes through the CLI. Replays run on tests/fake_engine.py (a hash, not a model:
+`make_engine` and `probe_runtime` are replaced, the one thing mocked, because loading SmolLM2 per
+test would take minutes on 2 cores); hand-made runs come from tests/runfactory.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from fake_engine import FakeEngine
+from runfactory import case_row, write_run
+
+from releasectl.manifest.loader import load_manifest
+from releasectl.replay import run_replay
+
+PROMOTE = """\
+format_pass_rate(math_basic).lower_ci >= 0.5
+aggregate.success@1.upper_ci <= 0.5
+no_regressions_on: ['headache_redflags', 'debug_search_api']
+"""
+HOLD = "no_regressions_on: ['headache_redflags', 'debug_search_api']\n"
+TOTAL = 162  # cases in suites/core
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    import releasectl.replay.runner as runner
+
+    monkeypatch.setattr(runner, "probe_runtime", lambda *a, **k: FakeEngine().runtime)
+    monkeypatch.setattr(runner, "make_engine", lambda *a, **k: FakeEngine(batch_size=2))
+
+
+@pytest.fixture
+def repo(example_repo, fake):
+    run_replay(load_manifest(example_repo / "releases" / "v1.2.yaml"), example_repo / "runs" / "v1.2")
+    (example_repo / "promote.rules").write_text(PROMOTE)
+    (example_repo / "hold.rules").write_text(HOLD)
+    return example_repo
+
+
+def sequential(repo: Path, out: str, policy: str = "promote.rules", *extra: str, margin: str = "0.5"):
+    return run_cli(
+        "replay", "releases/v1.3.yaml", "--out", out, "--sequential", policy, "--baseline", "runs/v1.2",
+        "--round-size", "16", "--no-regressions-margin", margin, *extra, cwd=repo,
+    )  # fmt: skip
+
+
+def gate(repo: Path, run: str, policy: str, *extra: str):
+    return run_cli(
+        "gate", "releases/v1.3.yaml", "--run", run, "--baseline-run", "runs/v1.2", "--rules", policy,
+        *extra, cwd=repo,
+    )  # fmt: skip
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def dump(path: Path, doc: dict) -> None:
+    path.write_text(json.dumps(doc, indent=2))
+
+
+# --- 1. promote re-derives every rule from the statistics it was decided on -----------------
+
+
+def test_promote_refuses_a_one_field_forgery_of_a_held_sequential_gate(repo):
+    assert sequential(repo, "runs/v1.3", "hold.rules", margin="0").code == 0
+    held = gate(repo, "runs/v1.3", "hold.rules")
+    assert held.code == 1, held.output
+    path = repo / "runs/v1.3/gate.json"
+    doc = load(path)
+    assert doc["verdict"] == "hold" and doc["sequential"]["decided"] is False
+    rule = doc["rules"][0]
+    assert rule["lower_ci"] < 0 < rule["upper_ci"]  # the CS straddles 0: nothing is shown
+    forged = {**doc, "verdict": "promote", "rules": [{**rule, "outcome": "pass", "observed": 0.0}]}
+    dump(path, forged)
+    result = run_cli("promote", "v1.3", "--to", "staging", cwd=repo)
+    assert result.code == 2, result.output
+    assert "rules[0].outcome" in result.output and "does not follow from the interval" in result.output
+    assert "sequential.decided" in result.output
+    assert "v1.3" not in (repo / "releases/channels.yaml").read_text()
+    # the same forgery with same_policy flipped: named too
+    dump(path, {**forged, "sequential": {**forged["sequential"], "same_policy": False}})
+    result = run_cli("promote", "v1.3", "--to", "staging", cwd=repo)
+    assert result.code == 2 and "sequential.same_policy" in result.output
+
+
+def test_promote_refuses_a_sequential_gate_on_another_policy_than_the_replay_stopped_on(repo):
+    assert sequential(repo, "runs/v1.3").code == 0
+    (repo / "other.rules").write_text(PROMOTE + "# the same rules, another file\n")
+    result = gate(repo, "runs/v1.3", "other.rules", "--no-regressions-margin", "0.5")
+    assert result.code == 0, result.output
+    assert load(repo / "runs/v1.3/gate.json")["sequential"]["same_policy"] is False
+    promoted = run_cli("promote", "v1.3", "--to", "staging", cwd=repo)
+    assert promoted.code == 2 and "stopped on another policy" in promoted.output
+    assert gate(repo, "runs/v1.3", "promote.rules", "--no-regressions-margin", "0.5").code == 0
+    promoted = run_cli("promote", "v1.3", "--to", "staging", "--no-commit", cwd=repo)
+    assert promoted.code == 0, promoted.output
+
+
+# --- 2. the margin is the gate's, never the candidate's run.json ----------------------------
+
+
+def test_the_margin_comes_from_the_gate_not_from_run_json(repo):
+    assert sequential(repo, "runs/v1.3", "hold.rules", margin="0").code == 0
+    run = repo / "runs/v1.3/run.json"
+    doc = load(run)
+    doc["sequential"]["no_regressions_margin"] = 0.99
+    dump(run, doc)
+    result = gate(repo, "runs/v1.3", "hold.rules")
+    assert result.code == 2, result.output
+    assert "stopped under no_regressions_margin 0.99" in result.output and "margin is 0" in result.output
+    assert "run.json" in result.output
+    # any margin other than the one the replay stopped under is refused, naming both
+    again = gate(repo, "runs/v1.3", "hold.rules", "--no-regressions-margin", "0.5")
+    assert again.code == 2 and "0.99" in again.output and "0.5" in again.output
+
+
+# --- 3. a sampled run's non-inferiority interval is case-level ------------------------------
+
+
+def _sampled(path: Path, release: str, per_case: list[int], n: int = 5) -> Path:
+    rows = []
+    for i, c in enumerate(per_case):
+        for s in range(n):
+            row = case_row(f"p-{i:03d}", "p", {"ok": (s < c, "correctness")})
+            rows.append({**row, "sample": s, "seed": 100 * i + s})
+    write_run(path, release, rows, sampling={"n": n})
+    return path
+
+
+def test_sampled_runs_get_a_case_level_non_inferiority_interval(tmp_path):
+    # 3 cases flip 5/5 → 0/5 and 3 flip 0/5 → 5/5: six cases of evidence, not 30 samples
+    _sampled(tmp_path / "c", "v1.4", [0] * 3 + [5] * 3 + [5] * 24)
+    _sampled(tmp_path / "b", "v1.3", [5] * 3 + [0] * 3 + [5] * 24)
+    (tmp_path / "nr.rules").write_text("no_regressions_on: [p]\n")
+    result = run_cli(
+        "gate", "--run", "c", "--baseline-run", "b", "--rules", "nr.rules",
+        "--no-regressions-margin", "0.1", "--format", "json", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.code == 1, result.output
+    doc = result.json()
+    rule = doc["rules"][0]
+    assert doc["verdict"] == "hold" and rule["n"] == 30  # cases, not 150 samples
+    assert rule["lower_ci"] < -0.1 and "case-level" in rule["detail"]
+    # a clear case-level improvement still passes
+    _sampled(tmp_path / "c2", "v1.4", [5] * 30)
+    _sampled(tmp_path / "b2", "v1.3", [4] * 30)
+    ok = run_cli(
+        "gate", "--run", "c2", "--baseline-run", "b2", "--rules", "nr.rules",
+        "--no-regressions-margin", "0.1", "--format", "json", cwd=tmp_path,
+    )  # fmt: skip
+    assert ok.code == 0, ok.output
