@@ -233,7 +233,7 @@ def _sequential(
         )
     ordered_base = in_order(base, seq.order_seed) if base is not None else None
     _check_prefix(cand, ordered_base, seq)
-    chosen = seq.no_regressions_margin if margin is None else margin
+    chosen = _sequential_margin(rules, seq, margin, cand.path)
     s_policy = SequentialPolicy(
         confidence_level=policy.confidence_level,
         correction=policy.correction,
@@ -266,6 +266,26 @@ def _sequential(
         "policy": {"statistics": "anytime-valid", "no_regressions_margin": chosen},
     }
     return [d.result for d in decision.rules], slices, aggregate, extra
+
+
+def _sequential_margin(rules: list[Rule], seq: Any, margin: float | None, path: Path) -> float:
+    """The gate's own margin (`--no-regressions-margin`, else 0): never the one run.json records,
+    which is provenance. The replay's stopping decision depended on the margin it stopped under, so
+    where a `no_regressions_on` rule reads it a different margin here is exit 2 naming both."""
+    chosen = 0.0 if margin is None else margin
+    reads_margin = any(isinstance(r, NoRegressions) for r in rules) or any(
+        text.lstrip().startswith("no_regressions_on") for text in seq.rules
+    )
+    if reads_margin and seq.no_regressions_margin != chosen:
+        raise BadInput(
+            f"{path / 'run.json'}: the sequential replay stopped under no_regressions_margin"
+            f" {seq.no_regressions_margin:g}, and this gate's margin is {chosen:g}"
+            + ("" if margin is not None else " (no --no-regressions-margin given)"),
+            hint=f"gate with --no-regressions-margin {seq.no_regressions_margin:g} to check the decision"
+            " the replay stopped on, or replay again under this margin; the margin is the gate's"
+            " policy, never read from run.json",
+        )
+    return chosen
 
 
 def _check_prefix(cand: RunData, base: RunData | None, seq: Any) -> None:
