@@ -51,8 +51,32 @@ def newcombe_paired_interval(
     return max(-1.0, lower), min(1.0, upper)
 
 
+def paired_case_interval(
+    cand: np.ndarray, base: np.ndarray, confidence: float = 0.95, *, samples: int
+) -> tuple[float, float]:
+    """Two-sided interval for Δ = mean over cases of (candidate − baseline) success fraction, with
+    several samples per case: the case is the unit (issue 13). The per-case differences d ∈ [−1, 1]
+    are mapped to u = (d + 1) / 2 ∈ [0, 1] and given the cluster Wilson interval of the gate's
+    sampled rates (`stats.cluster.cluster_interval`: Wilson at the effective number of cases,
+    Student-t quantile, capped at the samples behind them), then mapped back: Δ = 2u − 1."""
+    from releasectl.stats.cluster import cluster_interval
+
+    d = np.asarray(cand, dtype=np.float64) - np.asarray(base, dtype=np.float64)
+    if d.size == 0:
+        return -1.0, 1.0
+    lo, hi = cluster_interval((d + 1.0) / 2.0, confidence, max_effective=float(d.size * max(1, samples)))
+    return max(-1.0, 2.0 * lo - 1.0), min(1.0, 2.0 * hi - 1.0)
+
+
 def no_regressions_with_margin(rule: NoRegressions, resolver: GateResolver, margin: float) -> RuleDecision:
-    """The fixed-n gate's reading of `no_regressions_on` with a margin (module docstring)."""
+    """The fixed-n gate's reading of `no_regressions_on` with a margin (module docstring). With
+    several samples per case (either run) each slice's interval is `paired_case_interval` on the
+    per-case success fractions, and `n` counts cases: pairing samples as if independent would
+    promote on the noise of a handful of flipped cases."""
+    from releasectl.gate.metrics import clustered
+
+    if clustered(resolver.cand, resolver.base):
+        return _with_margin_by_case(rule, resolver, margin)
     boxes: dict[str, Box] = {}
     for s in rule.slices:
         pair = resolver.paired(MetricRef(None, "success@1", (s,)))
@@ -70,3 +94,40 @@ def no_regressions_with_margin(rule: NoRegressions, resolver: GateResolver, marg
         lower, upper = newcombe_paired_interval(*table, confidence=resolver.policy.confidence_level)
         boxes[s] = Box(lower, upper, float(np.mean(c) - np.mean(b)), "cs", n)
     return no_regressions_decision(rule, boxes, margin, "Newcombe paired interval")
+
+
+def _too_few(n: int, resolver: GateResolver) -> str | None:
+    minimum = resolver.policy.min_cases_per_slice
+    if n < max(1, minimum):
+        return "no paired cases" if n == 0 else f"{n} cases < policy minimum {minimum} per slice"
+    return None
+
+
+def _with_margin_by_case(rule: NoRegressions, resolver: GateResolver, margin: float) -> RuleDecision:
+    samples = min(
+        resolver.cand.samples_per_case,
+        resolver.base.samples_per_case if resolver.base is not None else resolver.cand.samples_per_case,
+    )
+    boxes: dict[str, Box] = {}
+    for s in rule.slices:
+        if resolver.base is None:
+            boxes[s] = Box(-math.inf, math.inf, math.nan, "cs", None, "no baseline run")
+            continue
+        got = resolver.paired_cases(MetricRef(None, "success@1", (s,)))
+        if isinstance(got, str):
+            boxes[s] = Box(-math.inf, math.inf, math.nan, "cs", None, got)
+            continue
+        c, b, _ = got
+        n = int(c.size)
+        why = _too_few(n, resolver)
+        if why is not None:
+            boxes[s] = Box(-math.inf, math.inf, math.nan, "cs", n, why)
+            continue
+        lower, upper = paired_case_interval(c, b, resolver.policy.confidence_level, samples=samples)
+        boxes[s] = Box(lower, upper, float(np.mean(c - b)), "cs", n)
+    return no_regressions_decision(
+        rule,
+        boxes,
+        margin,
+        f"case-level paired interval on per-case success fractions, {samples} samples per case",
+    )
