@@ -156,3 +156,61 @@ def test_sampled_runs_get_a_case_level_non_inferiority_interval(tmp_path):
         "--no-regressions-margin", "0.1", "--format", "json", cwd=tmp_path,
     )  # fmt: skip
     assert ok.code == 0, ok.output
+
+
+# --- 4. every option is checked before any case is replayed ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--round-size", "99999999999999999999999"], "--round-size"),
+        (["--order-seed", "99999999999999999999999999999"], "--order-seed"),
+        (["--no-regressions-margin", "nan"], "finite number in [0, 1)"),
+        (["--no-regressions-margin", "inf"], "finite number in [0, 1)"),
+        (["--no-regressions-margin", "1"], "finite number in [0, 1)"),
+        (["--no-regressions-margin", "-0.1"], "finite number in [0, 1)"),
+    ],
+)
+def test_bad_sequential_options_are_exit_2_before_any_replay(repo, args, message):
+    result = run_cli(
+        "replay", "releases/v1.3.yaml", "--out", "runs/x", "--sequential", "promote.rules",
+        "--baseline", "runs/v1.2", *args, cwd=repo,
+    )  # fmt: skip
+    assert result.code == 2, result.output
+    assert message in result.output and "internal error" not in result.output
+    assert not (repo / "runs/x/results.jsonl").exists()
+
+
+def test_an_order_seed_from_the_manifest_outside_the_record_is_exit_2_before_any_replay(repo):
+    m = repo / "releases/v1.3.yaml"
+    m.write_text(m.read_text().replace("seed: 1234", "seed: 99999999999999999999"))
+    result = sequential(repo, "runs/x")
+    assert result.code == 2 and "sampling.seed" in result.output and "--order-seed" in result.output
+    assert not (repo / "runs/x/results.jsonl").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1.5"])
+def test_gate_refuses_a_non_finite_margin(repo, value):
+    result = gate(repo, "runs/v1.2", "hold.rules", "--no-regressions-margin", value)
+    assert result.code == 2, result.output
+    assert "finite number in [0, 1)" in result.output and "internal error" not in result.output
+
+
+# --- 5. replay --sequential runs the gate's policy checks before replaying ------------------
+
+
+def test_replay_sequential_refuses_what_the_gate_would_refuse_before_replaying(repo):
+    (repo / "pk.rules").write_text("aggregate.pass@k(k=3).point >= 0.5\n")
+    result = sequential(repo, "runs/x", "pk.rules")
+    assert result.code == 2, result.output
+    assert "pk.rules:1" in result.output and "k=3" in result.output and "k <= 1" in result.output
+    assert not (repo / "runs/x/results.jsonl").exists()
+    (repo / "field.rules").write_text("aggregate.cost_per_1k_tokens_usd.lower_ci <= 1\n")
+    result = sequential(repo, "runs/x", "field.rules")
+    assert result.code == 2 and "has no field .lower_ci" in result.output, result.output
+    # and the gate says the same for the same rule
+    full = run_cli(
+        "gate", "--run", "runs/v1.2", "--baseline-run", "runs/v1.2", "--rules", "pk.rules", cwd=repo
+    )
+    assert full.code == 2 and "k <= 1" in full.output

@@ -10,6 +10,7 @@ import click
 
 from releasectl.console import console, emit_json, format_option
 from releasectl.errors import BadInput
+from releasectl.gate import options
 
 _OUTCOME = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "inconclusive": "[yellow]inconclusive[/]"}
 _VERDICT = {
@@ -86,7 +87,8 @@ def _fmt(v: Any) -> str:
 )
 @click.option(
     "--no-regressions-margin",
-    type=click.FloatRange(min=0, max=1, max_open=True),
+    type=float,
+    callback=options.margin,
     default=None,
     help="Read no_regressions_on as non-inferiority: pass when every protected slice is shown no worse than this (paired interval), fail on a shown regression, else hold.",
 )

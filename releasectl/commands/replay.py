@@ -9,6 +9,7 @@ import click
 
 from releasectl.console import console, emit_json, esc, format_option, progress
 from releasectl.errors import ExitCode
+from releasectl.gate import options
 
 
 def _summary_table(summary) -> None:  # type: ignore[no-untyped-def]
@@ -117,19 +118,22 @@ def _summary_table(summary) -> None:  # type: ignore[no-untyped-def]
 )
 @click.option(
     "--round-size",
-    type=click.IntRange(min=1),
+    type=int,
+    callback=options.bounded_int(1, options.MAX_ROUND),
     default=None,
     help="--sequential: cases per round (a round ends at the first batch boundary after it); default 32.",
 )
 @click.option(
     "--order-seed",
     type=int,
+    callback=options.bounded_int(-options.MAX_SEED, options.MAX_SEED),
     default=None,
     help="--sequential: the seed of the case order; default sampling.seed (recorded in run.json).",
 )
 @click.option(
     "--no-regressions-margin",
-    type=click.FloatRange(min=0, max=1, max_open=True),
+    type=float,
+    callback=options.margin,
     default=0.0,
     show_default=True,
     help="--sequential: no_regressions_on passes once every protected slice is shown no worse than this.",
@@ -313,11 +317,18 @@ def _schedule(  # type: ignore[no-untyped-def]
         )
     digest = hashlib.sha256(read_bytes(policy, what="rules file", name=str(policy))).hexdigest()
     p = loaded.manifest.policy
+    seed = loaded.manifest.sampling.seed if order_seed is None else order_seed
+    if not -options.MAX_SEED <= seed <= options.MAX_SEED:  # the default: sampling.seed, unbounded there
+        raise BadInput(
+            f"{loaded.display}: sampling.seed is the sequential order seed, and run.json records it"
+            f" within ±{options.MAX_SEED:.0e}; found {str(seed)[:40]}",
+            hint="pass --order-seed N",
+        )
     plan = SequentialPlan(
         rules=rules,
         policy_display=str(policy),
         policy_sha256=digest,
-        order_seed=loaded.manifest.sampling.seed if order_seed is None else order_seed,
+        order_seed=seed,
         round_size=round_size or DEFAULT_ROUND,
         baseline=load_run(baseline_run) if baseline_run is not None else None,
         baseline_dir=baseline_run,
