@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,49 @@ def _check_comparable(
     return mismatch
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """What the policy checks read of a run: where it is and its samples per case (for a replay
+    not yet made: the manifest's sampling.n)."""
+
+    path: Path
+    samples_per_case: int
+
+
+def check_policy(
+    rules: list[Rule],
+    source: str,
+    *,
+    slices: set[str],
+    verifiers: set[str],
+    candidate: Any,
+    baseline: Any,
+    what: str,
+) -> None:
+    """The policy errors that need the runs, not just the rules (exit 2): an unknown metric, slice
+    or verifier (nearest names), a field a metric does not have, a pass@k / pass^k whose k exceeds
+    a run's samples per case (`GateResolver.check_rules`). One function for `gate` (on the runs)
+    and `replay --sequential` (on the suite, the planned candidate and the baseline, before any
+    case is replayed). `candidate` and `baseline` need only `path` and `samples_per_case`."""
+    from types import SimpleNamespace
+
+    problems = unknown_names(rules, slices=slices, verifiers=verifiers)
+    if problems:
+        raise BadInput(
+            f"{source}: {len(problems)} rule(s) name a metric, slice or verifier {what} do not have",
+            problems,
+            hint="a rule that cannot be evaluated would silently weaken the policy; fix the name",
+        )
+    # check_rules reads only the runs' path and samples per case: a planned run will do
+    problems = GateResolver.check_rules(SimpleNamespace(cand=candidate, base=baseline), rules)  # type: ignore[arg-type]
+    if problems:
+        raise BadInput(
+            f"{source}: {len(problems)} rule(s) ask for more than {what} hold",
+            problems,
+            hint="a rule that cannot be evaluated would silently weaken the policy; fix the rule",
+        )
+
+
 def run_gate(
     *,
     rules: list[Rule],
@@ -132,13 +176,15 @@ def run_gate(
         mismatch = _check_comparable(cand, base, run_dir, baseline_dir, allow_mismatched_runtime)
     verifiers = set(cand.verifier_pass) | set(base.verifier_pass if base else ())
     slices = set(cand.slices) | set(base.slices if base else ())
-    problems = unknown_names(rules, slices=slices, verifiers=verifiers)
-    if problems:
-        raise BadInput(
-            f"{rules_source}: {len(problems)} rule(s) name a metric, slice or verifier the runs do not have",
-            problems,
-            hint="a rule that cannot be evaluated would silently weaken the policy; fix the name",
-        )
+    check_policy(
+        rules,
+        rules_source,
+        slices=slices,
+        verifiers=verifiers,
+        candidate=PlannedRun(run_dir, cand.samples_per_case),
+        baseline=base,
+        what="the runs",
+    )
     resolver = GateResolver(cand, base, canary, policy)
     sequential = cand.run.get("sequential")
     extra: dict[str, Any] = {}

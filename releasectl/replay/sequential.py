@@ -157,7 +157,7 @@ def needs_baseline(rules: list[Rule]) -> list[Rule]:
 
 def check_plan(plan: SequentialPlan, loaded: LoadedManifest) -> None:
     """Refuse, before the model loads, what a sequential replay cannot do."""
-    from releasectl.gate.rules import unknown_names
+    from releasectl.gate.evaluate import PlannedRun, check_policy
     from releasectl.replay.runner import check_pins
 
     m = loaded.manifest
@@ -168,12 +168,17 @@ def check_plan(plan: SequentialPlan, loaded: LoadedManifest) -> None:
         )
     suite = check_pins(loaded).suite
     verifiers = {v for s in suite.slices.values() for v in s.verifiers}
-    problems = unknown_names(plan.rules, slices=set(suite.slices), verifiers=verifiers)
-    if problems:
-        raise BadInput(
-            f"{plan.policy_display}: {len(problems)} rule(s) name a metric, slice or verifier the suite does not have",
-            problems,
-        )
+    # the gate's own policy checks, on the suite, the planned candidate and the baseline: a rule
+    # the gate would refuse is refused now, not after the GPU replay
+    check_policy(
+        plan.rules,
+        plan.policy_display,
+        slices=set(suite.slices),
+        verifiers=verifiers,
+        candidate=PlannedRun(Path(f"the planned replay of {loaded.display}"), m.sampling.n),
+        baseline=plan.baseline,
+        what="the suite and the runs",
+    )
     if plan.baseline is None:
         missing = needs_baseline(plan.rules)
         if missing:
