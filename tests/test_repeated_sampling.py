@@ -490,3 +490,45 @@ def test_check_determinism_names_the_differing_sample(example_repo, monkeypatch)
     assert result.code == 1, result.output
     differing = result.json()["determinism"]["differing_cases"]
     assert len(differing) == 1 and differing[0].endswith("#1"), differing
+
+
+# --- red team (issue 13): arguments and fields a metric does not have are exit 2 -------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "words"),
+    [
+        ("success@1(s, zz).point >= 0", ["p.rules:1:14", "'zz' is one too many"]),
+        ("pass@k(s, k=1, k=3).point >= 0.99", ["p.rules:1:16", "k= is given twice"]),
+        ("pass@k(s, 'nonexistent', k=3).point >= 0", ["'nonexistent' is one too many"]),
+        ("aggregate.pass@k(s, k=3).point >= 0", ["takes no slice"]),
+        ("pass@k(s, k=0).point >= 0", ["needs k, a positive integer", "rule error"]),
+        ("pass@k(s, k=3).count >= 0", ["p.rules:1:16", "pass@k has no field .count", ".lower_ci"]),
+        ("delta.success@1(s).lower_ci >= 0", ["p.rules:1:20", "no field .lower_ci", ".p_value"]),
+        ("latency_p95_ms(s).upper_ci <= 900", ["no field .upper_ci", "one of .point, .n"]),
+    ],
+)
+def test_extra_arguments_and_missing_fields_are_exit_2_in_the_gate(cli, tmp_path, rule, words):
+    cand = write_run(tmp_path / "c", "v1.3", sampled_rows("s", [3] * 30, 3), sampling={"n": 3})
+    base = write_run(tmp_path / "b", "v1.2", sampled_rows("s", [1] * 30, 3), sampling={"n": 3})
+    policy = tmp_path / "p.rules"
+    policy.write_text(rule + "\n")
+    result, doc = gate(cli, tmp_path, cand, policy, baseline=base, fmt="text")
+    assert result.code == 2 and doc is None, result.output
+    for w in words:
+        assert w in result.stderr, (w, result.stderr)
+    assert "inconclusive" not in result.stderr and "the runs do not have" not in result.stderr
+
+
+def test_validate_refuses_the_same_arguments_as_the_gate(cli, example_repo):
+    """validate's checklist item 2 fails on the rule (exit 1, as every failed check), at its line."""
+    policy = example_repo / "checklists" / "policies" / "dev_to_staging.rules"
+    policy.write_text(policy.read_text() + "pass@k(math_basic, k=1, k=5).point >= 0.5\n")
+    line = len(policy.read_text().splitlines())
+    result = cli("validate", "releases/v1.3.yaml", "--format", "json", cwd=example_repo)
+    assert result.code == 1, result.output
+    checks = {c["id"]: c for i in result.json()["items"] for c in i["checks"]}
+    assert checks["promotion_policies_parse"]["status"] == "fail"
+    # twice: staging_to_production.rules includes dev_to_staging.rules
+    p = next(p for p in checks["promotion_policies_parse"]["problems"] if "given twice" in p["message"])
+    assert p["line"] == line and p["col"] == 25 and p["file"].endswith("dev_to_staging.rules"), p

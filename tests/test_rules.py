@@ -108,3 +108,60 @@ def test_fuzz_mutated_rules_give_only_clean_errors(rule, pos, cut, insert):
         parse_rules(mutated, source="fuzz.rules")
     except BadInput as e:
         assert e.problems
+
+
+# --- metric signatures (issue 13 red team): an argument the gate would not read is an error -----
+
+
+@pytest.mark.parametrize(
+    ("text", "col", "words"),
+    [
+        ("success@1(a, zz).point >= 0", 14, ["success@1 takes 1 positional", "'zz' is one too many"]),
+        ("pass@k(b, k=1, k=5).point >= 0.9", 16, ["k= is given twice"]),
+        ("pass@k(b, k=5, k=1).point >= 0.9", 16, ["k= is given twice"]),
+        ("pass@k(b, 'nonexistent', k=5).point >= 0", 11, ["'nonexistent' is one too many"]),
+        ("success@1(b, k=5).point >= 0", 14, ["success@1 has no argument k=", "takes no keyword"]),
+        ("latency_p95_ms(a, k=2).point >= 0", 19, ["latency_p95_ms has no argument k="]),
+        ("success@1(b, slice=a).point >= 0", 14, ["no argument slice=", "the slice is positional"]),
+        ("aggregate.pass@k(b, k=5).point >= 0", 18, ["aggregate.pass@k pools every case and takes no slice"]),
+        ("aggregate.success@1(b).point >= 0", 21, ["takes no slice"]),
+        ("cost_per_1k_tokens_usd(a).point <= 1", 24, ["cost_per_1k_tokens_usd takes 0 positional"]),
+        ("canary.error_rate(a).point <= 1", 19, ["canary.error_rate takes 0 positional"]),
+        ("pass_rate(b).point >= 0", 1, ["pass_rate needs its verifier"]),
+        ("pass@k(b).point >= 0", 1, ["pass@k needs k=, a positive integer"]),
+        ("pass@k(b, k=0).point >= 0", 11, ["needs k, a positive integer", "k=0"]),
+        ("pass@k(b, k=-1).point >= 0", 11, ["needs k, a positive integer", "k=-1"]),
+        ("pass^k(b, k=2.5).point >= 0", 11, ["needs k, a positive integer", "k=2.5"]),
+        ("format_pass_rate(a, tag='x', tag='y').point >= 0", 30, ["tag= is given twice"]),
+        ("delta.success@1(a).point >= 0.1 + pass@k(a, k=1, z=3).point", 50, ["pass@k has no argument z="]),
+    ],
+)
+def test_arguments_outside_a_metrics_signature_are_errors_at_their_column(text, col, words):
+    with pytest.raises(BadInput) as err:
+        parse_rules(f"# policy\n{text}\n", source="p.rules")
+    (p,) = err.value.problems
+    assert (p.file, p.line, p.col) == ("p.rules", 2, col), p
+    rendered = p.render()
+    for w in words:
+        assert w in rendered, (w, rendered)
+    assert p.expected and p.found, p  # what the metric takes, and what was written
+    assert rendered.endswith("^") and "; \n" not in rendered  # a caret, never an empty hint
+
+
+def test_a_negative_k_parse_error_is_no_longer_an_empty_hint():
+    with pytest.raises(BadInput) as err:
+        parse_rules("latency_p95_ms.point <=> 900\n", source="p.rules")
+    assert "; here:\n" in err.value.problems[0].render()
+
+
+@pytest.mark.parametrize(
+    "text",
+    SPEC_RULES
+    + [
+        "pass@k(math_basic, k=5).lower_ci >= 0.6",
+        "aggregate.pass^k(k=3).point >= 0.8",
+        "delta.pass@k{division_hard, k=5}.p_value < 0.05",
+    ],
+)
+def test_every_documented_rule_fits_its_signature(text):
+    assert parse_rules(text + "\n", source="p.rules")

@@ -94,6 +94,23 @@ def clustered(*runs: RunData | None) -> bool:
     return any(r is not None and r.sampled for r in runs)
 
 
+def fields_of(ref: MetricRef) -> tuple[str, ...] | None:
+    """The fields the fixed-n gate gives `ref`'s metric (`point` ≡ `value`); None: any (canary.json
+    carries its own). A rate has an interval and a count; a delta a p-value and the count of
+    cases that differ, but no interval; a percentile, mean, median or cost only a value and n.
+    (`replay --sequential` reads the same policy with other statistics: gate/sequential.py.)"""
+    if ref.namespace == "canary":
+        return None
+    rate = ref.name in RATE_METRICS or ref.name in SAMPLED_METRICS
+    if ref.namespace == "delta":
+        return ("point", "value", "p_value", "count", "n") if rate else ("point", "value", "n")
+    if ref.name in RATE_METRICS:
+        return ("point", "value", "lower_ci", "upper_ci", "count", "n")
+    if ref.name in SAMPLED_METRICS:  # an estimator, not a count of passing cases
+        return ("point", "value", "lower_ci", "upper_ci", "n")
+    return ("point", "value", "n")
+
+
 class GateResolver:
     """Resolves metric references against a candidate run, a baseline run and canary data."""
 
@@ -387,13 +404,34 @@ class GateResolver:
     # --- rules the runs cannot answer ---------------------------------------------------------
 
     def check_rules(self, rules: list[Rule]) -> list[Problem]:
-        """Policy errors only the runs reveal (exit 2 before anything is evaluated): a pass@k or
-        pass^k whose k exceeds the samples per case of a run it reads."""
+        """Policy errors the fixed-n gate reveals (exit 2 before anything is evaluated): a field
+        the metric does not have here (`fields_of`), and a pass@k or pass^k whose k exceeds the
+        samples per case of a run it reads."""
         from releasectl.gate.rules import metric_refs
 
         problems = []
         for rule in rules:
             for ref in metric_refs(rule):
+                fields = fields_of(ref)
+                if fields is not None and ref.field not in fields:
+                    shown = f"{ref.namespace}.{ref.name}" if ref.namespace else ref.name
+                    problems.append(
+                        Problem(
+                            f"{shown} has no field .{ref.field}",
+                            file=rule.source,
+                            line=rule.line,
+                            col=ref.field_column or ref.column,
+                            expected="one of " + ", ".join(f".{f}" for f in fields if f != "value"),
+                            found=f".{ref.field}",
+                            hint="a field the metric does not have would never decide the rule"
+                            + (
+                                " (a delta's uncertainty is its .p_value)"
+                                if ref.namespace == "delta" and ref.field in ("lower_ci", "upper_ci")
+                                else ""
+                            ),
+                        )
+                    )
+                    continue
                 if ref.name not in SAMPLED_METRICS or ref.namespace == "canary":
                     continue
                 k = sample_k(ref)

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, Union
@@ -39,6 +40,10 @@ class MetricRef:
     kwargs: tuple[tuple[str, str], ...] = ()
     field: str = "point"
     column: int = 1
+    # Columns of the positional arguments, then of the keyword arguments, and of the field (for
+    # the signature check's messages); not part of the reference's identity.
+    arg_columns: tuple[int, ...] = dc_field(default=(), compare=False, repr=False)
+    field_column: int | None = dc_field(default=None, compare=False, repr=False)
 
     @property
     def slice(self) -> str | None:
@@ -154,17 +159,23 @@ def _build(tree: Any, text: str, line: int, source: str | None) -> Rule:
         if len(segments) > 1 and segments[0][0] in NAMESPACES and segments[0][1] is None:
             namespace = segments.pop(0)[0]
         field_name = "point"
+        field_column: int | None = None
         if len(segments) > 1 and segments[-1][0] in FIELDS and segments[-1][1] is None:
             field_name = segments.pop()[0]
+            field_column = node.children[-1].meta.column
         selectors = [s for _, s in segments if s is not None]
         if len(selectors) > 1:
             raise _syntax(text, node.meta.column, line, source, "a metric takes one (…) or {…} selector")
         args: list[str] = []
         kwargs: list[tuple[str, str]] = []
+        pos_columns: list[int] = []
+        kw_columns: list[int] = []
         if selectors and selectors[0].children:
             for arg in selectors[0].children[0].children:
-                if arg.data == "kw_arg":
-                    kwargs.append((str(arg.children[0]), _unquote(str(arg.children[1]))))
+                if arg.data in ("kw_arg", "kw_neg"):
+                    sign = "-" if arg.data == "kw_neg" else ""
+                    kwargs.append((str(arg.children[0]), sign + _unquote(str(arg.children[1]))))
+                    kw_columns.append(arg.meta.column)
                 else:
                     if kwargs:
                         raise _syntax(
@@ -175,6 +186,7 @@ def _build(tree: Any, text: str, line: int, source: str | None) -> Rule:
                             "positional argument after a keyword argument",
                         )
                     args.append(_unquote(str(arg.children[0])))
+                    pos_columns.append(arg.meta.column)
         return MetricRef(
             namespace,
             ".".join(n for n, _ in segments),
@@ -182,6 +194,8 @@ def _build(tree: Any, text: str, line: int, source: str | None) -> Rule:
             tuple(kwargs),
             field_name,
             node.meta.column,
+            arg_columns=(*pos_columns, *kw_columns),
+            field_column=field_column,
         )
 
     def finite(token: Any) -> Number:
@@ -228,7 +242,7 @@ def _syntax(
                 col=column,
                 expected=expected,
                 found=None,
-                hint=f"\n    {text}\n    {caret}",
+                hint=f"here:\n    {text}\n    {caret}",
             )
         ],
     )
@@ -329,9 +343,12 @@ def parse_rules(
                 problems += e.problems or [Problem(e.message, file=source, line=lineno)]
             continue
         try:
-            rules.append(parse_rule(raw, line=lineno, source=source))
+            rule = parse_rule(raw, line=lineno, source=source)
         except BadInput as e:
             problems += e.problems
+            continue
+        rules.append(rule)
+        problems += signature_problems([rule])
     if problems:
         raise BadInput(f"{source or 'rules'}: {len(problems)} rule error(s)", problems)
     return rules
@@ -395,6 +412,150 @@ ALIASES = {
 }
 
 
+@dataclass(frozen=True)
+class Signature:
+    """What a metric takes: positional arguments in order (the first, when named "slice", is the
+    slice), how many are required, and keyword arguments (each at most once). Anything else is a
+    policy error: an argument the gate would not read would silently change what a rule means."""
+
+    positional: tuple[str, ...] = ("slice",)
+    required: int = 0
+    keywords: tuple[str, ...] = ()
+    required_keywords: tuple[str, ...] = ()
+
+    def usage(self, name: str, namespace: str | None) -> str:
+        """How to write it, e.g. `pass@k(S, k=K)`, `success@1 or success@1(S)`."""
+        ns = f"{namespace}." if namespace else ""
+        pos = self.positional_in(namespace)
+        spelled = {"slice": "S", "verifier": "'V'", "version": "'v'"}
+        args = [spelled.get(p, p) for p in pos] + [f"{k}={'K' if k == 'k' else '…'}" for k in self.keywords]
+        if not args:
+            return f"{ns}{name} (no arguments)"
+        full = f"{ns}{name}({', '.join(args)})"
+        if self.required == 0 and not self.required_keywords:
+            return f"{ns}{name} or {full}"
+        return full
+
+    def positional_in(self, namespace: str | None) -> tuple[str, ...]:
+        """`aggregate.` pools every case: it takes no slice (nor what follows one)."""
+        return () if namespace == "aggregate" else self.positional
+
+
+_SLICE_ONLY = Signature()
+SIGNATURES: dict[str, Signature] = {
+    "success@1": _SLICE_ONLY,
+    "pass_rate": Signature(("slice", "verifier"), required=2),
+    "rule_violation_rate": _SLICE_ONLY,
+    "format_pass_rate": Signature(keywords=("tag",)),
+    "math_correct_rate": _SLICE_ONLY,
+    "api_version_match_rate": Signature(("slice", "version")),
+    "tool_call_correctness.schema": _SLICE_ONLY,
+    "steps_to_solve_median": _SLICE_ONLY,
+    "latency_p50_ms": _SLICE_ONLY,
+    "latency_p95_ms": _SLICE_ONLY,
+    "latency_p99_ms": _SLICE_ONLY,
+    "tokens_per_request": _SLICE_ONLY,
+    "cost_per_1k_tokens_usd": Signature(()),  # the run's cost: no slice has its own GPU time
+    "pass@k": Signature(keywords=("k",), required_keywords=("k",)),
+    "pass^k": Signature(keywords=("k",), required_keywords=("k",)),
+}
+CANARY_SIGNATURE = Signature(())  # canary.json metrics are over all live traffic
+
+
+def _signature_problem(ref: MetricRef) -> tuple[int, str, str, str, str] | None:
+    """(column, message, expected, found, hint) when `ref`'s arguments do not fit its metric's
+    signature; None when they do or the metric is unknown (`validate_rules` names those)."""
+    if ref.namespace == "canary":
+        if ref.name not in CANARY_METRICS:
+            return None
+        sig = CANARY_SIGNATURE
+    elif ref.name in SIGNATURES:
+        sig = SIGNATURES[ref.name]
+    else:
+        return None
+    shown = f"{ref.namespace}.{ref.name}" if ref.namespace else ref.name
+    usage = sig.usage(ref.name, ref.namespace)
+    cols = ref.arg_columns or (ref.column,) * (len(ref.args) + len(ref.kwargs))
+    pos_cols, kw_cols = cols[: len(ref.args)], cols[len(ref.args) :]
+    allowed = sig.positional_in(ref.namespace)
+    found_args = ", ".join([*ref.args, *(f"{k}={v}" for k, v in ref.kwargs)])
+    if len(ref.args) > len(allowed):
+        extra = ref.args[len(allowed)]
+        if ref.namespace == "aggregate" and sig.positional:
+            why = f"{shown} pools every case and takes no slice"
+            hint = f"for one slice write {ref.name}({', '.join(ref.args)}{', ' if ref.kwargs else ''}{', '.join(f'{k}={v}' for k, v in ref.kwargs)})"
+        else:
+            takes = ", ".join(allowed) if allowed else "none"
+            why = f"{shown} takes {len(allowed)} positional argument(s) ({takes}); '{extra}' is one too many"
+            hint = "an argument the gate does not read would change what the rule means"
+        return pos_cols[len(allowed)], why, usage, found_args, hint
+    if len(ref.args) < sig.required and ref.namespace != "aggregate":
+        missing = sig.positional[len(ref.args)]
+        return (
+            ref.column,
+            f"{shown} needs its {missing}",
+            usage,
+            found_args or "no arguments",
+            f"write {usage}",
+        )
+    seen: set[str] = set()
+    for (key, value), col in zip(ref.kwargs, kw_cols, strict=True):
+        if key in seen:
+            return col, f"{key}= is given twice in {shown}", usage, found_args, f"keep one {key}="
+        seen.add(key)
+        if key not in sig.keywords:
+            if key in allowed:
+                hint = f"the {key} is positional: {ref.name}({value})"
+            elif sig.keywords:
+                hint = f"{shown} takes the keyword(s) {', '.join(k + '=' for k in sig.keywords)} only"
+            else:
+                hint = f"{shown} takes no keyword argument"
+            return col, f"{shown} has no argument {key}=", usage, f"{key}={value}", hint
+        if key == "k" and (not value.isdigit() or int(value) < 1):
+            example = (
+                f"{ref.name}({ref.slice or 'S'}, k=5)" if ref.namespace != "aggregate" else f"{shown}(k=5)"
+            )
+            return col, f"{shown} needs k, a positive integer", "k=1, 2, …", f"k={value}", f"e.g. {example}"
+    for key in sig.required_keywords:
+        if key not in seen:
+            example = (
+                f"{ref.name}({ref.slice or 'S'}, k=5)" if ref.namespace != "aggregate" else f"{shown}(k=5)"
+            )
+            return (
+                ref.column,
+                f"{shown} needs {key}=, a positive integer",
+                usage,
+                f"no {key}=",
+                f"e.g. {example}",
+            )
+    return None
+
+
+def signature_problems(rules: list[Rule]) -> list[Problem]:
+    """Every metric reference whose arguments do not fit its metric's signature (`SIGNATURES`):
+    too many or too few positional arguments, an unknown or repeated keyword, a k that is not a
+    positive integer. Checked when a rules file is parsed, so `gate`, `validate` and
+    `replay --sequential` refuse exactly the same rules."""
+    problems = []
+    for rule in rules:
+        for ref in metric_refs(rule):
+            got = _signature_problem(ref)
+            if got is not None:
+                col, message, expected, found, hint = got
+                problems.append(
+                    Problem(
+                        message,
+                        file=rule.source,
+                        line=rule.line,
+                        col=col,
+                        expected=expected,
+                        found=found,
+                        hint=f"{hint}\n    {rule.text}\n    " + " " * max(0, col - 1) + "^",
+                    )
+                )
+    return problems
+
+
 def _metric_refs(expr: Expr) -> list[MetricRef]:
     if isinstance(expr, MetricRef):
         return [expr]
@@ -454,18 +615,8 @@ def validate_rules(
                 continue
             if ref.slice is not None and ref.namespace != "canary" and ref.slice not in slices:
                 problem(rule, ref.column, f"unknown slice '{ref.slice}' in {ref}", _near(ref.slice, slices))
-            if ref.name in SAMPLED_METRICS and ref.namespace != "canary":
-                k = dict(ref.kwargs).get("k")
-                if k is None or not k.isdigit() or int(k) < 1:
-                    found = "no k" if k is None else f"k={k!r}"
-                    problem(
-                        rule,
-                        ref.column,
-                        f"{ref.name} needs k, a positive integer ({found})",
-                        f"e.g. {ref.name}({ref.slice or 'slice'}, k=5)",
-                    )
-            if ref.name == "pass_rate" and verifiers is not None and len(ref.args) > 1:
-                pass  # verifier instance names are per slice; checked at gate time
+            # Arguments (k=, a verifier, no extra ones) were checked when the file was parsed
+            # (`signature_problems`); verifier instance names are checked at gate time.
     return problems
 
 
@@ -623,7 +774,7 @@ def evaluate_rules(rules: list[Rule], resolver: MetricResolver) -> list[RuleOutc
         if problems:
             source = next((p.file for p in problems if p.file), None) or "rules"
             raise BadInput(
-                f"{source}: {len(problems)} rule(s) ask for more than the runs hold",
+                f"{source}: {len(problems)} rule(s) the gate cannot evaluate as written",
                 problems,
                 hint="a rule that cannot be evaluated would silently weaken the policy; fix the rule",
             )
