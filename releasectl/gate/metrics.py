@@ -97,8 +97,7 @@ def clustered(*runs: RunData | None) -> bool:
 def fields_of(ref: MetricRef) -> tuple[str, ...] | None:
     """The fields the fixed-n gate gives `ref`'s metric (`point` ≡ `value`); None: any (canary.json
     carries its own). A rate has an interval and a count; a delta a p-value and the count of
-    cases that differ, but no interval; a percentile, mean, median or cost only a value and n.
-    (`replay --sequential` reads the same policy with other statistics: gate/sequential.py.)"""
+    cases that differ, but no interval; a percentile, mean, median or cost only a value and n."""
     if ref.namespace == "canary":
         return None
     rate = ref.name in RATE_METRICS or ref.name in SAMPLED_METRICS
