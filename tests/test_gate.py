@@ -253,7 +253,8 @@ def test_unmatched_cases_are_reported(cli, tmp_path):
         cli,
         tmp_path,
         "--run",
-        str(write_run(tmp_path / "c", "v1.3", rows_c)),
+        # a candidate missing cases of its suite must say why (here a --limit; else exit 2)
+        str(write_run(tmp_path / "c", "v1.3", rows_c, limit=25)),
         "--baseline-run",
         str(write_run(tmp_path / "b", "v1.2", rows_b)),
         "--rules",

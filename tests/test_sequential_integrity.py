@@ -214,3 +214,33 @@ def test_replay_sequential_refuses_what_the_gate_would_refuse_before_replaying(r
         "gate", "--run", "runs/v1.2", "--baseline-run", "runs/v1.2", "--rules", "pk.rules", cwd=repo
     )
     assert full.code == 2 and "k <= 1" in full.output
+
+
+# --- 6. a run that misses cases of its suite must say why -----------------------------------
+
+
+def test_a_sequential_run_without_its_record_is_refused_naming_the_missing_cases(repo):
+    assert sequential(repo, "runs/v1.3").code == 0
+    run = repo / "runs/v1.3/run.json"
+    doc = load(run)
+    used = doc["sequential"]["cases_used"]
+    del doc["sequential"]
+    dump(run, doc)
+    for args in ((), ("--baseline-run", "runs/v1.2")):
+        result = run_cli(
+            "gate", "releases/v1.3.yaml", "--run", "runs/v1.3", *args, "--rules", "promote.rules", cwd=repo
+        )
+        assert result.code == 2, result.output
+        assert "runs/v1.3/run.json" in result.output and f"misses {TOTAL - used} case(s)" in result.output
+
+
+def test_limited_and_full_runs_still_gate(repo):
+    full = run_cli("replay", "releases/v1.3.yaml", "--out", "runs/v1.3", cwd=repo)
+    assert full.code == 0, full.output
+    assert run_cli("gate", "releases/v1.3.yaml", "--run", "runs/v1.3", "--baseline-run", "runs/v1.2",
+                   "--rules", "hold.rules", cwd=repo).code in (0, 1)  # fmt: skip
+    limited = run_cli("replay", "releases/v1.3.yaml", "--out", "runs/lim", "--limit", "2", cwd=repo)
+    assert limited.code == 0, limited.output
+    result = run_cli("gate", "releases/v1.3.yaml", "--run", "runs/lim", "--baseline-run", "runs/v1.2",
+                     "--rules", "hold.rules", cwd=repo)  # fmt: skip
+    assert result.code in (0, 1), result.output

@@ -174,6 +174,7 @@ def run_gate(
     mismatch: list[dict[str, Any]] = []
     if base is not None and baseline_dir is not None:
         mismatch = _check_comparable(cand, base, run_dir, baseline_dir, allow_mismatched_runtime)
+    _check_complete(cand, base, run_dir, baseline_dir, loaded)
     verifiers = set(cand.verifier_pass) | set(base.verifier_pass if base else ())
     slices = set(cand.slices) | set(base.slices if base else ())
     check_policy(
@@ -312,6 +313,58 @@ def _sequential(
         "policy": {"statistics": "anytime-valid", "no_regressions_margin": chosen},
     }
     return [d.result for d in decision.rules], slices, aggregate, extra
+
+
+def _partial_reason(run: dict[str, Any]) -> str | None:
+    """Why a run may hold fewer cases than its suite, as run.json records it."""
+    if run.get("sequential") is not None:
+        return "sequential"
+    if run.get("limit") is not None:
+        return f"limit {run['limit']}"
+    if run.get("shard") is not None:
+        return f"shard {run['shard']}"
+    if run.get("merged_from"):
+        return "merged shards"
+    return None
+
+
+def _check_complete(
+    cand: RunData,
+    base: RunData | None,
+    run_dir: Path,
+    baseline_dir: Path | None,
+    loaded: LoadedManifest | None,
+) -> None:
+    """A candidate that misses cases of its suite must say why in run.json (a `limit`, a `shard`,
+    merged shards, or a `sequential` record): otherwise exit 2 naming run.json and the count. A
+    run whose `sequential` record was deleted would be gated with fixed-n statistics on an
+    early-stopped prefix, and the report would not say it stopped. The suite is the baseline's
+    cases (same suite digest, checked before) or, without a baseline, the manifest's suite."""
+    if _partial_reason(cand.run) is not None:
+        return
+    have = set(cand.case_list)
+    if base is not None and baseline_dir is not None:
+        missing = len(set(base.case_list) - have)
+        against = f"the baseline {baseline_dir / 'run.json'} ({len(base.case_list)} cases)"
+    elif loaded is not None and loaded.manifest.data.suite.path:
+        from releasectl.suite import load_suite
+
+        try:
+            suite = load_suite(loaded.resolve(loaded.manifest.data.suite.path))
+        except BadInput:
+            return  # the suite is not here (e.g. not pulled): the baseline is the only reference
+        if suite.digest != cand.run.get("suite_digest"):
+            return  # another suite: the manifest check refuses it on its own
+        missing = len({c.id for c in suite.cases} - have)
+        against = f"the suite of {loaded.display} ({len(suite.cases)} cases)"
+    else:
+        return
+    if missing:
+        raise BadInput(
+            f"{run_dir / 'run.json'}: the run misses {missing} case(s) of its suite ({against})"
+            " and records no reason (no limit, shard, merged shards or sequential record)",
+            hint="gate the run directory replay wrote, unchanged; a sequential run keeps its `sequential` record",
+        )
 
 
 def _sequential_margin(rules: list[Rule], seq: Any, margin: float | None, path: Path) -> float:
