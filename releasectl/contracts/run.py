@@ -84,6 +84,8 @@ class SequentialRun(Artifact):
     round_size: Annotated[int, Field(ge=1, le=MAX_COUNT)]
     baseline_run: Text | None = None
     baseline_release: Name | None = None
+    baseline_output_digest: Text | None = None  # the baseline's results: the gate refuses another
+    baseline_manifest_digest: Text | None = None
     confidence_level: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
     no_regressions_margin: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
     max_tokens: Count | None = None
