@@ -510,7 +510,7 @@ def test_check_determinism_names_the_differing_sample(example_repo, monkeypatch)
 )
 def test_extra_arguments_and_missing_fields_are_exit_2_in_the_gate(cli, tmp_path, rule, words):
     cand = write_run(tmp_path / "c", "v1.3", sampled_rows("s", [3] * 30, 3), sampling={"n": 3})
-    base = write_run(tmp_path / "b", "v1.2", sampled_rows("s", [1] * 30, 3), sampling={"n": 3})
+    base = write_run(tmp_path / "b", "t-base", sampled_rows("s", [1] * 30, 3), sampling={"n": 3})
     policy = tmp_path / "p.rules"
     policy.write_text(rule + "\n")
     result, doc = gate(cli, tmp_path, cand, policy, baseline=base, fmt="text")
@@ -532,3 +532,104 @@ def test_validate_refuses_the_same_arguments_as_the_gate(cli, example_repo):
     # twice: staging_to_production.rules includes dev_to_staging.rules
     p = next(p for p in checks["promotion_policies_parse"]["problems"] if "given twice" in p["message"])
     assert p["line"] == line and p["col"] == 25 and p["file"].endswith("dev_to_staging.rules"), p
+
+
+# --- red team (issue 13): seeds, row shapes and run.json's sampling block --------------------------
+
+
+def derived_rows(passes: list[int], n: int, seed: int = 1234) -> list[dict]:
+    """Rows as replay writes them: every sample's seed is `sample_seed(seed, case, sample)`."""
+    return [{**r, "seed": sample_seed(seed, r["case_id"], r["sample"])} for r in sampled_rows("s", passes, n)]
+
+
+DERIVED = {"n": 3, "temperature": 0.7, "seed_derivation": "sha256-uint32-v1"}
+
+
+@pytest.mark.parametrize("reader", ["python", "duckdb"])
+def test_rows_whose_seed_is_not_the_derived_one_are_exit_2(cli, tmp_path, monkeypatch, reader):
+    """Every sample with seed 42 (an engine that ignores the derivation would look the same):
+    identical samples inflate pass^k, so the gate must not promote `pass^k(s, k=3)`."""
+    monkeypatch.setenv("RELEASECTL_GATE_READER", reader)
+    policy = rules_file(tmp_path, "pass^k(s, k=3).point >= 0.9")
+    good = write_run(tmp_path / "good", "v1.3", derived_rows([3] * 25, 3), sampling=DERIVED)
+    result, doc = gate(cli, tmp_path, good, policy)
+    assert result.code == 0 and doc["verdict"] == "promote", result.output  # derived seeds: accepted
+    same = [{**r, "seed": 42} for r in derived_rows([3] * 25, 3)]
+    run = write_run(tmp_path / "same", "v1.3", same, sampling=DERIVED)
+    result, doc = gate(cli, tmp_path, run, policy, fmt="text")
+    assert result.code == 2 and doc is None, result.output
+    want = sample_seed(1234, "s-000", 0)
+    assert "results.jsonl:1: seed: sample 0 of case 's-000' has seed 42" in result.stderr, result.stderr
+    assert f"expected {want}; found 42" in result.stderr
+    one_off = derived_rows([3] * 25, 3)
+    one_off[7] = {**one_off[7], "seed": one_off[7]["seed"] + 1}  # a single wrong seed, line 8
+    missing = derived_rows([3] * 25, 3)
+    del missing[4]["seed"]  # line 5
+    for name, rows, line in (("off", one_off, 8), ("missing", missing, 5)):
+        run = write_run(tmp_path / name, "v1.3", rows, sampling=DERIVED)
+        result, _ = gate(cli, tmp_path, run, policy, fmt="text")
+        assert result.code == 2 and f"results.jsonl:{line}: seed:" in result.stderr, result.stderr
+
+
+def test_a_seed_derivation_without_a_run_seed_or_unknown_is_exit_2(cli, tmp_path):
+    policy = rules_file(tmp_path, "success@1(s).point >= 0")
+    run = write_run(tmp_path / "r", "v1.3", derived_rows([2] * 20, 3), sampling=DERIVED)
+    doc = json.loads((run / "run.json").read_text())
+    del doc["seed"]
+    (run / "run.json").write_text(json.dumps(doc, indent=2))
+    result, _ = gate(cli, tmp_path, run, policy, fmt="text")
+    assert result.code == 2 and "records no run seed" in result.stderr, result.stderr
+    assert "run.json:" in result.stderr
+    for derivation in ("sha256-uint32-v2", "none", ""):
+        run = write_run(
+            tmp_path / f"d{derivation}",
+            "v1.3",
+            derived_rows([2] * 20, 3),
+            sampling={**DERIVED, "seed_derivation": derivation},
+        )
+        result, _ = gate(cli, tmp_path, run, policy, fmt="text")
+        assert result.code == 2 and "sampling.seed_derivation" in result.stderr, result.stderr
+        assert "sha256-uint32-v1" in result.stderr and "batch" in result.stderr
+
+
+@pytest.mark.parametrize("reader", ["python", "duckdb"])
+@pytest.mark.parametrize("which", ["first_without", "first_with"])
+def test_rows_with_and_without_sample_in_one_file_are_exit_2(cli, tmp_path, monkeypatch, reader, which):
+    monkeypatch.setenv("RELEASECTL_GATE_READER", reader)
+    rows = sampled_rows("s", [3, 1, 2, 0, 3, 2, 1, 1], 3)
+    if which == "first_without":
+        rows[0] = {k: v for k, v in rows[0].items() if k != "sample"}  # reads as sample 0 of s-000
+        line = 2
+    else:
+        rows[5] = {k: v for k, v in rows[5].items() if k != "sample"}
+        line = 6
+    run = write_run(tmp_path / "r", "v1.3", rows, sampling={"n": 3})
+    result, _ = gate(cli, tmp_path, run, rules_file(tmp_path, "success@1(s).point >= 0"), fmt="text")
+    assert result.code == 2, result.output
+    assert f"results.jsonl:{line}: sample:" in result.stderr and "the first row (line 1)" in result.stderr
+
+
+def test_both_readers_refuse_a_mixed_file_identically(tmp_path, monkeypatch):
+    pytest.importorskip("duckdb")
+    from releasectl.gate.runs import load_run
+
+    rows = sampled_rows("s", [3, 1, 2, 0] * 5, 3)
+    rows[9] = {k: v for k, v in rows[9].items() if k != "sample"}
+    run = write_run(tmp_path / "r", "v1.3", rows, sampling={"n": 3})
+    messages = []
+    for reader in ("python", "duckdb"):
+        monkeypatch.setenv("RELEASECTL_GATE_READER", reader)
+        with pytest.raises(BadInput) as err:
+            load_run(run)
+        messages.append([p.render() for p in err.value.problems])
+    assert messages[0] == messages[1] and "results.jsonl:10:" in messages[0][0]
+
+
+@pytest.mark.parametrize("extra", [{"evil": 1}, {"seed_derivaton": "sha256-uint32-v1"}, {"N": 3}])
+def test_an_unknown_key_in_run_json_sampling_is_exit_2(cli, tmp_path, extra):
+    run = write_run(tmp_path / "r", "v1.3", sampled_rows("s", [2] * 20, 3), sampling={"n": 3, **extra})
+    result, _ = gate(cli, tmp_path, run, rules_file(tmp_path, "success@1(s).point >= 0"), fmt="text")
+    key = next(iter(extra))
+    assert result.code == 2 and f"sampling.{key}: Extra inputs are not permitted" in result.stderr, (
+        result.stderr
+    )

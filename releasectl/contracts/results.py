@@ -12,6 +12,7 @@ and asks this model for the message of the first row it refuses.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -24,6 +25,20 @@ MAX_VERIFIERS = 256
 MAX_SAMPLES_PER_CASE = 1000  # rows of one case; a replay makes at most `sampling.n` <= 100
 MAX_SEED = MAX_COUNT
 SampleIndex = Annotated[int, Field(ge=0, lt=MAX_SAMPLES_PER_CASE)]
+SEED_DERIVATION = "sha256-uint32-v1"  # run.json sampling.seed_derivation: rows' seeds are `sample_seed`
+# How a run's rows got their seeds (run.json `sampling.seed_derivation`): "batch" is one seed per
+# generate call (n = 1: the run seed, plus the batch index for fixed batches), not checked per row.
+SEED_DERIVATIONS = (SEED_DERIVATION, "batch")
+
+
+def sample_seed(seed: int, case_id: str, sample: int) -> int:
+    """The seed of sample `sample` of case `case_id` in a run with seed `seed` (derivation
+    sha256-uint32-v1): the first four bytes of sha256("releasectl.sample.v1:<seed>:<case id>:<sample>")
+    as a big-endian uint32. Replay generates with it; the gate checks every row against it."""
+    text = f"releasectl.sample.v1:{seed}:{case_id}:{sample}"
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big")
+
+
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 

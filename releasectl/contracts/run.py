@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from releasectl.contracts._types import MAX_COUNT, Artifact, Bool, Count, Name, NonNegative, Text
 
@@ -51,11 +51,16 @@ class Drift(Artifact):
 
 
 class SamplingFacts(Artifact):
-    """How many samples of each case the run holds, and how their seeds were chosen."""
+    """How many samples of each case the run holds, and how their seeds were chosen. Strict: an
+    unknown key is refused (a misspelt `seed_derivation` would otherwise turn the seed check off).
+    With `seed_derivation: sha256-uint32-v1` every row's seed must be `sample_seed(run seed, case,
+    sample)`, the run seed being run.json's `seed` (checked by the gate's readers)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
     n: Annotated[int, Field(ge=1, le=1000)]
     temperature: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
-    seed_derivation: Text | None = None
+    seed_derivation: Literal["sha256-uint32-v1", "batch"] | None = None  # contracts.results.SEED_DERIVATIONS
 
 
 RoundState = Literal["pass", "fail", "undecided"]

@@ -170,6 +170,7 @@ SELECT
   CASE WHEN good THEN TRY_CAST(prompt_tokens AS BIGINT) END AS prompt,
   CASE WHEN good THEN coalesce(TRY_CAST(steps AS DOUBLE), 'nan'::DOUBLE) END AS steps,
   CASE WHEN good THEN coalesce(TRY_CAST(sample AS BIGINT), -1) END AS sample,
+  CASE WHEN good THEN coalesce(TRY_CAST(seed AS BIGINT), -1) END AS seed,
   CASE WHEN good THEN array_to_string(names, chr(31)) END AS shape,
   CASE WHEN good THEN coalesce(list_aggregate(list_transform(ws,
     lambda w: CASE WHEN w[1] = 'true' THEN '1' ELSE '0' END), 'string_agg', ''), '') END AS bits

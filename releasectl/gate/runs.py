@@ -22,7 +22,9 @@ from releasectl.contracts.results import (
     MAX_SEED,
     MAX_VERIFIERS,
     RESULTS_EXPECTED,
+    SEED_DERIVATION,
     VERIFIER_KINDS,
+    sample_seed,
 )
 from releasectl.errors import BadInput, Problem
 
@@ -130,8 +132,11 @@ _ROW_KEY_SET = frozenset(
 )
 
 
-Extracted = tuple[str, str, bool, bool, bool, tuple[str, ...], tuple[bool, ...], float, int, int, float, int]
+Extracted = tuple[
+    str, str, bool, bool, bool, tuple[str, ...], tuple[bool, ...], float, int, int, float, int, int
+]
 NO_SAMPLE = -1  # the `sample` column of a row that has none (it reads as sample 0)
+NO_SEED = -1  # the `seed` column of a row that has none
 
 
 def row_ok(row: Any) -> bool:
@@ -143,8 +148,8 @@ def row_ok(row: Any) -> bool:
 def _extract(row: Any) -> Extracted | None:
     """Check a row as `ResultRow` would and, in the same pass, take the columns the gate needs:
     (case_id, slice, passed, rule_ok, format_ok, verifier names, their passes, latency, completion
-    tokens, prompt tokens, steps or NaN, sample or NO_SAMPLE); None when the model would refuse
-    the row."""
+    tokens, prompt tokens, steps or NaN, sample or NO_SAMPLE, seed or NO_SEED); None when the model
+    would refuse the row."""
     if type(row) is not dict or not row.keys() >= _ROW_KEY_SET:
         return None
     cid, sl, ok, verifiers, out = row["case_id"], row["slice"], row["passed"], row["verifiers"], row["output"]
@@ -192,16 +197,17 @@ def _extract(row: Any) -> Extracted | None:
         sample = row["sample"]
         if type(sample) is not int or not 0 <= sample < MAX_SAMPLES_PER_CASE:
             return None
+    seed = NO_SEED
     if "seed" in row:
         seed = row["seed"]
         if type(seed) is not int or not 0 <= seed <= MAX_SEED:
             return None
     st = row.get("steps")
     if st is None:
-        return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, _NAN, sample)
+        return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, _NAN, sample, seed)
     if type(st) is not int or not 0 <= st <= MAX_COUNT:
         return None
-    return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, st, sample)
+    return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, st, sample, seed)
 
 
 def row_problems(row: Any, *, file: str, line: int) -> list[Problem]:
@@ -286,6 +292,7 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
     prompt: list[int] = []
     steps: list[float] = []
     samples: list[int] = []
+    seeds: list[int] = []
     shapes: dict[tuple[str, ...], tuple[list[int], list[tuple[bool, ...]]]] = {}
     failing: list[dict[str, Any]] = []
     failing_total = 0
@@ -312,7 +319,7 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
                 row_problems(row, file=str(results_file), line=lineno),
                 hint="each line is one case (SPEC §5.1; `releasectl schema --artifact results`)",
             )
-        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp, smp = cols
+        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp, smp, sd = cols
         shape = shapes.get(names)
         if shape is None:
             shape = shapes[names] = ([], [])
@@ -329,6 +336,7 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
         prompt.append(prm)
         steps.append(stp)
         samples.append(smp)
+        seeds.append(sd)
         if not ok:
             failing_total += 1
             if len(failing) < MAX_EXAMPLES:
@@ -341,6 +349,7 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
         )
     slice_arr = np.asarray(slice_idx, dtype=np.int32)
     structure = sample_structure(case_ids, samples, slice_arr, lines, run, results_file)
+    check_seeds(case_ids, samples, seeds, lines, run, results_file)
     failing = _examples(failing, structure["samples_per_case"])
     verifier_pass = _verifier_table(
         n,
@@ -406,7 +415,10 @@ def sample_structure(
     run.json's `sampling.n`, else the largest sample + 1), all in one slice. Rows without
     `sample` are sample 0, so an old run is one sample per case. BadInput names file:line."""
     smp = np.asarray(samples, dtype=np.int64)
-    smp = np.where(smp == NO_SAMPLE, 0, smp)
+    absent = smp == NO_SAMPLE
+    if absent.size and absent.any() and not absent.all():
+        raise _mixed_shape(absent, lines, results_file)
+    smp = np.where(absent, 0, smp)
     declared = _declared_samples(run)
     n_rows = len(case_ids)
     if declared in (None, 1) and (smp.size == 0 or int(smp.max()) == 0):
@@ -482,6 +494,101 @@ def sample_structure(
         problems.sort(key=lambda p: p.line or 0)
         raise BadInput(f"{results_file} does not hold every sample of every case exactly once", problems[:20])
     return {"samples_per_case": k, "sample": smp, "cases": cases, "case_index": case_index}
+
+
+def _mixed_shape(absent: np.ndarray, lines: list[int] | np.ndarray, results_file: Path) -> BadInput:
+    """Rows with and without `sample` in one file: a missing sample would read as sample 0 and
+    pass for a case's first sample; every row has one, or none does (one sample per case)."""
+    i = int(np.flatnonzero(absent != absent[0])[0])
+    first = int(np.asarray(lines)[0])
+    has, lacks = "has no `sample`", "has a `sample`"
+    return BadInput(
+        f"{results_file} mixes rows with and without `sample`",
+        [
+            Problem(
+                f"this row {has if absent[i] else lacks}, but the first row (line {first})"
+                f" {lacks if absent[i] else has}",
+                file=str(results_file),
+                line=int(np.asarray(lines)[i]),
+                field="sample",
+                expected="`sample` on every row (repeated sampling) or on none (one sample per case)",
+                found="no sample" if absent[i] else "a sample",
+            )
+        ],
+    )
+
+
+def check_seeds(
+    case_ids: list[str],
+    samples: list[int] | np.ndarray,
+    seeds: list[int] | np.ndarray,
+    lines: list[int] | np.ndarray,
+    run: dict[str, Any],
+    results_file: Path,
+) -> None:
+    """With run.json's `sampling.seed_derivation: sha256-uint32-v1`, every row's `seed` must be
+    `sample_seed(run.json seed, case_id, sample)`: one seed reused for every sample makes n
+    identical samples (pass^k inflated), and a derivation the rows do not follow is not the one
+    recorded. BadInput at results.jsonl:LINE with the expected and found seed. Distinct, correct
+    seeds do not prove the engine used them: replay's determinism check does (docs/repeated_sampling.md)."""
+    sampling = run.get("sampling")
+    derivation = sampling.get("seed_derivation") if isinstance(sampling, dict) else None
+    if derivation != SEED_DERIVATION:
+        return  # "batch" (one sample per case) or not recorded: nothing per row to check
+    run_file = str(results_file.parent / "run.json")
+    base = run.get("seed")
+    if type(base) is not int:
+        raise BadInput(
+            f"{run_file} declares seed_derivation {SEED_DERIVATION} but records no run seed",
+            [
+                Problem(
+                    "seed_derivation needs the run's sampling seed",
+                    file=run_file,
+                    line=_line_of_key(results_file.parent / "run.json", "seed_derivation"),
+                    field="seed",
+                    expected="an integer `seed` (the manifest's sampling.seed)",
+                    found="nothing",
+                )
+            ],
+        )
+    smp = np.asarray(samples, dtype=np.int64)
+    smp = np.where(smp == NO_SAMPLE, 0, smp).tolist()
+    found = np.asarray(seeds, dtype=np.int64).tolist()
+    line_of = np.asarray(lines, dtype=np.int64).tolist()
+    file = str(results_file)
+    problems: list[Problem] = []
+    for cid, s, got, line in zip(case_ids, smp, found, line_of, strict=True):
+        want = sample_seed(base, cid, s)
+        if got != want:
+            problems.append(
+                Problem(
+                    f"sample {s} of case {cid!r} has "
+                    + ("no seed" if got == NO_SEED else f"seed {got}")
+                    + f", but run.json's seed_derivation {SEED_DERIVATION} with seed {base} gives {want}",
+                    file=file,
+                    line=int(line),
+                    field="seed",
+                    expected=str(want),
+                    found="nothing" if got == NO_SEED else str(got),
+                )
+            )
+            if len(problems) >= 20:
+                break
+    if problems:
+        raise BadInput(
+            f"{results_file}: rows whose seed is not the one run.json's seed_derivation gives",
+            problems,
+            hint="samples generated with other seeds than recorded cannot be trusted as independent draws;"
+            " replay again (releasectl replay derives every sample's seed)",
+        )
+
+
+def _line_of_key(path: Path, key: str) -> int:
+    from releasectl import safeio
+
+    text = safeio.read_bytes(path, what="run.json").decode("utf-8", errors="replace")
+    at = text.find(f'"{key}"')
+    return text.count("\n", 0, at) + 1 if at >= 0 else 1
 
 
 def _listing(values: list[int]) -> str:
@@ -576,6 +683,7 @@ def _load_duckdb(path: Path, run: dict[str, Any], results_file: Path) -> tuple[R
     prompt = np.asarray(cols["prompt"], dtype=np.int64)
     steps = np.asarray(cols["steps"], dtype=np.float64)
     sample = np.asarray(cols["sample"], dtype=np.int64)
+    seed = np.asarray(cols["seed"], dtype=np.int64)
     keep = np.ones(rows, dtype=bool)
     extra: dict[tuple[str, ...], tuple[list[int], list[tuple[bool, ...]]]] = {}
     for i in cand_idx.tolist():
@@ -586,9 +694,9 @@ def _load_duckdb(path: Path, run: dict[str, Any], results_file: Path) -> tuple[R
         got = _extract(row)
         if got is None:
             return None, f"line {int(line_of[i])} is refused by the contract"
-        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp, smp = got
+        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp, smp, sd = got
         case_ids[i], slices[i], passed[i], rule_ok[i], format_ok[i] = cid, sl, ok, r_ok, f_ok
-        latency[i], completion[i], prompt[i], steps[i], sample[i] = lat, comp, prm, stp, smp
+        latency[i], completion[i], prompt[i], steps[i], sample[i], seed[i] = lat, comp, prm, stp, smp, sd
         shape = extra.setdefault(names, ([], []))
         shape[0].append(i)
         shape[1].append(passes)
@@ -602,7 +710,7 @@ def _load_duckdb(path: Path, run: dict[str, Any], results_file: Path) -> tuple[R
         slices = [slices[i] for i in kept.tolist()]
         passed, rule_ok, format_ok = passed[kept], rule_ok[kept], format_ok[kept]
         latency, completion, prompt, steps = latency[kept], completion[kept], prompt[kept], steps[kept]
-        sample = sample[kept]
+        sample, seed = sample[kept], seed[kept]
     else:
         kept = renumber = np.arange(rows)
     n = len(case_ids)
@@ -640,6 +748,7 @@ def _load_duckdb(path: Path, run: dict[str, Any], results_file: Path) -> tuple[R
     slice_idx = np.asarray([slice_names.setdefault(s, len(slice_names)) for s in slices], dtype=np.int32)
     try:
         structure = sample_structure(case_ids, sample, slice_idx, line_of[kept], run, results_file)
+        check_seeds(case_ids, sample, seed, line_of[kept], run, results_file)
     except BadInput:
         return None, "the Python reader words this error"
     failing_rows = np.flatnonzero(~passed)

@@ -24,10 +24,12 @@ With n = 1 nothing changes: the seeds are the batch seeds above.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
+# How sample seeds are derived: one definition, in the results contract the gate checks rows against.
+from releasectl.contracts.results import SEED_DERIVATION as SEED_DERIVATION
+from releasectl.contracts.results import sample_seed as sample_seed
 from releasectl.errors import BadInput
 from releasectl.suite import Case, Suite
 
@@ -66,15 +68,6 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
-
-
-SEED_DERIVATION = "sha256-uint32-v1"  # recorded in run.json: how sample seeds were derived
-
-
-def sample_seed(seed: int, case_id: str, sample: int) -> int:
-    """The seed of one sample of one case (module docstring): a uint32 from sha256."""
-    text = f"releasectl.sample.v1:{seed}:{case_id}:{sample}"
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big")
 
 
 class Item(NamedTuple):
