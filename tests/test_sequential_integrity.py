@@ -244,3 +244,55 @@ def test_limited_and_full_runs_still_gate(repo):
     result = run_cli("gate", "releases/v1.3.yaml", "--run", "runs/lim", "--baseline-run", "runs/v1.2",
                      "--rules", "hold.rules", cwd=repo)  # fmt: skip
     assert result.code in (0, 1), result.output
+
+
+# --- 7. the baseline is tied to the run and to its release --------------------------------
+
+
+def test_a_sequential_run_is_gated_only_against_the_baseline_it_stopped_against(repo):
+    assert sequential(repo, "runs/v1.3").code == 0
+    seq = load(repo / "runs/v1.3/run.json")["sequential"]
+    assert seq["baseline_release"] == "v1.2" and seq["baseline_output_digest"].startswith("sha256:")
+    import shutil
+
+    shutil.copytree(repo / "runs/v1.2", repo / "runs/other")
+    other = repo / "runs/other/run.json"
+    doc = load(other)
+    dump(other, {**doc, "release": "v9.9"})
+    result = run_cli("gate", "--run", "runs/v1.3", "--baseline-run", "runs/other", "--rules", "promote.rules",
+                     "--no-regressions-margin", "0.5", cwd=repo)  # fmt: skip
+    assert result.code == 2 and "release v1.2" in result.output and "v9.9" in result.output, result.output
+    dump(other, {**doc, "output_digest": "sha256:" + "9" * 64})
+    result = run_cli("gate", "--run", "runs/v1.3", "--baseline-run", "runs/other", "--rules", "promote.rules",
+                     "--no-regressions-margin", "0.5", cwd=repo)  # fmt: skip
+    assert result.code == 2 and "output_digest" in result.output, result.output
+
+
+def test_a_baseline_replayed_from_another_manifest_than_its_release_is_refused(repo):
+    run = repo / "runs/v1.2/run.json"
+    doc = load(run)
+    dump(run, {**doc, "manifest_digest": "sha256:" + "0" * 64})
+    full = run_cli("replay", "releases/v1.3.yaml", "--out", "runs/v1.3", cwd=repo)
+    assert full.code == 0, full.output
+    result = run_cli(
+        "gate", "--run", "runs/v1.3", "--baseline-run", "runs/v1.2", "--rules", "hold.rules", cwd=repo
+    )
+    assert result.code == 2, result.output
+    assert "sha256:" + "0" * 64 in result.output and "releases/v1.2.yaml" in result.output
+
+
+def test_replay_sequential_refuses_a_partial_or_own_release_baseline(repo):
+    assert sequential(repo, "runs/seq").code == 0
+    result = run_cli("replay", "releases/v1.3.yaml", "--out", "runs/x", "--sequential", "promote.rules",
+                     "--baseline", "runs/seq", cwd=repo)  # fmt: skip
+    assert result.code == 2 and "itself a sequential run" in result.output, result.output
+    assert not (repo / "runs/x/results.jsonl").exists()
+    assert run_cli("replay", "releases/v1.2.yaml", "--out", "runs/lim", "--limit", "2", cwd=repo).code == 0
+    result = run_cli("replay", "releases/v1.3.yaml", "--out", "runs/x", "--sequential", "promote.rules",
+                     "--baseline", "runs/lim", cwd=repo)  # fmt: skip
+    assert result.code == 2 and "limit 2" in result.output, result.output
+    full = run_cli("replay", "releases/v1.3.yaml", "--out", "runs/v1.3", cwd=repo)
+    assert full.code == 0
+    result = run_cli("replay", "releases/v1.3.yaml", "--out", "runs/x", "--sequential", "promote.rules",
+                     "--baseline", "runs/v1.3", cwd=repo)  # fmt: skip
+    assert result.code == 2 and "the candidate's own release" in result.output, result.output

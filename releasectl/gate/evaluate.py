@@ -175,6 +175,8 @@ def run_gate(
     if base is not None and baseline_dir is not None:
         mismatch = _check_comparable(cand, base, run_dir, baseline_dir, allow_mismatched_runtime)
     _check_complete(cand, base, run_dir, baseline_dir, loaded)
+    if base is not None:
+        _check_baseline_manifest(base, loaded.root if loaded is not None else _repo_of(base.path))
     verifiers = set(cand.verifier_pass) | set(base.verifier_pass if base else ())
     slices = set(cand.slices) | set(base.slices if base else ())
     check_policy(
@@ -278,6 +280,7 @@ def _sequential(
             f" results.jsonl has {cand.n}",
             hint="the run directory was changed after the replay; replay again",
         )
+    _check_recorded_baseline(seq, base, cand.path)
     ordered_base = in_order(base, seq.order_seed) if base is not None else None
     _check_prefix(cand, ordered_base, seq)
     chosen = _sequential_margin(rules, seq, margin, cand.path)
@@ -313,6 +316,12 @@ def _sequential(
         "policy": {"statistics": "anytime-valid", "no_regressions_margin": chosen},
     }
     return [d.result for d in decision.rules], slices, aggregate, extra
+
+
+def _repo_of(run_dir: Path) -> Path | None:
+    """The releases repository a run directory lies in (the nearest folder up with releases/)."""
+    here = Path(run_dir).resolve()
+    return next((d for d in here.parents if (d / "releases").is_dir()), None)
 
 
 def _partial_reason(run: dict[str, Any]) -> str | None:
@@ -364,6 +373,46 @@ def _check_complete(
             f"{run_dir / 'run.json'}: the run misses {missing} case(s) of its suite ({against})"
             " and records no reason (no limit, shard, merged shards or sequential record)",
             hint="gate the run directory replay wrote, unchanged; a sequential run keeps its `sequential` record",
+        )
+
+
+def _check_recorded_baseline(seq: Any, base: RunData | None, path: Path) -> None:
+    """The baseline a sequential run stopped against is part of its decision: another baseline
+    (release, results or manifest other than run.json's `sequential` record says) is exit 2."""
+    if base is None or seq.baseline_release is None:
+        return
+    recorded = {
+        "release": seq.baseline_release,
+        "output_digest": seq.baseline_output_digest,
+        "manifest_digest": seq.baseline_manifest_digest,
+    }
+    for key, want in recorded.items():
+        got = base.run.get(key)
+        if want is not None and got != want:
+            raise BadInput(
+                f"{path / 'run.json'}: the sequential replay stopped against a baseline with {key} {want},"
+                f" and the --baseline-run {base.path / 'run.json'} has {key} {got}",
+                hint=f"gate against the baseline the replay used ({seq.baseline_run or 'its --baseline'}), unchanged",
+            )
+
+
+def _check_baseline_manifest(base: RunData, root: Path | None) -> None:
+    """A baseline run replayed from another manifest than releases/<its release>.yaml is now (when
+    that file exists) is not the release it says: exit 2 naming both digests."""
+    release = base.run.get("release")
+    if root is None or not isinstance(release, str):
+        return
+    manifest = root / "releases" / f"{release}.yaml"
+    if not manifest.is_file():
+        return
+    from releasectl.manifest.loader import load_manifest
+
+    digest = load_manifest(manifest).digest
+    if base.run.get("manifest_digest") != digest:
+        raise BadInput(
+            f"the baseline run {base.path / 'run.json'} says release {release} with manifest_digest"
+            f" {base.run.get('manifest_digest')}, and {manifest} has digest {digest}",
+            hint=f"replay the baseline again: releasectl replay {manifest}",
         )
 
 

@@ -132,6 +132,14 @@ class SequentialSchedule:
                 "round_size": p.round_size,
                 "baseline_run": str(p.baseline_dir) if p.baseline_dir else None,
                 "baseline_release": base_release,
+                **(
+                    {
+                        "baseline_output_digest": p.baseline.run.get("output_digest"),
+                        "baseline_manifest_digest": p.baseline.run.get("manifest_digest"),
+                    }
+                    if p.baseline is not None
+                    else {}
+                ),
                 "confidence_level": p.confidence_level,
                 "no_regressions_margin": p.no_regressions_margin,
                 "max_tokens": self.loaded.manifest.sampling.max_tokens,
@@ -188,6 +196,25 @@ def check_plan(plan: SequentialPlan, loaded: LoadedManifest) -> None:
                 hint="pass --baseline runs/<release in the target channel>",
             )
         return
+    base_run, where = plan.baseline.run, f"{plan.baseline_dir}/run.json"
+    if base_run.get("sequential") is not None:
+        raise BadInput(
+            f"the baseline run {where} is itself a sequential run (it stopped after"
+            f" {base_run['sequential'].get('cases_used')} cases): a baseline must hold the whole suite",
+            hint="replay the baseline release in full (`releasectl replay releases/<baseline>.yaml`)",
+        )
+    partial = next((k for k in ("limit", "shard") if base_run.get(k) is not None), None)
+    if partial is not None:
+        raise BadInput(
+            f"the baseline run {where} holds part of the suite ({partial} {base_run[partial]}):"
+            " a sequential replay pairs every round with the whole suite",
+            hint="replay the baseline in full, or merge its shards first",
+        )
+    if base_run.get("release") == m.release:
+        raise BadInput(
+            f"the baseline run {where} is of {m.release}, the candidate's own release",
+            hint="pass --baseline runs/<the release in the target channel>",
+        )
     if plan.baseline.run.get("suite_digest") != suite.digest:
         raise BadInput(
             f"the baseline run {plan.baseline_dir} replayed a different suite"
