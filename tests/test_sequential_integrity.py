@@ -296,3 +296,42 @@ def test_replay_sequential_refuses_a_partial_or_own_release_baseline(repo):
     result = run_cli("replay", "releases/v1.3.yaml", "--out", "runs/x", "--sequential", "promote.rules",
                      "--baseline", "runs/v1.3", cwd=repo)  # fmt: skip
     assert result.code == 2 and "the candidate's own release" in result.output, result.output
+
+
+# --- 8. a killed sequential replay keeps every look it made --------------------------------
+
+
+KILLABLE = """\
+import sys
+sys.path.insert(0, {tests!r})
+from fake_engine import FakeEngine
+import releasectl.replay.runner as runner
+runner.probe_runtime = lambda *a, **k: FakeEngine().runtime
+runner.make_engine = lambda *a, **k: FakeEngine(batch_size=2, kill_after_calls=20)
+from releasectl.cli import run
+sys.argv[0] = "releasectl"
+run()
+"""
+
+
+def test_a_killed_sequential_replay_resumes_with_every_round_in_run_json(repo, tmp_path):
+    import subprocess
+    import sys
+
+    assert sequential(repo, "runs/whole").code == 0
+    whole = load(repo / "runs/whole/run.json")["sequential"]
+    # a real SIGKILL (in a child process) after 20 engine calls = 40 cases, past rounds 16 and 32
+    script = tmp_path / "killable.py"
+    script.write_text(KILLABLE.format(tests=str(Path(__file__).parent)))
+    args = ["replay", "releases/v1.3.yaml", "--out", "runs/cut", "--sequential", "promote.rules",
+            "--baseline", "runs/v1.2", "--round-size", "16", "--no-regressions-margin", "0.5"]  # fmt: skip
+    proc = subprocess.run([sys.executable, str(script), *args], cwd=repo, capture_output=True, check=False)
+    assert proc.returncode == -9, proc.stderr
+    assert not (repo / "runs/cut/run.json").exists()
+    assert [r["cases"] for r in load(repo / "runs/cut/.sequential-rounds.json")] == [16, 32]
+    assert sequential(repo, "runs/cut", "promote.rules", "--resume").code == 0
+    cut = load(repo / "runs/cut/run.json")["sequential"]
+    assert cut["rounds"] == whole["rounds"] and cut["cases_used"] == whole["cases_used"]
+    # a fresh run in the same directory forgets the old rounds
+    assert sequential(repo, "runs/cut").code == 0
+    assert load(repo / "runs/cut/run.json")["sequential"]["rounds"] == whole["rounds"]

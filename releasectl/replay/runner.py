@@ -442,6 +442,9 @@ def run_replay(
         state["schedule"] = schedule.state()
     run_dir = RunDirectory(out_dir, state)
     run_dir.start(resume=resume)
+    restore = getattr(schedule, "restore", None)  # a schedule's own resume state (its rounds so far)
+    if restore is not None:
+        restore(out_dir, len(run_dir.rows))
     started = datetime.now(UTC)
     try:
         generate_plan(

@@ -33,6 +33,7 @@ from releasectl.manifest.loader import LoadedManifest
 from releasectl.suite import Case
 
 DEFAULT_ROUND = 32
+ROUNDS_STATE = ".sequential-rounds.json"  # every round so far, for --resume (beside writer.STATE)
 
 
 @dataclass
@@ -63,6 +64,40 @@ class SequentialSchedule:
     used: int = 0
     last: RoundDecision | None = None
     _base: RunData | None = None
+    _state_file: Path | None = None
+
+    def restore(self, run_dir: Path, rows: int) -> None:
+        """Called once the run directory is started: take back the rounds a resumed run already
+        looked at (those within the `rows` rows it kept), or forget them for a fresh run. The
+        writer has checked that the directory holds this run (same policy, seed, round size,
+        baseline and margin: `state`)."""
+        from releasectl.contracts.run import SequentialRound
+
+        self._state_file = run_dir / ROUNDS_STATE
+        kept: list[dict[str, Any]] = []
+        if rows and self._state_file.is_file():
+            from releasectl.safeio import read_json
+
+            try:
+                saved = read_json(self._state_file, what="sequential resume state")
+                kept = [SequentialRound.model_validate(r).model_dump(mode="json") for r in saved]
+            except (BadInput, ValueError, TypeError):
+                raise BadInput(
+                    f"{self._state_file}: unreadable sequential resume state",
+                    hint="start over without --resume, or use another --out",
+                ) from None
+            kept = [r for r in kept if r["cases"] <= rows]
+        self.rounds = kept
+        self.used = kept[-1]["cases"] if kept else 0
+        self._save()
+
+    def _save(self) -> None:
+        if self._state_file is not None:
+            import json
+
+            from releasectl.fsutil import atomic_write_text
+
+            atomic_write_text(self._state_file, json.dumps(self.rounds))
 
     def order(self, cases: list[Case]) -> list[Case]:
         self.total = len(cases)
@@ -92,6 +127,8 @@ class SequentialSchedule:
 
     def after_batch(self, rows: list[dict[str, Any]], generation_seconds: float) -> bool:
         n = len(rows)
+        if self.rounds and self.rounds[-1]["cases"] == n and self.rounds[-1]["decided"]:
+            return n < self.total  # a resumed run that had decided at its last look: stop there
         # the next multiple of the round size after the last round (a resumed run picks up there)
         boundary = (self.used // self.plan.round_size + 1) * self.plan.round_size
         if n < boundary and n < self.total:
@@ -115,6 +152,7 @@ class SequentialSchedule:
         }
         self.rounds.append(record)
         self.used, self.last = n, decision
+        self._save()  # atomically, after the round's rows are durable: a kill loses no look
         if self.on_round is not None:
             self.on_round(record, decision)
         return decision.decided and n < self.total
