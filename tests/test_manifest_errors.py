@@ -369,3 +369,39 @@ def test_two_adapters_with_one_name_are_refused(cli, tmp_path):
         "adapters: []\n", "adapters:\n" + ADAPTER.format(name="a") + ADAPTER.format(name="a"), 1
     )
     expect_error(cli, tmp_path, text, line=None, field="adapters", words=["two adapters are named 'a'"])
+
+
+# --- decimal integers only (issue 13 red team): YAML 1.1's other spellings of numbers --------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "reads"),
+    [
+        ("max_tokens: 64", "max_tokens: 0x40", "sampling.max_tokens", "64"),
+        ("max_tokens: 64", "max_tokens: 6_4", "sampling.max_tokens", "64"),
+        ("max_tokens: 64", "max_tokens: 0100", "sampling.max_tokens", "64"),  # octal in YAML 1.1
+        ("max_tokens: 64", "max_tokens: 0b1000000", "sampling.max_tokens", "64"),
+        ("max_tokens: 64", "max_tokens: 1:04", "sampling.max_tokens", "64"),  # base 60
+        ("seed: 1234", "seed: 0x4d2", "sampling.seed", "1234"),
+        ("gpus_allocated: 2", "gpus_allocated: 0x2", "infrastructure.gpus_allocated", "2"),
+        ("max_model_len: 2048", "max_model_len: 2_048", "runtime.max_model_len", "2048"),
+        ("gpu_hourly_usd: 0.8", "gpu_hourly_usd: 0_0.8", "infrastructure.gpu_hourly_usd", None),
+    ],
+)
+def test_numbers_not_written_in_decimal_are_refused_at_their_line(cli, tmp_path, old, new, field, reads):
+    assert old in BASE
+    text = BASE.replace(old, new)
+    written = new.split(": ", 1)[1]
+    words = [f"{written} is not a decimal", "write it as a decimal"] + (
+        [f"reads it as {reads}"] if reads else []
+    )
+    expect_error(cli, tmp_path, text, line=line_of(text, new), field=field, words=words)
+
+
+def test_decimal_integers_still_load_with_their_values(tmp_path):
+    text = BASE.replace("max_tokens: 64", "max_tokens: 640").replace("seed: 1234", "seed: -0")
+    path = write_manifest(tmp_path, text.replace("seed: -0", "seed: 0"))
+    m = load_manifest(path).manifest
+    assert (m.sampling.max_tokens, m.sampling.seed) == (640, 0)
+    path.write_text(text.replace("seed: -0", "seed: +7"), encoding="utf-8")  # a sign is decimal
+    assert load_manifest(path).manifest.sampling.seed == 7

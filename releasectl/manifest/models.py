@@ -196,6 +196,14 @@ class Sampling(Strict):
                 f"{n} samples at temperature 0 are one greedy completion {n} times (replay is "
                 "deterministic); set a temperature > 0 to sample, or n: 1"
             )
+        # top_k: 1 keeps only the most likely token at every step: greedy decoding whatever the
+        # temperature. (A small top_p is not refused: how many tokens it keeps depends on the
+        # distribution at each step, so it is not greedy by construction.)
+        if n > 1 and info.data.get("top_k") == 1:
+            raise ValueError(
+                f"{n} samples at top_k: 1 are one greedy completion {n} times (top_k: 1 keeps only the"
+                " most likely token, at any temperature); set top_k > 1 (or -1, no limit) to sample, or n: 1"
+            )
         return n
 
     @model_serializer(mode="wrap")

@@ -8,6 +8,7 @@ map from each field path to its `(line, col)` (1-based) for error messages.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ MAX_DEPTH = safeio.MAX_DEPTH  # nested mappings/sequences; deeper is refused bef
 MAX_INT_DIGITS = safeio.MAX_INT_DIGITS
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
+_DECIMAL_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")  # no 0x, 0o, 0b, leading 0 (octal), _ or : (base 60)
 
 
 class _DepthLoader(yaml.SafeLoader):
@@ -105,6 +107,23 @@ class _Builder:
             ],
         )
 
+    def _not_decimal(self, node: yaml.Node, path: FieldPath, what: str) -> BadInput:
+        """YAML 1.1 reads 0x10, 0o17, 017 (octal), 0b11, 1_000 and 1:30 (base 60) as numbers; a
+        reader on YAML 1.2, or a person, reads several of them differently. Only decimal passes."""
+        written = str(node.value)[:40]
+        try:
+            reads = f" (YAML 1.1 reads it as {self.constructor.construct_object(node)})"
+        except (yaml.YAMLError, ValueError):
+            reads = ""
+        return self.fail(
+            node,
+            path,
+            f"{written} is not a decimal {what}{reads}",
+            expected=f"a decimal {what} such as 30" + (" or 0.5" if what == "number" else ""),
+            found=written,
+            hint=f"write it as a decimal {what}, or quote it if it is text",
+        )
+
     def build(self, node: yaml.Node, path: FieldPath) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
@@ -169,6 +188,10 @@ class _Builder:
                     expected=f"at most {MAX_INT_DIGITS} digits",
                     found=f"{digits:,} digits",
                 )
+            if not _DECIMAL_INT.fullmatch(str(node.value)):
+                raise self._not_decimal(node, path, "integer")
+        if node.tag == _FLOAT_TAG and ("_" in str(node.value) or ":" in str(node.value)):
+            raise self._not_decimal(node, path, "number")
         value = self.constructor.construct_object(node)
         if node.tag == _FLOAT_TAG and not math.isfinite(value):
             raise self.fail(
