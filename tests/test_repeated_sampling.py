@@ -633,3 +633,57 @@ def test_an_unknown_key_in_run_json_sampling_is_exit_2(cli, tmp_path, extra):
     assert result.code == 2 and f"sampling.{key}: Extra inputs are not permitted" in result.stderr, (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(("top_k", "refused"), [("1", True), ("2", False), ("-1", False)])
+def test_top_k_1_with_several_samples_is_refused_as_greedy(cli, example_repo, top_k, refused):
+    """top_k: 1 keeps only the most likely token: n samples are one greedy completion n times,
+    at any temperature, exactly as temperature 0 (refused for n > 1)."""
+    m = example_repo / "releases" / "v1.3.yaml"
+    text = m.read_text().replace("  temperature: 0.0\n", f"  temperature: 0.7\n  top_k: {top_k}\n")
+    m.write_text(text.replace("  seed: 1234\n", "  seed: 1234\n  n: 3\n"))
+    result = cli("validate", "releases/v1.3.yaml", cwd=example_repo)
+    line = m.read_text().splitlines().index("  n: 3") + 1
+    if refused:
+        assert result.code == 2, result.output
+        assert f"v1.3.yaml:{line}" in result.stderr and "top_k: 1" in result.stderr, result.stderr
+    else:
+        assert "top_k" not in result.stderr and "greedy" not in result.stderr, result.output
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("sample", "1" + "0" * 30, ["integer in range", "expected an integer in 0..999; found 1" + "0" * 30]),
+        ("sample", "1000", ["less than 1000", "expected an integer in 0..999; found 1000"]),
+        ("sample", "-1", ["greater than or equal to 0", "expected an integer in 0..999; found -1"]),
+        ("sample", "1.5", ["valid integer", "expected an integer in 0..999; found 1.5"]),
+        ("seed", "1" + "0" * 40, ["integer in range", "0..1000000000000000; found 1" + "0" * 40]),
+        (
+            "completion_tokens",
+            "1" + "0" * 30,
+            ["integer in range", "0..1000000000000000; found 1" + "0" * 30],
+        ),
+    ],
+)
+def test_an_integer_out_of_range_says_the_bound_and_the_number_as_written(cli, tmp_path, field, value, words):
+    rows = sampled_rows("s", [3, 1, 2, 0], 3)
+    run = write_run(tmp_path / "r", "v1.3", rows, sampling={"n": 3})
+    lines = (run / "results.jsonl").read_text().splitlines()
+    doc = json.loads(lines[1])
+    doc[field] = 0
+    lines[1] = json.dumps(doc).replace(f'"{field}": 0', f'"{field}": {value}')
+    (run / "results.jsonl").write_text("\n".join(lines) + "\n")
+    result, _ = gate(cli, tmp_path, run, rules_file(tmp_path, "success@1(s).point >= 0"), fmt="text")
+    assert result.code == 2 and f"results.jsonl:2: {field}:" in result.stderr, result.output
+    for w in words:
+        assert w in result.stderr, (w, result.stderr)
+    assert "e+" not in result.stderr  # never the float the JSON reader made of it
+
+
+def test_no_regressions_counts_cases_not_samples(cli, tmp_path):
+    cand = write_run(tmp_path / "c", "v1.3", sampled_rows("s", [3] * 30, 5), sampling={"n": 5})
+    base = write_run(tmp_path / "b", "t-base", sampled_rows("s", [3] * 30, 5), sampling={"n": 5})
+    result, doc = gate(cli, tmp_path, cand, rules_file(tmp_path, "no_regressions_on: [s]"), baseline=base)
+    assert doc is not None, result.output
+    assert doc["rules"][0]["n"] == 30 and doc["rules"][0]["outcome"] == "pass"

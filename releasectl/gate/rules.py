@@ -732,7 +732,7 @@ def evaluate_rule(rule: Rule, resolver: MetricResolver) -> RuleOutcome:
 
 
 def _evaluate_no_regressions(rule: NoRegressions, resolver: MetricResolver) -> RuleOutcome:
-    worst: tuple[float, str] | None = None
+    worst: tuple[float, str, int | None] | None = None
     inconclusive: list[str] = []
     regressed: list[str] = []
     for s in rule.slices:
@@ -742,7 +742,7 @@ def _evaluate_no_regressions(rule: NoRegressions, resolver: MetricResolver) -> R
             continue
         assert obs.value is not None
         if worst is None or obs.value < worst[0]:
-            worst = (obs.value, s)
+            worst = (obs.value, s, obs.n)  # n: the paired cases (with several samples, cases, not samples)
         if obs.value < 0:
             regressed.append(f"{s} ({obs.value:+.3f})")
     outcome: Outcome = "fail" if regressed else ("inconclusive" if inconclusive else "pass")
@@ -756,6 +756,7 @@ def _evaluate_no_regressions(rule: NoRegressions, resolver: MetricResolver) -> R
         line=rule.line,
         metric="min delta.success@1 over " + ", ".join(rule.slices),
         observed=worst[0] if worst else None,
+        n=worst[2] if worst else None,
         comparator=">=",
         threshold=0.0,
         threshold_expr="0 (baseline)",

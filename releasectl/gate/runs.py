@@ -210,8 +210,20 @@ def _extract(row: Any) -> Extracted | None:
     return (cid, sl, ok, r_ok, f_ok, tuple(verifiers), tuple(passes), ms, ct, pt, st, sample, seed)
 
 
-def row_problems(row: Any, *, file: str, line: int) -> list[Problem]:
-    """Why `ResultRow` refuses a row, located at file:line with field paths."""
+# The row's integer fields and their bounds, for messages that say the bound and the number as written.
+_INT_BOUNDS = {
+    "sample": MAX_SAMPLES_PER_CASE - 1,
+    "seed": MAX_SEED,
+    "prompt_tokens": MAX_COUNT,
+    "completion_tokens": MAX_COUNT,
+    "steps": MAX_COUNT,
+}
+
+
+def row_problems(row: Any, *, file: str, line: int, raw: bytes | None = None) -> list[Problem]:
+    """Why `ResultRow` refuses a row, located at file:line with field paths. An integer field's
+    problem names its bound and shows the number as written in `raw` (the JSON reader turns an
+    integer beyond 64 bits into a float: 10**30 would otherwise read "1e+30")."""
     from pydantic import ValidationError
 
     from releasectl.contracts._types import describe, problems_of
@@ -222,10 +234,35 @@ def row_problems(row: Any, *, file: str, line: int) -> list[Problem]:
     try:
         ResultRow.model_validate(row)
     except ValidationError as e:
-        return problems_of(e, file=file, line=line, expected=None) or [
+        found = problems_of(e, file=file, line=line, expected=None) or [
             Problem("invalid row", file=file, line=line)
         ]
+        return [_bounded(p, row, raw) for p in found]
     return [Problem("invalid row", file=file, line=line, expected=RESULTS_EXPECTED)]
+
+
+def _bounded(problem: Problem, row: dict[str, Any], raw: bytes | None) -> Problem:
+    """`problem` on an integer field of `_INT_BOUNDS`, saying the bound and the number as written."""
+    import re
+    from dataclasses import replace
+
+    hi = _INT_BOUNDS.get(problem.field or "")
+    value = row.get(problem.field or "")
+    if hi is None or type(value) not in (int, float):
+        return problem
+    written = None
+    if raw is not None:
+        m = re.search(
+            rb'"' + re.escape((problem.field or "").encode()) + rb'"\s*:\s*(-?[0-9][0-9.eE+-]*)', raw
+        )
+        written = m.group(1).decode() if m else None
+    shown = written if written is not None else str(value)
+    if len(shown) > 60:
+        shown = f"{shown[:20]}… ({len(shown)} characters)"
+    integral = written is not None and written.lstrip("-").isdigit()
+    # An integer literal beyond 64 bits reaches the model as a float: it is an integer, too large.
+    message = "Input should be an integer in range" if integral and type(value) is float else problem.message
+    return replace(problem, message=message, expected=f"an integer in 0..{hi}", found=shown)
 
 
 def _read_run_json(run_file: Path) -> dict[str, Any]:
@@ -316,7 +353,7 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
         if cols is None:
             raise BadInput(
                 f"{results_file} has an invalid result",
-                row_problems(row, file=str(results_file), line=lineno),
+                row_problems(row, file=str(results_file), line=lineno, raw=raw),
                 hint="each line is one case (SPEC §5.1; `releasectl schema --artifact results`)",
             )
         cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp, smp, sd = cols
