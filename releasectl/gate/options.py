@@ -28,7 +28,11 @@ def bounded_int(low: int, high: int) -> Any:
     def check(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
         if value is not None and not low <= value <= high:
             shown = str(value) if len(str(value)) <= 40 else str(value)[:37] + "…"
-            raise click.BadParameter(f"expected an integer in [{low}, {high:.0e}], found {shown}")
+            raise click.BadParameter(f"expected an integer in [{_short(low)}, {_short(high)}], found {shown}")
         return value
 
     return check
+
+
+def _short(v: int) -> str:
+    return f"{v:.0e}" if abs(v) >= 10**6 else str(v)
