@@ -74,3 +74,12 @@ class FakeEngine:
                 )
             )
         return out
+
+
+def replay_on_fake(monkeypatch, make=lambda: FakeEngine(batch_size=2)) -> None:  # type: ignore[no-untyped-def]
+    """Every replay (CLI or `run_replay`) in the calling test runs on `make()`'s engine: the
+    runner's runtime probe and engine factory are patched, nothing else."""
+    import releasectl.replay.runner as runner
+
+    monkeypatch.setattr(runner, "probe_runtime", lambda *a, **k: FakeEngine().runtime)
+    monkeypatch.setattr(runner, "make_engine", lambda *a, **k: make())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_engine import FakeEngine
+from fake_engine import FakeEngine, replay_on_fake
 from runfactory import case_row, write_run
 
 from releasectl.errors import BadInput
@@ -454,8 +454,6 @@ def test_check_determinism_names_the_differing_sample(example_repo, monkeypatch)
     # must name that sample, not every sample of its case (the determinism check keys on both).
     from conftest import run_cli
 
-    import releasectl.replay.runner as runner
-
     sampled_manifest(example_repo, n=2)
     runs = {"n": 0}
 
@@ -475,8 +473,7 @@ def test_check_determinism_names_the_differing_sample(example_repo, monkeypatch)
         e.flip = None
         return e
 
-    monkeypatch.setattr(runner, "probe_runtime", lambda *a, **k: FakeEngine().runtime)
-    monkeypatch.setattr(runner, "make_engine", engine)
+    replay_on_fake(monkeypatch, engine)
     result = run_cli(
         "replay",
         "releases/v1.3.yaml",

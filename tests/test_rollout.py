@@ -1005,3 +1005,20 @@ def test_margins_that_would_turn_the_gate_off_are_bad_input(example_repo, tmp_pa
     r = run_cli("rollout", "analyze", *args, cwd=example_repo)
     field = setting.split(":")[0]
     assert r.code == 2 and "releases/v1.3.yaml:" in r.stderr and field in r.stderr, r.output
+
+
+def test_malformed_lines_left_out_are_named_in_the_text_output(rolling, tmp_path):
+    args = step_logs(rolling, tmp_path, 0, n=200)
+    canary = Path(args[1])
+    lines = canary.read_text().splitlines()
+    bad = json.loads(lines[4])
+    bad["abandoned"] = str(bad.get("abandoned", False)).lower()  # a string where a bool belongs
+    lines[4] = json.dumps(bad)
+    canary.write_text("\n".join(lines) + "\n" + lines[0][:20])  # and a torn last line
+    r = run_cli("rollout", "analyze", *args, cwd=rolling)
+    assert r.code == 1, r.output
+    flat = "".join(r.stdout.split())  # the terminal wraps the long temp path anywhere
+    assert "".join(f"2 malformed line(s) left out of {canary}".split()) in flat, r.stdout
+    assert "line5:abandoned:expectedtrue/false" in flat
+    doc = run_cli("rollout", "analyze", *args, "--format", "json", cwd=rolling).json()
+    assert [x["line"] for x in doc["canary"]["malformed"]["lines"]] == [5, 201]

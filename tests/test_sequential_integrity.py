@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from fake_engine import FakeEngine
+from fake_engine import replay_on_fake
 from runfactory import case_row, write_run
 
 from releasectl.manifest.loader import load_manifest
@@ -29,10 +29,7 @@ TOTAL = 162  # cases in suites/core
 
 @pytest.fixture
 def fake(monkeypatch):
-    import releasectl.replay.runner as runner
-
-    monkeypatch.setattr(runner, "probe_runtime", lambda *a, **k: FakeEngine().runtime)
-    monkeypatch.setattr(runner, "make_engine", lambda *a, **k: FakeEngine(batch_size=2))
+    replay_on_fake(monkeypatch)
 
 
 @pytest.fixture

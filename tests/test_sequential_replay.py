@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from fake_engine import FakeEngine
+from fake_engine import FakeEngine, replay_on_fake
 
 from releasectl.gate.sequential import order_key
 from releasectl.manifest.loader import load_manifest
@@ -33,10 +33,7 @@ TOTAL = 162  # cases in suites/core
 @pytest.fixture
 def fake(monkeypatch):
     """Every replay in the test runs on the fake engine (fixed batches of 2)."""
-    import releasectl.replay.runner as runner
-
-    monkeypatch.setattr(runner, "probe_runtime", lambda *a, **k: FakeEngine().runtime)
-    monkeypatch.setattr(runner, "make_engine", lambda *a, **k: FakeEngine(batch_size=2))
+    replay_on_fake(monkeypatch)
 
 
 @pytest.fixture

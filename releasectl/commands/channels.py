@@ -13,6 +13,14 @@ from releasectl.deploy import TARGETS as DEPLOY_TARGETS
 from releasectl.errors import ExitCode
 from releasectl.repo import repo_root
 
+_gate_option = click.option(
+    "--gate",
+    "gate_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="gate.json to rely on; default runs/RELEASE/gate.json.",
+)
+
 
 def move_options(fn: Any) -> Any:
     """Options every channel move takes: compare-and-set, commit, push, dry run, format."""
@@ -101,13 +109,7 @@ def _report(result: Any, fmt: str) -> int:
     type=click.Choice(["staging", "canary", "production"]),
     help="The channel to point at RELEASE.",
 )
-@click.option(
-    "--gate",
-    "gate_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="gate.json to rely on; default runs/RELEASE/gate.json.",
-)
+@_gate_option
 @click.option("--force", is_flag=True, help="Promote without a passing gate (needs --reason; recorded).")
 @click.option("--reason", default=None, help="Why; required with --force.")
 @move_options
@@ -535,13 +537,7 @@ def rollout() -> None:
     show_default=True,
     help="Canary weights in %, increasing, ending at 100.",
 )
-@click.option(
-    "--gate",
-    "gate_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="gate.json to rely on; default runs/RELEASE/gate.json.",
-)
+@_gate_option
 @click.option("--force", is_flag=True, help="Start without a passing gate (needs --reason; recorded).")
 @click.option("--reason", default=None, help="Why; recorded in the history and the commit message.")
 @move_options
@@ -678,6 +674,15 @@ def _print_analysis(report: Any) -> None:
     )
     for note in a.notes:
         out.print(f"[dim]note: {esc(note)}[/]", highlight=False)
+    for side in (report.canary, report.baseline):
+        bad = getattr(side, "malformed", None)  # request logs: lines left out, as monitor counts them
+        if bad is not None and bad.count:
+            first = bad.listed[0]
+            out.print(
+                f"[yellow]{bad.count:,} malformed line(s) left out of {esc(side.path)}[/], first:"
+                f" line {first['line']}: {esc(first['reason'])}",
+                highlight=False,
+            )
     out.print(f"[{colour} bold]{a.outcome}[/]: {esc(a.reason)}", highlight=False)
 
 
