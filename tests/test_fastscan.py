@@ -210,14 +210,16 @@ def test_a_hostile_log_reads_the_same(tmp_path):
     assert slow.malformed.count >= 20 and slow.requests >= 40  # the log does exercise both sides
 
 
-def test_the_two_documented_differences(tmp_path):
+def test_the_two_documented_differences(tmp_path, monkeypatch):
     """JSON that no serializer writes, in ways monitor does not read: orjson refuses the line,
     DuckDB reads it (fastscan's docstring names both)."""
     path = tmp_path / "edge.jsonl"
     path.write_text(
         '{"unread": 1e400, "response_time_ms": 3}\n{"response_time_ms": 3, "response_time_ms": 9}\n'
     )
+    ran = _queries(monkeypatch)
     fast, slow = both(path)
+    assert ran[-1] == "lines"  # read_json refuses the duplicate key: the exact query decides
     assert (slow.requests, slow.malformed.count) == (1, 1)  # orjson: "number is infinity"
     assert (fast.requests, fast.malformed.count) == (2, 0)
     assert (slow.latency.max, fast.latency.max) == (9, 3)  # orjson keeps the last duplicate, DuckDB the first
@@ -419,3 +421,74 @@ def test_an_out_of_range_rating_is_a_malformed_line_not_a_clipped_one(cli, tmp_p
         {"line": 100, "reason": "user_satisfaction: expected a number from 1 to 5, found 1000"}
     ]
     assert doc["metrics"]["quality"]["avg_satisfaction"]["value"] == 1.0
+
+
+def _queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL statements scan_duckdb runs, in order: 'read_json' (the fast query) or 'lines'."""
+    ran: list[str] = []
+    real = fastscan._run
+
+    def run(duckdb: Any, sql: str, params: dict[str, Any], threads: int | None) -> list[dict[str, Any]]:
+        ran.append("read_json" if "read_json(" in sql else "lines")
+        return real(duckdb, sql, params, threads)
+
+    monkeypatch.setattr(fastscan, "_run", run)
+    return ran
+
+
+@pytest.mark.parametrize("name", ["prod.jsonl", "reward_collapse.jsonl", "feedback.jsonl"])
+def test_a_clean_log_is_decided_by_the_fast_query_alone(name, tmp_path, monkeypatch):
+    """read_json with JSON-typed columns, plus msgspec's strict scan of the lines, decide a log
+    with no odd line (the example logs without their malformed lines); the result is the
+    streaming reader's, sample included."""
+    from releasectl.monitoring.logs import Malformed, parse_line
+
+    lines = (LOGS / name).read_bytes().splitlines()
+    clean = [
+        raw for n, raw in enumerate(lines, 1) if raw.strip() and parse_line(raw, n, Malformed()) is not None
+    ]
+    assert clean
+    path = tmp_path / name
+    path.write_bytes(b"\n".join(clean) + b"\n")
+    ran = _queries(monkeypatch)
+    fast, slow = both(path)
+    assert ran == ["read_json"]
+    assert_same(fast, slow)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        '{"extra": NaN, "response_time_ms": 3}',  # lenient JSON in a field monitor does not read
+        '{"extra": [1, 2, ], "response_time_ms": 3}',
+        '{"response_time_ms": 3, "extra": "\\ud800"}',
+        '{"response_time_ms": 3} {"response_time_ms": 4}',  # two values on a line
+        '{"response_time_ms": "812"}',  # a number as a string: JSON-typed, never cast
+        '{"response_time_ms": 3, "timeout": "yes"}',
+        '[{"response_time_ms": 3}]',
+        "7",
+        '{"response_time_ms": 3, "topic": 7}',
+        '{"timestamp": "2026-02-30T00:00:00Z"}',
+        '{"expected_format": "json", "output": "{\\"a\\": NaN}"}',
+        '{"response_time_ms": 3',
+    ],
+)
+def test_one_odd_line_sends_the_log_to_the_exact_query(tmp_path, monkeypatch, odd):
+    ran = _queries(monkeypatch)
+    path = tmp_path / "one_odd.jsonl"
+    path.write_text("\n".join([rec(), rec(response_time_ms=900), odd, rec(topic="billing")]) + "\n")
+    same_outcome(path)
+    assert ran[0] == "read_json" and ran[-1] == "lines", ran
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.dictionaries(st.sampled_from(FIELD_NAMES), VALUES, max_size=8), min_size=1, max_size=30))
+def test_random_records_read_the_same_by_either_duckdb_query(tmp_path, records):
+    """The exact query (raw lines) and the fast one (read_json) agree with the streaming reader
+    on the same records, whichever of them decides."""
+    path = tmp_path / "random.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    same_outcome(path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fastscan, "strict_lines", lambda path: False)  # as if a line were lenient
+        same_outcome(path)

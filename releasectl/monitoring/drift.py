@@ -117,12 +117,10 @@ def tfidf_centroid_distance(baseline: list[str], current: list[str]) -> float:
 
 def _trend(values: list[float]) -> tuple[float, float, float]:
     """Kendall τ against time, its p-value, and the least-squares slope per window."""
-    from scipy.stats import kendalltau, linregress
+    from releasectl.stats.trend import kendall_tau, ols_slope  # scipy.stats' numbers, without its import
 
-    x = list(range(len(values)))
-    tau = kendalltau(x, values)
-    slope = linregress(x, values).slope
-    return float(tau.statistic), float(tau.pvalue), float(slope)
+    tau, p = kendall_tau(range(len(values)), values)
+    return tau, p, ols_slope(values)
 
 
 def detect_reward_collapse(stats: LogStats) -> dict[str, Any]:
