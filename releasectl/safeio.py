@@ -463,6 +463,57 @@ def reading(path: PathLike, *, what: str = "file", name: str | None = None) -> I
         raise _os_error(path, e, what, name) from None
 
 
+def iter_blocks(
+    path: PathLike, *, what: str = "file", max_line_bytes: int = MAX_LINE_BYTES, block_bytes: int = 4 << 20
+) -> Iterator[tuple[int, bytes]]:
+    """(number of its first line, a block of whole lines) for `path`, plain or gzip: about
+    `block_bytes` at a time, each block ending with a newline except a torn last line. A line
+    over `max_line_bytes` raises `BadInput` as `iter_lines` does, at its number; a caller that
+    reads a block line by line (`block_lines`) sees exactly what `iter_lines` yields."""
+    source = name = _name(path)
+    f = open_stream(path, what=what, name=source)
+    number = 1
+    tail = b""
+    try:
+        with reading(path, what=what, name=name):
+            while True:
+                chunk = f.read(block_bytes)
+                if not chunk:
+                    if tail:
+                        yield number, tail
+                    return
+                cut = chunk.rfind(b"\n") + 1
+                if not cut:
+                    tail += chunk
+                    if len(tail) > max_line_bytes:
+                        raise BadInput(
+                            f"{source}:{number}: line longer than {max_line_bytes:,} bytes",
+                            [Problem("line too long", file=source, line=number)],
+                        )
+                    continue
+                block, tail = tail + chunk[:cut], chunk[cut:]
+                if len(block) > max_line_bytes:  # it may hold a line that is too long: look
+                    for offset, line in enumerate(block_lines(block)):
+                        if len(line) > max_line_bytes:
+                            raise BadInput(
+                                f"{source}:{number + offset}: line longer than {max_line_bytes:,} bytes",
+                                [Problem("line too long", file=source, line=number + offset)],
+                            )
+                yield number, block
+                number += block.count(b"\n")
+    finally:
+        f.close()
+
+
+def block_lines(block: bytes) -> list[bytes]:
+    """The lines of a block from `iter_blocks`, each with its newline (a torn last one without)."""
+    lines = [line + b"\n" for line in block.split(b"\n")]
+    last = lines.pop()  # after the final newline: empty, or a torn line
+    if last != b"\n":
+        lines.append(last[:-1])
+    return lines
+
+
 def iter_lines(
     path: PathLike,
     *,

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +19,8 @@ from runfactory import case_row, gate_document, write_run
 from releasectl.contracts.gate import COMPARATORS, GateRecord, verdict_of
 from releasectl.contracts.results import ResultRow
 from releasectl.errors import BadInput
-from releasectl.gate.runs import row_ok
+from releasectl.gate.fastrows_msgspec import decode_block
+from releasectl.gate.runs import NO_SAMPLE, NO_SEED, _read_block, _verifier_table, row_ok
 
 GOOD = case_row("c-1", "s", {"v": (True, "correctness"), "w": (True, "format")}, steps=3)
 FIELDS = [*GOOD, "ttft_ms", "sample", "seed", "extra_field"]
@@ -88,6 +90,79 @@ def model_accepts(row: Any) -> bool:
 @given(mutated_rows())
 def test_fast_path_accepts_exactly_what_the_model_accepts(row: Any) -> None:
     assert row_ok(row) == model_accepts(row), row
+
+
+def _same_columns(fast: dict[str, Any], slow: dict[str, Any]) -> None:
+    for name in ("case_id", "slice", "latency", "completion", "prompt", "sample", "seed"):
+        assert fast[name] == slow[name], name
+    assert np.array_equal(np.asarray(fast["steps"], float), np.asarray(slow["steps"], float), equal_nan=True)
+    for name in ("passed", "rule_ok", "format_ok"):
+        assert list(fast[name]) == list(slow[name]), name
+    n = len(fast["case_id"])
+    tables = [_verifier_table(n, ((k, i, t) for k, (i, t) in got["shapes"].items())) for got in (fast, slow)]
+    assert list(tables[0]) == list(tables[1])  # the same verifiers, first seen in the same order
+    assert all(tables[0][k].tolist() == tables[1][k].tolist() for k in tables[1])
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(mutated_rows(), min_size=1, max_size=4), st.sampled_from([b"\n", b"\r\n"]))
+def test_msgspec_blocks_accept_only_what_the_definition_reads_the_same(
+    rows: list[Any], newline: bytes
+) -> None:
+    """`fastrows_msgspec.decode_block` takes a block only when `_extract` takes every one of its
+    lines, and then gives the same columns; anything else is left to `_extract`."""
+    block = b"".join(orjson.dumps(r) + newline for r in rows)
+    fast = decode_block(block, NO_SAMPLE, NO_SEED, math.nan)
+    accepted = all(row_ok(r) for r in rows)
+    if fast is None:
+        return
+    assert accepted, rows
+    slow, numbers, _ = _read_block(block, 1, Path("results.jsonl"))
+    assert numbers == list(range(1, len(rows) + 1))
+    _same_columns(fast, slow)
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        orjson.dumps(GOOD) + b"\n\n" + orjson.dumps(GOOD) + b"\n",  # a blank line: numbers would shift
+        orjson.dumps(GOOD) + b" " + orjson.dumps(GOOD) + b"\n",  # two values on a line
+        orjson.dumps({**GOOD, "extra_field": 1}) + b"\n",  # extras are allowed, and read by `_extract`
+        orjson.dumps(GOOD)[:-1] + b', "latency_ms": 1e400}\n',
+        orjson.dumps(GOOD)[:-1] + b', "note": NaN}\n',
+        orjson.dumps(GOOD)[:-1] + b",}\n",
+        orjson.dumps(GOOD).replace(b'"c-1"', b'"\\ud800"') + b"\n",
+        orjson.dumps({**GOOD, "passed": False}) + b"\n",  # disagrees with its verifiers
+        orjson.dumps({**GOOD, "prompt_tokens": 1.0}) + b"\n",
+        orjson.dumps({**GOOD, "case_id": ""}) + b"\n",
+        b"[1]\n",
+        b"\n",
+    ],
+)
+def test_msgspec_leaves_every_other_block_to_the_definition(block: bytes) -> None:
+    assert decode_block(block, NO_SAMPLE, NO_SEED, math.nan) is None
+
+
+def test_msgspec_reads_canonical_blocks_as_the_definition_does() -> None:
+    rows = [
+        GOOD,
+        {**GOOD, "case_id": "c-2", "sample": 3, "seed": 9, "ttft_ms": 1},
+        case_row("c-3", "t", {"v": (False, "rule"), "w": (True, "format")}),
+        case_row("c-4", "t", {"x": (False, "format")}, steps=None),
+        {**GOOD, "case_id": "é" * 256, "latency_ms": 0},
+        {**GOOD, "verifiers": dict(reversed(GOOD["verifiers"].items()))},  # the same verifiers, reordered
+    ]
+    block = b"".join(orjson.dumps(r) + b"\n" for r in rows)[:-1]  # a torn last line is still a row
+    fast = decode_block(block, NO_SAMPLE, NO_SEED, math.nan)
+    assert fast is not None and all(row_ok(r) for r in rows)
+    slow, _, _ = _read_block(block, 1, Path("results.jsonl"))
+    _same_columns(fast, slow)
+    assert fast["rule_ok"].tolist() == [True, True, False, True, True, True]
+    assert fast["format_ok"].tolist() == [True, True, True, False, True, True]
+    uniform = b"".join(orjson.dumps(r) + b"\n" for r in (rows[0], rows[1], rows[5]))  # one struct decoder
+    fast = decode_block(uniform, NO_SAMPLE, NO_SEED, math.nan)
+    assert fast is not None and list(fast["shapes"]) == [("v", "w")]
+    _same_columns(fast, _read_block(uniform, 1, Path("results.jsonl"))[0])
 
 
 def test_the_equivalence_sees_both_sides() -> None:

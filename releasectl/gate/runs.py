@@ -314,28 +314,116 @@ def load_run(path: Path) -> RunData:
 
 
 def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData:
-    """The definition: every line through orjson and `_extract`; the first refused row is the error."""
-    import orjson
+    """The definition: every line through orjson and `_extract`; the first refused row is the error.
+    Blocks of canonical rows are decoded by msgspec instead (`fastrows_msgspec`), which accepts
+    exactly what `_extract` accepts and hands it anything else."""
+    from releasectl import safeio
+    from releasectl.gate.fastrows_msgspec import decode_block
 
     case_ids: list[str] = []
-    lines: list[int] = []
     slice_names: dict[str, int] = {}
-    slice_idx: list[int] = []
-    passed: list[bool] = []
-    rule_ok: list[bool] = []
-    format_ok: list[bool] = []
-    latency: list[float] = []
-    completion: list[int] = []
-    prompt: list[int] = []
-    steps: list[float] = []
-    samples: list[int] = []
-    seeds: list[int] = []
-    shapes: dict[tuple[str, ...], tuple[list[int], list[tuple[bool, ...]]]] = {}
+    parts: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+    line_parts: list[Any] = []
+    shapes: dict[tuple[str, ...], tuple[list[np.ndarray], list[np.ndarray]]] = {}
     failing: list[dict[str, Any]] = []
     failing_total = 0
+    for first, block in safeio.iter_blocks(results_file, what="results"):
+        got = decode_block(block, NO_SAMPLE, NO_SEED, _NAN)
+        rows: dict[int, dict[str, Any]] | None = None
+        if got is None:
+            got, numbers, rows = _read_block(block, first, results_file)
+            line_parts.append(numbers)
+        else:
+            line_parts.append(np.arange(first, first + len(got["case_id"])))
+        offset = len(case_ids)
+        case_ids.extend(got["case_id"])
+        for sl in dict.fromkeys(got["slice"]):
+            slice_names.setdefault(sl, len(slice_names))
+        parts["slice"].append(
+            np.fromiter([slice_names[sl] for sl in got["slice"]], np.int32, len(got["slice"]))
+        )
+        for name in _COLUMNS[2:]:  # after case_id and slice
+            parts[name].append(got[name])
+        for names, (idx, table) in got["shapes"].items():
+            shape = shapes.setdefault(names, ([], []))
+            shape[0].append(idx + offset)
+            shape[1].append(table)
+        fails = np.flatnonzero(~got["passed"])
+        failing_total += len(fails)
+        wanted = [int(i) for i in fails[: MAX_EXAMPLES - len(failing)]]
+        if wanted:
+            if rows is None:
+                import orjson
+
+                text = safeio.block_lines(block)
+                rows = {i: orjson.loads(text[i]) for i in wanted}
+            failing.extend(rows[i] for i in wanted)
+    slice_arr = np.concatenate(parts["slice"]) if parts["slice"] else np.zeros(0, np.int32)
+    passed, rule_ok, format_ok = (_joined(parts[k], bool) for k in ("passed", "rule_ok", "format_ok"))
+    latency, steps = _joined(parts["latency"], np.float64), _joined(parts["steps"], np.float64)
+    completion, prompt = _joined(parts["completion"], np.int64), _joined(parts["prompt"], np.int64)
+    samples, seeds = _joined(parts["sample"], np.int64), _joined(parts["seed"], np.int64)
+    lines = _joined(line_parts, np.int64)
+    n = len(case_ids)
+    if n == 0:
+        raise BadInput(
+            f"{results_file} has no results",
+            hint="a run with no cases cannot be gated; replay again (an empty run is never an all-clear)",
+        )
+    structure = sample_structure(case_ids, samples, slice_arr, lines, run, results_file)
+    check_seeds(case_ids, samples, seeds, lines, run, results_file)
+    failing = _examples(failing, structure["samples_per_case"])
+    verifier_pass = _verifier_table(
+        n, ((names, np.concatenate(idx), np.concatenate(tables)) for names, (idx, tables) in shapes.items())
+    )
+    return RunData(
+        path=path,
+        run=run,
+        case_ids=case_ids,
+        slices=list(slice_names),
+        slice_idx=slice_arr,
+        passed=passed,
+        rule_ok=rule_ok,
+        format_ok=format_ok,
+        latency_ms=latency,
+        completion_tokens=completion,
+        prompt_tokens=prompt,
+        steps=steps,
+        verifier_pass=verifier_pass,
+        failing=failing,
+        failing_total=failing_total,
+        **structure,
+    )
+
+
+_COLUMNS = (
+    "case_id",
+    "slice",
+    "passed",
+    "rule_ok",
+    "format_ok",
+    "latency",
+    "completion",
+    "prompt",
+    "steps",
+    "sample",
+    "seed",
+)
+
+
+def _read_block(
+    block: bytes, first: int, results_file: Path
+) -> tuple[dict[str, Any], list[int], dict[int, dict[str, Any]]]:
+    """One block line by line through orjson and `_extract` (the definition): its columns, the
+    line number of each row, and its failing rows by index; the first refused line is BadInput."""
+    import orjson
+
     from releasectl import safeio
 
-    for lineno, raw in safeio.iter_lines(results_file, what="results"):
+    got: dict[str, Any] = {name: [] for name in (*_COLUMNS, "names", "passes")}
+    numbers: list[int] = []
+    failing: dict[int, dict[str, Any]] = {}
+    for lineno, raw in enumerate(safeio.block_lines(block), start=first):
         if raw.isspace() or not raw:
             continue
         try:
@@ -356,63 +444,46 @@ def _load_python(path: Path, run: dict[str, Any], results_file: Path) -> RunData
                 row_problems(row, file=str(results_file), line=lineno, raw=raw),
                 hint="each line is one case (SPEC §5.1; `releasectl schema --artifact results`)",
             )
-        cid, sl, ok, r_ok, f_ok, names, passes, lat, comp, prm, stp, smp, sd = cols
-        shape = shapes.get(names)
-        if shape is None:
-            shape = shapes[names] = ([], [])
-        shape[0].append(len(case_ids))
-        shape[1].append(passes)
-        case_ids.append(cid)
-        lines.append(lineno)
-        slice_idx.append(slice_names.setdefault(sl, len(slice_names)))
-        passed.append(ok)
-        rule_ok.append(r_ok)
-        format_ok.append(f_ok)
-        latency.append(lat)
-        completion.append(comp)
-        prompt.append(prm)
-        steps.append(stp)
-        samples.append(smp)
-        seeds.append(sd)
-        if not ok:
-            failing_total += 1
-            if len(failing) < MAX_EXAMPLES:
-                failing.append(row)
-    n = len(case_ids)
-    if n == 0:
-        raise BadInput(
-            f"{results_file} has no results",
-            hint="a run with no cases cannot be gated; replay again (an empty run is never an all-clear)",
-        )
-    slice_arr = np.asarray(slice_idx, dtype=np.int32)
-    structure = sample_structure(case_ids, samples, slice_arr, lines, run, results_file)
-    check_seeds(case_ids, samples, seeds, lines, run, results_file)
-    failing = _examples(failing, structure["samples_per_case"])
-    verifier_pass = _verifier_table(
-        n,
-        (
-            (names, np.asarray(idx_list, dtype=np.int64), np.asarray(pass_rows, dtype=np.int8))
-            for names, (idx_list, pass_rows) in shapes.items()
-        ),
-    )
-    return RunData(
-        path=path,
-        run=run,
-        case_ids=case_ids,
-        slices=list(slice_names),
-        slice_idx=slice_arr,
-        passed=np.asarray(passed, dtype=bool),
-        rule_ok=np.asarray(rule_ok, dtype=bool),
-        format_ok=np.asarray(format_ok, dtype=bool),
-        latency_ms=np.asarray(latency, dtype=np.float64),
-        completion_tokens=np.asarray(completion, dtype=np.int64),
-        prompt_tokens=np.asarray(prompt, dtype=np.int64),
-        steps=np.asarray(steps, dtype=np.float64),
-        verifier_pass=verifier_pass,
-        failing=failing,
-        failing_total=failing_total,
-        **structure,
-    )
+        if not cols[2] and len(failing) < MAX_EXAMPLES:
+            failing[len(numbers)] = row
+        numbers.append(lineno)
+        for name, value in zip(_EXTRACTED, cols, strict=True):
+            got[name].append(value)
+    from releasectl.gate.fastrows_msgspec import group_shapes
+
+    passes = got.pop("passes")
+    got["shapes"] = {
+        names: (idx, np.asarray([passes[i] for i in idx], dtype=np.int8).reshape(len(idx), len(names)))
+        for names, idx in group_shapes(got.pop("names")).items()
+    }
+    for name in ("passed", "rule_ok", "format_ok"):
+        got[name] = np.asarray(got[name], dtype=bool)
+    return got, numbers, failing
+
+
+def _joined(parts: list[Any], dtype: Any) -> np.ndarray:
+    """One array from per-block lists or arrays."""
+    if not parts:
+        return np.zeros(0, dtype=dtype)
+    return np.concatenate([np.asarray(p, dtype=dtype) for p in parts])
+
+
+# The names of `_extract`'s tuple, in its order.
+_EXTRACTED = (
+    "case_id",
+    "slice",
+    "passed",
+    "rule_ok",
+    "format_ok",
+    "names",
+    "passes",
+    "latency",
+    "completion",
+    "prompt",
+    "steps",
+    "sample",
+    "seed",
+)
 
 
 def _duplicate_ids(case_ids: list[str], lines: Any, results_file: Path) -> BadInput:
