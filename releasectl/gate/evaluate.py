@@ -351,9 +351,10 @@ def _check_complete(
     cases (same suite digest, checked before) or, without a baseline, the manifest's suite."""
     if _partial_reason(cand.run) is not None:
         return
-    have = set(cand.case_list)
     if base is not None and baseline_dir is not None:
-        missing = len(set(base.case_list) - have)
+        # the usual case, same suite in the same order, without two sets of a million ids
+        same = cand.case_list == base.case_list
+        missing = 0 if same else len(set(base.case_list) - set(cand.case_list))
         against = f"the baseline {baseline_dir / 'run.json'} ({len(base.case_list)} cases)"
     elif loaded is not None and loaded.manifest.data.suite.path:
         from releasectl.suite import load_suite
@@ -364,7 +365,7 @@ def _check_complete(
             return  # the suite is not here (e.g. not pulled): the baseline is the only reference
         if suite.digest != cand.run.get("suite_digest"):
             return  # another suite: the manifest check refuses it on its own
-        missing = len({c.id for c in suite.cases} - have)
+        missing = len({c.id for c in suite.cases} - set(cand.case_list))
         against = f"the suite of {loaded.display} ({len(suite.cases)} cases)"
     else:
         return

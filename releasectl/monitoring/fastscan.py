@@ -55,7 +55,7 @@ CANDIDATE_CAP = 20_000  # candidate lines re-read in Python; more than this and 
 
 STRING_FIELDS = ("error", "expected_format", "output", "topic", "timestamp", "prompt")
 FIELDS = NUMERIC_FIELDS + BOOL_FIELDS + STRING_FIELDS
-HASHED = (*FIELDS, "request_id")  # read as j_<field>; the sample's hash covers all of them
+HASHED = (*FIELDS, "request_id")  # read as j_<field>
 NO_ERROR_STRINGS = ("", "none", "None", "null")  # the string members of stats.NO_ERROR
 # Timestamps DuckDB and datetime.fromisoformat read the same way; other strings are candidates.
 TS_RE = r"\d{4}-\d{2}-\d{2}[T ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?"
@@ -85,9 +85,13 @@ def _json_source() -> str:
 
 
 def _hash() -> str:
-    """The sample's hash: of the JSON texts of the fields read and request_id, the same in both
-    sources (identical lines, which hash alike, are the same record)."""
-    return f"hash({', '.join(f'j_{name}' for name in HASHED)})"
+    """The sample's hash, the same in both sources: of request_id, the timestamp and what the
+    sample keeps (prompt, tokens, latency). Records that agree on all of them are, to the drift
+    checks, the same record."""
+    return f"hash({', '.join(f'j_{name}' for name in SAMPLE_KEY)})"
+
+
+SAMPLE_KEY = ("request_id", "timestamp", "prompt", "tokens_generated", "response_time_ms")
 
 
 def _sql(window_seconds: float, log_gamma: float, *, fast: bool = False) -> str:
