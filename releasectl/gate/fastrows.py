@@ -30,7 +30,8 @@ line over 2 MB), when `duckjson.byte_check` finds a byte DuckDB would split on, 
 more than `CANDIDATE_CAP` candidates.
 
 Status: opt-in (`RELEASECTL_GATE_READER=duckdb`), because it does not beat the Python reader
-here. benchmarks/gate_scale.py, 1M cases × 2 runs, 2 shared cores, one run (2026-12-01): DuckDB
+here (since 2026-12-02 that reader decodes canonical blocks with msgspec: gate 5.0-5.5 s against
+this reader's 14.1 s, 1M × 2). Figures from before that change: benchmarks/gate_scale.py, 1M cases × 2 runs, 2 shared cores, one run (2026-12-01): DuckDB
 floor 1.68 s / 1.34 s (before / after), Python reader 13.77 s and 10.50 s, this reader 20.26 s.
 Per 200k-row file the query alone takes about 1.3 s against 1.1-2.0 s for the whole Python
 reader: each line is parsed about six times (`json_extract` of the read fields, `json_keys` of

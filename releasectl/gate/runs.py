@@ -279,9 +279,10 @@ def load_run(path: Path) -> RunData:
 
     `$RELEASECTL_GATE_READER` (default "auto"): "duckdb" reads plain results files with DuckDB
     (`gate.fastrows`), which hands back to the Python reader anything it cannot read exactly as
-    that reader would; "auto" and "python" use the Python reader, because on the 2-core machine
-    measured the DuckDB reader is slower (benchmarks/gate_scale.py: 1M cases × 2 runs, floor
-    1.3-1.7 s, Python reader 10.5-13.8 s, DuckDB reader 20.3 s)."""
+    that reader would; "auto" and "python" use the Python reader (msgspec blocks, `_extract` for
+    the rest), because on the 2-core machine measured the DuckDB reader is slower
+    (benchmarks/gate_scale.py, 1M cases × 2 runs, 2026-12-02: floor 1.2-1.5 s, gate with the
+    Python reader 5.0-5.5 s, with the DuckDB reader 14.1 s)."""
     path = Path(path)
     run_file, results_file = path / "run.json", path / "results.jsonl"
     if not run_file.is_file() or not results_file.is_file():
