@@ -138,6 +138,12 @@ def _summary_table(summary) -> None:  # type: ignore[no-untyped-def]
     show_default=True,
     help="--sequential: no_regressions_on passes once every protected slice is shown no worse than this.",
 )
+@click.option(
+    "--skip-decided-slices",
+    is_flag=True,
+    default=False,
+    help="--sequential: once every rule of the whole suite is decided, replay only the slices an undecided rule reads.",
+)
 @format_option()
 def replay(
     manifest: Path,
@@ -158,6 +164,7 @@ def replay(
     round_size: int | None,
     order_seed: int | None,
     no_regressions_margin: float,
+    skip_decided_slices: bool,
     fmt: str,
 ) -> int:
     """Replay the frozen suite on MANIFEST's pinned model and score every output.
@@ -195,12 +202,18 @@ def replay(
             no_regressions_margin,
             shard=shard,
             check_determinism=check_determinism,
+            skip_decided_slices=skip_decided_slices,
         )
-    elif any(v is not None for v in (baseline_run, round_size, order_seed)) or no_regressions_margin:
+    elif (
+        any(v is not None for v in (baseline_run, round_size, order_seed))
+        or no_regressions_margin
+        or skip_decided_slices
+    ):
         from releasectl.errors import BadInput
 
         raise BadInput(
-            "--baseline, --round-size, --order-seed and --no-regressions-margin go with --sequential POLICY"
+            "--baseline, --round-size, --order-seed, --no-regressions-margin and --skip-decided-slices"
+            " go with --sequential POLICY"
         )
     options = {
         "engine": engine,
@@ -294,6 +307,7 @@ def _schedule(  # type: ignore[no-untyped-def]
     *,
     shard: str | None,
     check_determinism: bool,
+    skip_decided_slices: bool = False,
 ):
     """The checked plan of `replay --sequential` (exit 2 before the model loads when it cannot run)."""
     import hashlib
@@ -335,6 +349,7 @@ def _schedule(  # type: ignore[no-untyped-def]
         confidence_level=p.confidence_level,
         correction=p.correction,
         no_regressions_margin=margin,
+        skip_decided_slices=skip_decided_slices,
     )
     check_plan(plan, loaded)
     return SequentialSchedule(plan, loaded)
@@ -351,11 +366,14 @@ def _round_line(record: dict[str, Any], total: int) -> str:
 def _sequential_summary(seq: dict[str, Any], run_dir: Path) -> None:
     used, total = seq["cases_used"], seq["cases_total"]
     verdict = seq["rounds"][-1]["verdict"] if seq["rounds"] else "hold"
+    decided = bool(seq["rounds"]) and seq["rounds"][-1]["decided"]
     if seq["stopped_early"]:
         text = (
-            f"sequential: decided after {used} of {total} cases"
+            f"sequential: {'decided' if decided else 'undecided'} after {used} of {total} cases"
             f" ({total - used} not replayed, {1 - used / total:.0%} saved): {verdict}"
         )
+        if seq.get("uniform_cases") is not None:
+            text += f"; the suite-wide rules were decided on its first {seq['uniform_cases']} cases"
     else:
         text = f"sequential: replayed the whole suite ({total} cases) without deciding every rule: {verdict}"
     base = seq.get("baseline_run")

@@ -74,6 +74,9 @@ class SequentialRound(Artifact):
     verdict: Literal["promote", "block", "hold"]
     decided: Bool
     states: Annotated[list[RoundState], Field(max_length=10_000)]  # in the policy's rule order
+    # --skip-decided-slices: the uniform prefix once cases are skipped, and the slices replayed next
+    uniform_cases: Count | None = None
+    open_slices: Annotated[list[Name], Field(max_length=100_000)] | None = None
 
 
 class SequentialRun(Artifact):
@@ -98,11 +101,22 @@ class SequentialRun(Artifact):
     cases_total: Count
     stopped_early: Bool
     rounds: Annotated[list[SequentialRound], Field(max_length=1_000_000)]
+    # --skip-decided-slices: once every rule of the whole suite was decided (on the first
+    # `uniform_cases` cases of the order), only slices with an undecided rule were replayed
+    skip_decided_slices: Bool = False
+    uniform_cases: Count | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> SequentialRun:
         if self.cases_used > self.cases_total:
             raise ValueError(f"cases_used {self.cases_used} > cases_total {self.cases_total}")
+        if self.uniform_cases is not None and (
+            not self.skip_decided_slices or self.uniform_cases > self.cases_used
+        ):
+            raise ValueError(
+                f"uniform_cases {self.uniform_cases} needs skip_decided_slices and at most cases_used"
+                f" ({self.cases_used})"
+            )
         if self.stopped_early != (self.cases_used < self.cases_total):
             raise ValueError("stopped_early must say whether cases_used < cases_total")
         return self

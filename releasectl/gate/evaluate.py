@@ -290,6 +290,7 @@ def _sequential(
         no_regressions_margin=chosen,
         max_tokens=seq.max_tokens,
         cases_total=seq.cases_total,
+        uniform_cases=seq.uniform_cases,
     )
     s_resolver = SequentialResolver(in_order(cand, seq.order_seed), ordered_base, canary, s_policy)
     decision = decide(rules, s_resolver)
@@ -308,6 +309,11 @@ def _sequential(
         "cases_total": seq.cases_total,
         "cases_saved": seq.cases_total - seq.cases_used,
         "stopped_early": seq.stopped_early,
+        **(
+            {"skip_decided_slices": True, "uniform_cases": seq.uniform_cases}
+            if seq.skip_decided_slices
+            else {}
+        ),
         "decided": decision.decided,
         "no_regressions_margin": chosen,
     }
@@ -442,6 +448,9 @@ def _check_prefix(cand: RunData, base: RunData | None, seq: Any) -> None:
     against the baseline when it holds the whole suite (a hand-picked subset would bias the gate)."""
     if base is None or base.n != seq.cases_total:
         return
+    if seq.uniform_cases is not None:
+        _check_slice_prefixes(cand, base, seq)
+        return
     expected = set(base.case_ids[: seq.cases_used])
     got = set(cand.case_ids)
     if got != expected:
@@ -450,6 +459,32 @@ def _check_prefix(cand: RunData, base: RunData | None, seq: Any) -> None:
             f"{cand.path}: the sequential run's cases are not the first {seq.cases_used} of its order"
             f" ({seq.order}, seed {seq.order_seed}) over the baseline's suite"
             + (f"; e.g. {', '.join(stray)}" if stray else ""),
+            hint="gate a run that `releasectl replay --sequential` wrote, unchanged",
+        )
+
+
+def _check_slice_prefixes(cand: RunData, base: RunData, seq: Any) -> None:
+    """--skip-decided-slices: the first `uniform_cases` cases of the order are all there (the
+    suite-wide rules are read on them), and each slice's cases are the first of that slice's own
+    order (a slice's statistics hold at any count of its cases, however it was chosen, but not
+    on a hand-picked subset)."""
+    got = set(cand.case_ids)
+    missing = [c for c in base.case_ids[: seq.uniform_cases] if c not in got]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} of the first {seq.uniform_cases} cases of the order are missing")
+    for i, name in enumerate(base.slices):
+        order = [c for c, k in zip(base.case_ids, base.slice_idx, strict=True) if k == i]
+        have = [c for c in order if c in got]
+        if set(order[: len(have)]) != set(have):
+            problems.append(f"the cases of slice {name!r} are not the first {len(have)} of its order")
+    stray = got - set(base.case_ids)
+    if stray:
+        problems.append(f"cases not in the baseline's suite, e.g. {sorted(stray)[0]!r}")
+    if problems:
+        raise BadInput(
+            f"{cand.path}: the sequential run's cases are not what --skip-decided-slices replays"
+            f" ({seq.order}, seed {seq.order_seed}): " + "; ".join(problems[:3]),
             hint="gate a run that `releasectl replay --sequential` wrote, unchanged",
         )
 

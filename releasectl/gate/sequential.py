@@ -77,7 +77,16 @@ def in_order(run: RunData, seed: int) -> RunData:
     """The run's cases in the pre-committed order (the order a sequential replay used)."""
     ids = replay_order(run.case_ids, seed)
     position = {cid: i for i, cid in enumerate(run.case_ids)}
-    idx = np.asarray([position[c] for c in ids], dtype=np.int64)
+    return _take(run, np.asarray([position[c] for c in ids], dtype=np.int64))
+
+
+def head(run: RunData, k: int) -> RunData:
+    """The run's first `k` cases (of a run `in_order`: the uniform prefix of the order)."""
+    return _take(run, np.arange(min(k, run.n), dtype=np.int64))
+
+
+def _take(run: RunData, idx: np.ndarray) -> RunData:
+    ids = [run.case_ids[int(i)] for i in idx]
     slice_names = [run.slices[int(i)] for i in run.slice_idx[idx]] if run.n else []
     names: dict[str, int] = {}
     new_idx = np.asarray([names.setdefault(s, len(names)) for s in slice_names], dtype=np.int32)
@@ -147,6 +156,9 @@ class SequentialPolicy:
     no_regressions_margin: float = 0.0
     max_tokens: int | None = None  # the bound that makes tokens per request a bounded mean
     cases_total: int | None = None  # the full suite: at it, facts and p-values are final
+    # --skip-decided-slices: the rules of the whole suite are read on its first `uniform_cases`
+    # cases in the order (a uniform sample), decided there; slices are read on all their cases
+    uniform_cases: int | None = None
 
     @property
     def alpha(self) -> float:
@@ -192,6 +204,12 @@ class SequentialResolver:
         self._base_index = {c: i for i, c in enumerate(baseline.case_ids)} if baseline else {}
         self._p_adjusted: dict[str, float] = {}
         self._p_raw: dict[str, float] = {}
+        # Suite-wide references (no slice) on the uniform prefix, once cases have been skipped.
+        self._suite: SequentialResolver | None = None
+        k = policy.uniform_cases
+        if k is not None and k < candidate.n:
+            whole = replace(policy, uniform_cases=None, cases_total=None)
+            self._suite = SequentialResolver(head(candidate, k), baseline, canary, whole)
         if baseline is not None:
             self._p_family()
 
@@ -221,6 +239,8 @@ class SequentialResolver:
     # --- boxes ------------------------------------------------------------------------------
 
     def box(self, ref: MetricRef, alpha: float) -> Box:
+        if self._suite is not None and ref.slice is None and ref.namespace != "canary":
+            return self._suite.box(ref, alpha)
         if ref.namespace == "canary":
             return self._canary(ref)
         if ref.field in ("n", "count"):
@@ -313,6 +333,8 @@ class SequentialResolver:
     def paired_side_box(self, ref: MetricRef, alpha_lower: float, alpha_upper: float) -> Box:
         """The paired delta's lower bound at α_lower and upper bound at α_upper (betting CS on the
         paired differences; `stats.sequential.paired_side_bounds`)."""
+        if self._suite is not None and ref.slice is None:
+            return self._suite.paired_side_box(ref, alpha_lower, alpha_upper)
         pair = self.paired(ref)
         if isinstance(pair, str):
             return _none(pair)
@@ -328,6 +350,8 @@ class SequentialResolver:
     def threshold_box(self, ref: MetricRef, threshold: float, alpha: float) -> Box:
         """A candidate rate for a rule against a constant: each end a one-sided sequence at α whose
         mixture lies on its side of the threshold (`stats.sequential.bernoulli_side_bounds`)."""
+        if self._suite is not None and ref.slice is None:
+            return self._suite.threshold_box(ref, threshold, alpha)
         vec = _rate_vector(self.cand, ref)
         if isinstance(vec, str):
             return _none(vec)
@@ -394,6 +418,9 @@ class SequentialResolver:
         out = []
         for row in rows:
             name = None if row["slice"] == "aggregate" else row["slice"]
+            if name is None and self._suite is not None:
+                out.extend(self._suite.slice_rows([row]))  # the aggregate is the uniform prefix's
+                continue
             ref = MetricRef(None, "success@1", (name,) if name else ())
             row = {**row, "statistics": "anytime-valid"}
             for side, run in (("candidate", self.cand), ("baseline", self.base)):
@@ -739,3 +766,37 @@ def decide(rules: list[Rule], resolver: SequentialResolver) -> RoundDecision:
     failed_on_evidence = any(d.state == "fail" and d.early for d in decisions)
     counts = {s: sum(1 for d in decisions if d.state == s) for s in ("pass", "fail", "undecided")}
     return RoundDecision(decisions, verdict, reason, not pending or failed_on_evidence, counts)
+
+
+def reads_suite(rule: Rule) -> bool:
+    """Whether the rule reads the whole suite (a metric with no slice; canary data aside)."""
+    if isinstance(rule, NoRegressions):
+        return False
+    return any(ref.slice is None and ref.namespace != "canary" for ref in metric_refs(rule))
+
+
+def open_slices(rules: list[Rule], decision: RoundDecision, resolver: SequentialResolver) -> set[str] | None:
+    """`--skip-decided-slices`: the slices whose cases can still change a rule, after a round;
+    None (every slice) while a rule of the whole suite is undecided. A slice is open when an
+    undecided rule reads it; for `no_regressions_on`, when its own paired delta is neither shown
+    within the margin nor shown worse."""
+    pending = [
+        (r, d)
+        for r, d in zip(rules, decision.rules, strict=True)
+        if d.replay_decides and d.state == "undecided"
+    ]
+    if any(reads_suite(r) for r, _ in pending):
+        return None
+    out: set[str] = set()
+    margin = resolver.policy.no_regressions_margin
+    alpha = resolver.policy.alpha / 2
+    for rule, _ in pending:
+        if isinstance(rule, NoRegressions):
+            k = max(1, len(rule.slices))
+            for s in rule.slices:
+                b = resolver.paired_side_box(MetricRef("delta", "success@1", (s,)), alpha, alpha / k)
+                if b.reason or not (b.lower >= -margin or b.upper < 0):
+                    out.add(s)
+        else:
+            out.update(ref.slice for ref in metric_refs(rule) if ref.slice is not None)
+    return out

@@ -284,6 +284,10 @@ class CaseSchedule(Protocol):
         """Fields merged into run.json."""
         ...
 
+    def skip(self, case: Case) -> bool:
+        """True: leave this case out (it can no longer change the decision); asked per batch."""
+        ...
+
 
 def generate_plan(
     engine: Engine,
@@ -293,9 +297,11 @@ def generate_plan(
     run_dir: RunDirectory,
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[list[dict[str, Any]], float], bool] | None = None,
+    skip: Callable[[Case], bool] | None = None,
 ) -> None:
     """The generation loop: each pending batch through the engine, scored, appended durably;
-    `should_stop` (a CaseSchedule's after_batch) may end it after any batch."""
+    `should_stop` (a CaseSchedule's after_batch) may end it after any batch, and `skip` (its
+    `skip`) leaves cases out."""
     m = loaded.manifest
     done = run_dir.done
     completed = len(done & {i.key for b in plan.batches for i in b.items})
@@ -307,6 +313,8 @@ def generate_plan(
     with engine.use_adapters(inputs.adapters):
         for batch in plan.batches:
             todo = pending(batch, done)
+            if skip is not None:
+                todo = tuple(item for item in todo if not skip(item.case))
             if not todo:
                 continue
             prompts = []
@@ -448,7 +456,14 @@ def run_replay(
     started = datetime.now(UTC)
     try:
         generate_plan(
-            eng, plan, inputs, loaded, run_dir, on_progress, schedule.after_batch if schedule else None
+            eng,
+            plan,
+            inputs,
+            loaded,
+            run_dir,
+            on_progress,
+            schedule.after_batch if schedule else None,
+            schedule.skip if schedule else None,
         )
     finally:
         run_dir.close()

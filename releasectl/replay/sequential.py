@@ -26,6 +26,7 @@ from releasectl.gate.sequential import (
     SequentialResolver,
     decide,
     in_order,
+    open_slices,
     order_key,
     run_from_rows,
 )
@@ -50,6 +51,7 @@ class SequentialPlan:
     confidence_level: float = 0.95
     correction: str = "holm"
     no_regressions_margin: float = 0.0
+    skip_decided_slices: bool = False
 
 
 @dataclass
@@ -63,8 +65,11 @@ class SequentialSchedule:
     total: int = 0
     used: int = 0
     last: RoundDecision | None = None
+    uniform: int | None = None  # --skip-decided-slices: the uniform prefix, once cases are skipped
+    open: set[str] | None = None  # the slices still replayed (None: all)
     _base: RunData | None = None
     _state_file: Path | None = None
+    _ordered: list[Case] = field(default_factory=list)
 
     def restore(self, run_dir: Path, rows: int) -> None:
         """Called once the run directory is started: take back the rounds a resumed run already
@@ -80,7 +85,7 @@ class SequentialSchedule:
 
             try:
                 saved = read_json(self._state_file, what="sequential resume state")
-                kept = [SequentialRound.model_validate(r).model_dump(mode="json") for r in saved]
+                kept = [SequentialRound.model_validate(r).model_dump(mode="json", exclude_unset=True) for r in saved]
             except (BadInput, ValueError, TypeError):
                 raise BadInput(
                     f"{self._state_file}: unreadable sequential resume state",
@@ -89,6 +94,10 @@ class SequentialSchedule:
             kept = [r for r in kept if r["cases"] <= rows]
         self.rounds = kept
         self.used = kept[-1]["cases"] if kept else 0
+        if kept and self.plan.skip_decided_slices:
+            self.uniform = kept[-1].get("uniform_cases")
+            opened = kept[-1].get("open_slices")
+            self.open = None if opened is None else set(opened)
         self._save()
 
     def _save(self) -> None:
@@ -103,7 +112,19 @@ class SequentialSchedule:
         self.total = len(cases)
         if self.plan.baseline is not None:
             self._base = in_order(self.plan.baseline, self.plan.order_seed)
-        return sorted(cases, key=lambda c: order_key(self.plan.order_seed, c.id))
+        self._ordered = sorted(cases, key=lambda c: order_key(self.plan.order_seed, c.id))
+        return self._ordered
+
+    def skip(self, case: Case) -> bool:
+        """--skip-decided-slices: a case of a slice no undecided rule reads is not replayed."""
+        return self.open is not None and case.slice not in self.open
+
+    def _last_reachable(self, rows: list[dict[str, Any]]) -> int:
+        """How many rows the replay ends with if no slice opens or closes again."""
+        if self.open is None:
+            return self.total
+        done = {r["case_id"] for r in rows}
+        return len(rows) + sum(1 for c in self._ordered if c.id not in done and c.slice in self.open)
 
     def state(self) -> dict[str, Any]:
         p = self.plan
@@ -113,6 +134,7 @@ class SequentialSchedule:
             "round_size": p.round_size,
             "baseline_run": str(p.baseline_dir) if p.baseline_dir else None,
             "no_regressions_margin": p.no_regressions_margin,
+            **({"skip_decided_slices": True} if p.skip_decided_slices else {}),
         }
 
     def policy(self) -> SequentialPolicy:
@@ -123,6 +145,7 @@ class SequentialSchedule:
             no_regressions_margin=self.plan.no_regressions_margin,
             max_tokens=m.sampling.max_tokens,
             cases_total=self.total,
+            uniform_cases=self.uniform,
         )
 
     def after_batch(self, rows: list[dict[str, Any]], generation_seconds: float) -> bool:
@@ -131,7 +154,7 @@ class SequentialSchedule:
             return n < self.total  # a resumed run that had decided at its last look: stop there
         # the next multiple of the round size after the last round (a resumed run picks up there)
         boundary = (self.used // self.plan.round_size + 1) * self.plan.round_size
-        if n < boundary and n < self.total:
+        if n < boundary and n < self._last_reachable(rows):
             return False
         m = self.loaded.manifest
         facts = {
@@ -142,20 +165,35 @@ class SequentialSchedule:
             "gpu_hourly_usd": m.infrastructure.gpu_hourly_usd,
         }
         cand = in_order(run_from_rows(rows, facts, Path(".")), self.plan.order_seed)
-        decision = decide(self.plan.rules, SequentialResolver(cand, self._base, None, self.policy()))
-        record = {
+        resolver = SequentialResolver(cand, self._base, None, self.policy())
+        decision = decide(self.plan.rules, resolver)
+        record: dict[str, Any] = {
             "round": len(self.rounds) + 1,
             "cases": n,
             "verdict": decision.verdict,
             "decided": decision.decided,
             "states": [d.state for d in decision.rules],
         }
+        if self.plan.skip_decided_slices and not decision.decided:
+            self._focus(decision, resolver, n)
+            record["uniform_cases"] = self.uniform
+            record["open_slices"] = None if self.open is None else sorted(self.open)
         self.rounds.append(record)
         self.used, self.last = n, decision
         self._save()  # atomically, after the round's rows are durable: a kill loses no look
         if self.on_round is not None:
             self.on_round(record, decision)
         return decision.decided and n < self.total
+
+    def _focus(self, decision: RoundDecision, resolver: SequentialResolver, n: int) -> None:
+        """After a round: once no rule of the whole suite is undecided, the cases so far are the
+        uniform prefix those rules are read on from now on, and only the slices that an undecided
+        rule reads are replayed next (`gate.sequential.open_slices`)."""
+        opened = open_slices(self.plan.rules, decision, resolver)
+        if self.uniform is None and opened is not None:
+            self.uniform = n
+        if self.uniform is not None:
+            self.open = opened
 
     def record(self) -> dict[str, Any]:
         p = self.plan
@@ -185,6 +223,11 @@ class SequentialSchedule:
                 "cases_total": self.total,
                 "stopped_early": self.used < self.total,
                 "rounds": self.rounds,
+                **(
+                    {"skip_decided_slices": True, "uniform_cases": self.uniform}
+                    if p.skip_decided_slices
+                    else {}
+                ),
             }
         }
 
