@@ -440,6 +440,136 @@ def stop(states: dict[str, np.ndarray], looks: np.ndarray) -> Stopped:
     return Stopped(verdict, looks[first], first + 1)
 
 
+# --- --skip-decided-slices: only slices with an undecided rule, once the suite-wide ones are decided
+
+
+SUITE_WIDE = ("aggregate.success@1.lower_ci >= 0.82", "latency_p95_ms.point <= 900")
+RULE_SLICE = {  # the slice each slice-level rule reads (no_regressions_on: each protected slice)
+    "rule_violation_rate(headache_redflags).point <= 0.05": "headache_redflags",
+    "math_correct_rate(math_basic).lower_ci >= 0.98": "math_basic",
+    "format_pass_rate(math_basic).lower_ci >= 0.98": "math_basic",
+    "delta.success@1(division_hard).point >= 0.07": FOCUS,
+    "delta.success@1(division_hard).p_value < 0.05": FOCUS,
+    "tool_call_correctness.schema(debug_search_api).lower_ci >= 0.99": "debug_search_api",
+    "api_version_match_rate(debug_search_api).lower_ci >= 0.98": "debug_search_api",
+    "steps_to_solve_median(debug_search_api).point <= 5": "debug_search_api",
+}
+
+
+def _states_at(
+    sim: Sim, ns: dict[str, np.ndarray], prefix: np.ndarray, margin: float
+) -> dict[str, np.ndarray]:
+    """Each rule's state (sims,) at one look: slice rules at each slice's count `ns`, the
+    suite-wide rules on the first `prefix` cases of the order; plus each protected slice's own
+    state under `_protected:<slice>` (what `gate.sequential.open_slices` reads)."""
+    out: dict[str, np.ndarray] = {}
+    n2 = {s: v[:, None] for s, v in ns.items()}
+    agg = np.concatenate((np.zeros((sim.sims, 1), int), np.cumsum(sim.agg_cand, axis=1)), axis=1)
+    k = np.take_along_axis(agg, prefix[:, None], axis=1)
+    out[SUITE_WIDE[0]] = _cs_rule(k, prefix[:, None], 0.82, True)[:, 0]
+    out[SUITE_WIDE[1]] = np.asarray(
+        [
+            _quantile_rule([np.sort(sim.latency[i, : prefix[i]])[None, :]], 0.95, ALPHA / 2, 900.0)[0, 0]
+            for i in range(sim.sims)
+        ]
+    )
+    states = []
+    for s in PROTECTED:
+        lo, hi = _delta_box(sim.slices[s], n2[s], ALPHA / 2, ALPHA / 2 / len(PROTECTED))
+        states.append(np.where(hi < 0, "fail", np.where(lo >= -margin, "pass", "undecided"))[:, 0])
+        out[f"_protected:{s}"] = states[-1]
+    st = np.stack(states)
+    out["no_regressions_on"] = np.where(
+        (st == "fail").any(0), "fail", np.where((st == "pass").all(0), "pass", "undecided")
+    )
+    h, m, g = sim.slices["headache_redflags"], sim.slices["math_basic"], sim.slices["debug_search_api"]
+    nh, nm, ng = n2["headache_redflags"], n2["math_basic"], n2["debug_search_api"]
+    out["rule_violation_rate(headache_redflags).point <= 0.05"] = _cs_rule(
+        _at(h.cand["violation"], nh), nh, 0.05, False
+    )[:, 0]
+    out["math_correct_rate(math_basic).lower_ci >= 0.98"] = _cs_rule(_at(m.cand["math"], nm), nm, 0.98, True)[
+        :, 0
+    ]
+    out["format_pass_rate(math_basic).lower_ci >= 0.98"] = _cs_rule(
+        _at(m.cand["format"], nm), nm, 0.98, True
+    )[:, 0]
+    lo, hi = _delta_box(sim.slices[FOCUS], n2[FOCUS], ALPHA / 2, ALPHA / 2)
+    out["delta.success@1(division_hard).point >= 0.07"] = np.where(
+        lo >= 0.07, "pass", np.where(hi < 0.07, "fail", "undecided")
+    )[:, 0]
+    # the p-value is final only once the whole suite is replayed (never, once a slice is skipped)
+    p = _av_p_values(sim, n2)[FOCUS][:, 0]
+    final = sum(ns.values()) >= sim.total
+    out["delta.success@1(division_hard).p_value < 0.05"] = np.where(
+        p < 0.05, "pass", np.where(final, "fail", "undecided")
+    )
+    out["tool_call_correctness.schema(debug_search_api).lower_ci >= 0.99"] = _cs_rule(
+        _at(g.cand["schema"], ng), ng, 0.99, True
+    )[:, 0]
+    out["api_version_match_rate(debug_search_api).lower_ci >= 0.98"] = _cs_rule(
+        _at(g.cand["api"], ng), ng, 0.98, True
+    )[:, 0]
+    out["steps_to_solve_median(debug_search_api).point <= 5"] = _steps_sequential(g, ng)[:, 0]
+    return out
+
+
+def skipping_stop(sim: Sim, round_size: int, margin: float, rules: tuple[str, ...] | None = None) -> Stopped:
+    """`replay --sequential --skip-decided-slices`, round by round: the pre-committed order, its
+    cases of closed slices skipped once every suite-wide rule is decided (then read on the
+    uniform prefix, as `gate.sequential` does); a slice is open while a rule that reads it is
+    undecided. Stops when the policy is decided or nothing open is left."""
+    names = list(sim.slices)
+    cursor = np.zeros(sim.sims, dtype=np.int64)  # position in the order
+    prefix = np.zeros(sim.sims, dtype=np.int64)
+    ns = {s: np.zeros(sim.sims, dtype=np.int64) for s in names}
+    switched = np.zeros(sim.sims, dtype=bool)
+    open_: dict[str, np.ndarray] = {s: np.ones(sim.sims, dtype=bool) for s in names}
+    done = np.zeros(sim.sims, dtype=bool)
+    verdict = np.full(sim.sims, "hold", dtype=object)
+    cases = np.zeros(sim.sims, dtype=np.int64)
+    rounds = np.zeros(sim.sims, dtype=np.int64)
+    frozen: dict[str, np.ndarray] = {}
+    r = 0
+    while not done.all():
+        r += 1
+        for i in np.flatnonzero(~done):
+            ahead = np.sort(np.concatenate([sim.slices[s].arrival[i] for s in names if open_[s][i]]))
+            ahead = ahead[ahead >= cursor[i]]
+            cursor[i] = sim.total if ahead.size == 0 else ahead[min(round_size, ahead.size) - 1] + 1
+            for s in names:
+                if open_[s][i]:
+                    ns[s][i] = int(np.searchsorted(sim.slices[s].arrival[i], cursor[i]))
+            if not switched[i]:
+                prefix[i] = cursor[i]
+        st = _states_at(sim, ns, prefix, margin)
+        for name in SUITE_WIDE:
+            st[name] = np.where(switched, frozen.get(name, st[name]), st[name])
+        frozen = {name: st[name] for name in SUITE_WIDE}
+        chosen = [k for k in st if not k.startswith("_") and (rules is None or k in rules)]
+        stack = np.stack([st[k] for k in chosen])
+        failed = (stack == "fail").any(0)
+        decided = failed | (stack != "undecided").all(0)
+        wide = [k for k in SUITE_WIDE if k in chosen]
+        switched |= (np.stack([st[k] for k in wide]) != "undecided").all(0) if wide else True
+        for s in names:  # open: read by an undecided rule (every slice before the switch)
+            reads = np.zeros(sim.sims, dtype=bool)
+            for k, sl in RULE_SLICE.items():
+                if sl == s and k in chosen:
+                    reads |= st[k] == "undecided"
+            if s in PROTECTED and "no_regressions_on" in chosen:
+                reads |= st[f"_protected:{s}"] == "undecided"
+            open_[s] = np.where(switched, reads, True)
+        exhausted = np.ones(sim.sims, dtype=bool)
+        for s in names:
+            exhausted &= ~open_[s] | (ns[s] >= sim.slices[s].arrival.shape[1])
+        now = ~done & (decided | exhausted)
+        verdict[now] = np.where(failed[now], "block", np.where(decided[now], "promote", "hold"))
+        cases[now] = sum(ns[s] for s in names)[now]
+        rounds[now] = r
+        done |= now
+    return Stopped(verdict.astype(str), cases, rounds)
+
+
 # --- the report -----------------------------------------------------------------------------------
 
 
@@ -519,6 +649,18 @@ def run_sequential(rng: np.random.Generator, args: argparse.Namespace, scale: in
                 f" {rate(st.verdict, 'hold'):>6.3f} {st.cases.mean():>11.0f} {st.cases.mean() / total:>6.2f}"
             )
         _equal_error_rates(sims_by, stops, grid, margin, rules, total)
+        if args.skip_decided_slices:
+            print(f"\n### the same with --skip-decided-slices (rounds of {looks[0]} replayed cases)")
+            print(f"{'scenario':<52} {'promote':>8} {'block':>7} {'hold':>6} {'mean cases':>11} {'share':>6}")
+            skipped = {}
+            for label, sim in sims_by.items():
+                st = skipping_stop(sim, int(looks[0]), margin, rules)
+                skipped[label] = st
+                print(
+                    f"{label:<52} {rate(st.verdict, 'promote'):>8.3f} {rate(st.verdict, 'block'):>7.3f}"
+                    f" {rate(st.verdict, 'hold'):>6.3f} {st.cases.mean():>11.0f} {st.cases.mean() / total:>6.2f}"
+                )
+            _equal_error_rates(sims_by, skipped, grid, margin, rules, total)
 
 
 def _equal_error_rates(
@@ -574,6 +716,12 @@ def main() -> None:
     )
     parser.add_argument("--clear-better", type=float, default=0.06)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--no-skip-decided-slices",
+        dest="skip_decided_slices",
+        action="store_false",
+        help="leave out the replay that skips the slices no undecided rule reads",
+    )
     parser.add_argument("--fixed-grid", type=int, default=100, help="fixed n searched on total/G steps")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)

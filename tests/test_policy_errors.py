@@ -24,6 +24,7 @@ from releasectl.gate.sequential import (  # noqa: E402
     SequentialResolver,
     decide,
     in_order,
+    open_slices,
     order_key,
     run_from_rows,
 )
@@ -158,3 +159,64 @@ def test_false_promotions_stay_under_half_alpha_when_the_replay_looks_after_ever
     stopped = bench.stop(bench.sequential_gate(sim, looks, 0.02), looks)
     low, high = promoted
     assert low <= np.mean(stopped.verdict == "promote") <= high
+
+
+def test_the_benchmarks_skipping_replay_is_gate_sequential_with_open_slices(sims):
+    """`skipping_stop` (the benchmark's --skip-decided-slices) stops at the same number of cases
+    with the same verdict as the real procedure: `decide` on the cases so far with the uniform
+    prefix, then `open_slices` choosing which of the order's next cases are replayed (as
+    `SequentialSchedule.after_batch` and `skip` do)."""
+    rules = parse_rules_file(POLICY)
+    size = 100
+    skipped = 0
+    for k, sim in enumerate(sims):
+        expected = bench.skipping_stop(sim, size, 0.02)
+        for i in range(sim.sims):
+            order = rows_of(sim, i, "cand")  # in the pre-committed order
+            base = in_order(run_from_rows(rows_of(sim, i, "base"), RUN, Path("b")), SEED)
+            taken: list[dict] = []
+            cursor, uniform, opened = 0, None, None
+            while True:
+                picked = 0
+                while cursor < len(order) and picked < size:
+                    if opened is None or order[cursor]["slice"] in opened:
+                        taken.append(order[cursor])
+                        picked += 1
+                    cursor += 1
+                cand = in_order(run_from_rows(taken, RUN, Path("c")), SEED)
+                policy = SequentialPolicy(
+                    no_regressions_margin=0.02, max_tokens=256, cases_total=sim.total, uniform_cases=uniform
+                )
+                resolver = SequentialResolver(cand, base, None, policy)
+                decision = decide(rules, resolver)
+                if decision.decided or picked == 0 or cursor >= len(order):
+                    break
+                now = open_slices(rules, decision, resolver)
+                if uniform is None and now is not None:
+                    uniform = len(taken)
+                if uniform is not None:
+                    opened = now
+            assert len(taken) == expected.cases[i], (k, i, len(taken), expected.cases[i])
+            assert decision.verdict == expected.verdict[i], (k, i)
+            skipped += uniform is not None
+    assert skipped >= 2  # the comparison does see replays that skip slices
+
+
+@pytest.mark.parametrize(
+    ("worse", "promoted"),
+    [
+        ({}, (0.5, 1.0)),
+        ({"schema": 0.99}, (0.0, bench.ALPHA / 2)),
+        ({"protected": -0.08}, (0.0, bench.ALPHA / 2)),
+    ],
+)
+def test_false_promotions_stay_under_half_alpha_when_decided_slices_are_skipped(worse, promoted):
+    """The same candidates with --skip-decided-slices (rounds of 405): skipping a slice's cases
+    once its rules are decided keeps false promotions under α/2, and uses fewer cases."""
+    rng = np.random.default_rng(43)
+    sim = bench.simulate(rng, 200, bench.BASELINE, bench.candidate(0.06, focus=0.30, **worse), 50, 0.7)
+    stopped = bench.skipping_stop(sim, 405, 0.02)
+    low, high = promoted
+    assert low <= np.mean(stopped.verdict == "promote") <= high
+    looks = np.arange(405, sim.total + 1, 405)
+    assert stopped.cases.mean() < bench.stop(bench.sequential_gate(sim, looks, 0.02), looks).cases.mean()
