@@ -18,7 +18,9 @@ It reports, at each scale:
 2. the same with the non-inferiority margin (`gate --no-regressions-margin M`, Newcombe interval);
 3. sequential replay (`replay --sequential`): the anytime-valid gate after every round of a
    pre-committed random order, stopped when decided; false promotions under optional stopping, and
-   the cases used against the fixed n that reaches the same error rates.
+   the cases used against the fixed n that reaches the same error rates; and the same replay with
+   `--skip-decided-slices` (only slices an undecided rule reads, once the suite-wide rules are
+   decided), which brings it from 4-8 % to 63-70 % fewer cases than that fixed n.
 
 The decisions below are computed with vectorised copies of the gate's rules, on the same functions
 (`gate.stats`, `stats.sequential`, `gate.noninferiority`); tests/test_policy_errors.py checks that
