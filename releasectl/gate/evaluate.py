@@ -473,11 +473,15 @@ def _check_slice_prefixes(cand: RunData, base: RunData, seq: Any) -> None:
     problems = []
     if missing:
         problems.append(f"{len(missing)} of the first {seq.uniform_cases} cases of the order are missing")
-    for i, name in enumerate(base.slices):
-        order = [c for c, k in zip(base.case_ids, base.slice_idx, strict=True) if k == i]
+    orders: dict[int, list[str]] = {}  # each slice's cases in the order, in one pass
+    for c, k in zip(base.case_ids, base.slice_idx.tolist(), strict=True):
+        orders.setdefault(k, []).append(c)
+    for k, order in orders.items():
         have = [c for c in order if c in got]
         if set(order[: len(have)]) != set(have):
-            problems.append(f"the cases of slice {name!r} are not the first {len(have)} of its order")
+            problems.append(
+                f"the cases of slice {base.slices[k]!r} are not the first {len(have)} of its order"
+            )
     stray = got - set(base.case_ids)
     if stray:
         problems.append(f"cases not in the baseline's suite, e.g. {sorted(stray)[0]!r}")

@@ -213,7 +213,7 @@ def _columns(
     if tables is None:
         return None
     every, rule_ok, format_ok, shapes = tables
-    passed = np.fromiter(map(_ROW_PASSED, rows), dtype=bool, count=len(rows))
+    passed = np.fromiter(map(_PASSED, rows), dtype=bool, count=len(rows))
     if not np.array_equal(passed, every):
         return None  # `_extract` says which verifier and why
     unset = msgspec.UNSET
@@ -233,9 +233,4 @@ def _columns(
     }
 
 
-_VERIFIERS, _PASSED, _KIND, _ROW_PASSED = (
-    attrgetter("verifiers"),
-    attrgetter("passed"),
-    attrgetter("kind"),
-    attrgetter("passed"),
-)
+_VERIFIERS, _PASSED, _KIND = attrgetter("verifiers"), attrgetter("passed"), attrgetter("kind")

@@ -648,13 +648,25 @@ def _no_regressions(rule: NoRegressions, resolver: SequentialResolver) -> RuleDe
     wrong: α/2 each, no split (an intersection-union test). A fail needs one slice shown worse, so
     a wrong fail may come from any slice: their upper bounds split α/2."""
     margin = resolver.policy.no_regressions_margin
+    return no_regressions_decision(
+        rule, _no_regression_boxes(rule, resolver), margin, "anytime-valid paired CS"
+    )
+
+
+def _no_regression_boxes(rule: NoRegressions, resolver: SequentialResolver) -> dict[str, Box]:
+    """Each protected slice's paired delta: the lower bound at α/2, the upper at α/2 split over
+    the k slices (see `_no_regressions`)."""
     alpha = resolver.policy.alpha / 2
     k = max(1, len(rule.slices))
-    boxes = {
+    return {
         s: resolver.paired_side_box(MetricRef("delta", "success@1", (s,)), alpha, alpha / k)
         for s in rule.slices
     }
-    return no_regressions_decision(rule, boxes, margin, "anytime-valid paired CS")
+
+
+def _slice_settled(b: Box, margin: float) -> bool:
+    """A protected slice's delta is shown within the margin or shown worse (`no_regressions_decision`)."""
+    return not b.reason and (b.lower >= -margin or b.upper < 0)
 
 
 def no_regressions_decision(
@@ -789,14 +801,10 @@ def open_slices(rules: list[Rule], decision: RoundDecision, resolver: Sequential
         return None
     out: set[str] = set()
     margin = resolver.policy.no_regressions_margin
-    alpha = resolver.policy.alpha / 2
     for rule, _ in pending:
         if isinstance(rule, NoRegressions):
-            k = max(1, len(rule.slices))
-            for s in rule.slices:
-                b = resolver.paired_side_box(MetricRef("delta", "success@1", (s,)), alpha, alpha / k)
-                if b.reason or not (b.lower >= -margin or b.upper < 0):
-                    out.add(s)
+            boxes = _no_regression_boxes(rule, resolver)
+            out.update(s for s, b in boxes.items() if not _slice_settled(b, margin))
         else:
             out.update(ref.slice for ref in metric_refs(rule) if ref.slice is not None)
     return out
