@@ -114,6 +114,19 @@ def _stat(path: PathLike, what: str, name: str | None = None) -> os.stat_result:
     return st
 
 
+def present(path: PathLike, *, what: str = "file", name: str | None = None) -> bool:
+    """Whether an optional input is there: False when nothing is at `path`, True for a regular
+    file (symlinks followed). Anything else there (a FIFO, a device, a directory, a dangling or
+    looping link) is BadInput naming it, never read as "absent"."""
+    try:
+        if not os.path.lexists(path):
+            return False
+    except ValueError:  # an embedded NUL: _stat says so
+        pass
+    _stat(path, what, name)
+    return True
+
+
 def regular_file(path: PathLike, *, what: str = "file", name: str | None = None) -> Path:
     """`path` resolved (symlinks followed, loops refused) when it names a regular file.
     `name` is how messages name it (default: the path as given)."""

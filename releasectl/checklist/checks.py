@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from releasectl import safeio
 from releasectl.checklist.result import CheckResult
 from releasectl.errors import BadInput, EnvironmentFailure, Problem
 from releasectl.manifest.loader import LoadedManifest, iter_artifacts
@@ -330,7 +331,7 @@ def parent_release_exists(ctx: CheckContext) -> CheckResult:
     if parent is None:
         return CheckResult("parent_release_exists", "warn", "first release: no parent to roll back to")
     path = ctx.root / "releases" / f"{parent}.yaml"
-    if not path.is_file():
+    if not safeio.present(path, what="parent manifest"):
         return CheckResult(
             "parent_release_exists",
             "fail",
@@ -386,7 +387,7 @@ def alert_rules_parse(ctx: CheckContext) -> CheckResult:
 
 def _dvc_yaml(ctx: CheckContext) -> dict[str, Any]:
     path = ctx.root / "dvc.yaml"
-    if not path.is_file():
+    if not safeio.present(path, what="dvc.yaml"):
         return {}
     return load_yaml_with_positions(path, "dvc.yaml").data or {}
 

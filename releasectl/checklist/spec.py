@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from releasectl import safeio
 from releasectl.errors import BadInput, Problem
 from releasectl.manifest.yaml_positions import dotted, load_yaml_with_positions
 
@@ -37,7 +38,7 @@ def load_checklist(root: Path, known_checks: set[str]) -> ChecklistSpec:
     """Load and validate the checklist, refusing unknown check ids with their positions."""
     path = root / CHECKLIST_FILE
     display = CHECKLIST_FILE.as_posix()
-    if not path.is_file():
+    if not safeio.present(path, what="checklist", name=display):
         raise BadInput(
             f"{display} not found under {root}",
             hint="a releases repository keeps its production checklist there",

@@ -336,6 +336,7 @@ def status(fmt: str) -> int:
 
     from releasectl.channels import CHANNELS, read_state
     from releasectl.channels.state import repair_view
+    from releasectl.safeio import present
 
     root = repo_root()
     state = read_state(root)
@@ -347,7 +348,7 @@ def status(fmt: str) -> int:
         last = next((e for e in reversed(state.moves) if e["channel"] == c), None)
         gate = (last or {}).get("gate") or {}
         verdict = gate.get("verdict")
-        if verdict is None and release and (root / "runs" / release / "gate.json").is_file():
+        if verdict is None and release and present(root / "runs" / release / "gate.json", what="gate"):
             from releasectl.errors import BadInput
             from releasectl.safeio import read_json
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from releasectl import safeio
 from releasectl.errors import BadInput, Problem
 from releasectl.flywheel.clusters import ClusterSettings, cluster, failure_text
 from releasectl.flywheel.hygiene import (
@@ -48,7 +49,7 @@ def load_params(path: Path | None) -> FeedbackParams:
     """The `feedback:` section of `path` (default params.yaml here when present), validated."""
     if path is None:
         path = Path("params.yaml")
-        if not path.is_file():
+        if not safeio.present(path, what="params"):
             return FeedbackParams()
     from releasectl.manifest.yaml_positions import load_yaml_with_positions
 

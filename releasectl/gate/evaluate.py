@@ -410,7 +410,9 @@ def _check_baseline_manifest(base: RunData, root: Path | None) -> None:
     if root is None or not isinstance(release, str):
         return
     manifest = root / "releases" / f"{release}.yaml"
-    if not manifest.is_file():
+    from releasectl import safeio
+
+    if not safeio.present(manifest, what="release manifest"):
         return
     from releasectl.manifest.loader import load_manifest
 

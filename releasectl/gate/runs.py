@@ -284,8 +284,10 @@ def load_run(path: Path) -> RunData:
     (benchmarks/gate_scale.py, 1M cases × 2 runs, 2026-12-02: floor 1.2-1.5 s, gate with the
     Python reader 5.0-5.5 s, with the DuckDB reader 14.1 s)."""
     path = Path(path)
+    from releasectl import safeio
+
     run_file, results_file = path / "run.json", path / "results.jsonl"
-    if not run_file.is_file() or not results_file.is_file():
+    if not (safeio.present(run_file, what="run.json") & safeio.present(results_file, what="results")):
         raise BadInput(
             f"{path} is not a run directory (needs run.json and results.jsonl)",
             hint="make one with `releasectl replay MANIFEST --out DIR`",
@@ -299,8 +301,6 @@ def load_run(path: Path) -> RunData:
         )
     note = None
     if engine == "duckdb":
-        from releasectl import safeio
-
         with safeio.open_binary(results_file, what="results") as probe:
             gzipped = probe.read(2) == safeio.GZIP_MAGIC
         if gzipped:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from releasectl import safeio
 from releasectl.errors import BadInput, Problem
 from releasectl.manifest.models import Artifact, Manifest
 from releasectl.manifest.yaml_positions import FieldPath, Positioned, dotted, load_yaml_with_positions
@@ -314,8 +315,6 @@ def _check_pins(loaded: LoadedManifest) -> list[Problem]:
 def _readable(path: Path) -> None:
     """Refuse, before anything resolves the path, what `safeio` refuses: symlink loops, names too
     long, FIFOs, devices, directories; a missing file is "no such file"."""
-    from releasectl import safeio
-
     try:
         safeio.regular_file(path, what="manifest")
     except BadInput as e:
@@ -364,7 +363,7 @@ def load_manifest(path: str | Path, root: Path | None = None) -> LoadedManifest:
 def release_path(root: Path, release: str) -> Path:
     """`releases/<release>.yaml` under `root`, or a clear error naming the known releases."""
     candidate = root / "releases" / f"{release}.yaml"
-    if candidate.is_file():
+    if safeio.present(candidate, what="release manifest"):
         return candidate
     known = sorted(p.stem for p in (root / "releases").glob("v*.yaml"))
     import difflib

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from releasectl import safeio
 from releasectl.errors import BadInput
 from releasectl.monitoring.families import CostBasis, LogResolver, compute_metrics, cost_source, metrics_table
 from releasectl.monitoring.stats import LogStats, scan
@@ -37,7 +38,7 @@ def resolve_release(root: Path | None, release: str | None, channel: str) -> tup
     """The release to monitor: --release, else the one `channel` serves; and how it was chosen."""
     if release:
         return release, "--release"
-    if root is None or not (root / "releases" / "channels.yaml").is_file():
+    if root is None or not safeio.present(root / "releases" / "channels.yaml", what="channels"):
         return None, "no releases/channels.yaml found; alerts need --release or a releases repository"
     from releasectl.channels import read_state
 

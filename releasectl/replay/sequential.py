@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from releasectl import safeio
 from releasectl.errors import BadInput
 from releasectl.gate.rules import Rule
 from releasectl.gate.runs import RunData
@@ -80,12 +81,15 @@ class SequentialSchedule:
 
         self._state_file = run_dir / ROUNDS_STATE
         kept: list[dict[str, Any]] = []
-        if rows and self._state_file.is_file():
+        if rows and safeio.present(self._state_file, what="sequential rounds"):
             from releasectl.safeio import read_json
 
             try:
                 saved = read_json(self._state_file, what="sequential resume state")
-                kept = [SequentialRound.model_validate(r).model_dump(mode="json", exclude_unset=True) for r in saved]
+                kept = [
+                    SequentialRound.model_validate(r).model_dump(mode="json", exclude_unset=True)
+                    for r in saved
+                ]
             except (BadInput, ValueError, TypeError):
                 raise BadInput(
                     f"{self._state_file}: unreadable sequential resume state",
