@@ -165,3 +165,36 @@ def test_a_negative_k_parse_error_is_no_longer_an_empty_hint():
 )
 def test_every_documented_rule_fits_its_signature(text):
     assert parse_rules(text + "\n", source="p.rules")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("delta.success@1(s).point >= " + "-" * 5_000 + "0.1", "nested 5002 levels deep"),
+        ("latency_p95_ms.point <= 0" + " + 1" * 1_500, "levels deep"),
+        ("latency_p95_ms.point <= 1" + " * 1" * 1_500 + " * baseline.latency_p95_ms.point", "levels deep"),
+        ("aggregate.success@1.lower_ci >= " + "(" * 100_000 + "0.5" + ")" * 100_000, "characters long"),
+        ("no_regressions_on: [" + ", ".join(f"'s{i}'" for i in range(5_000)) + "]", "characters long"),
+    ],
+)
+def test_rules_too_deep_or_too_long_are_errors_at_their_line_not_crashes(text, words):
+    """A rule nested thousands of levels (signs, operators) used to exhaust Python's recursion
+    when it was built, and a 200,000-character rule to overflow gate.json's bounds: both were
+    "internal error". Each is a rule error at its line, with the bound."""
+    with pytest.raises(BadInput) as err:
+        parse_rules("latency_p95_ms.point <= 900\n" + text + "\n", source="p.rules")
+    (p,) = err.value.problems
+    assert (p.file, p.line) == ("p.rules", 2) and words in p.message
+    assert len(p.hint or "") < 1_000  # the caret line quotes the start of the rule, not all of it
+
+
+def test_the_cli_reports_a_deep_rule_as_exit_2(cli, tmp_path):
+    from runfactory import case_row, write_run
+
+    rows = [case_row(f"c{i}", "s", {"v": (True, "format")}) for i in range(3)]
+    cand, base = write_run(tmp_path / "c", "v2", rows), write_run(tmp_path / "b", "v1", rows)
+    rules = tmp_path / "deep.rules"
+    rules.write_text("latency_p95_ms.point <= " + "-" * 3_000 + "900\n")
+    r = cli("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules), "--format", "json")
+    assert r.code == 2 and "internal error" not in r.output
+    assert f"{rules}:1:1" in r.output or r.json()["problems"][0]["line"] == 1

@@ -228,10 +228,17 @@ def _build(tree: Any, text: str, line: int, source: str | None) -> Rule:
     return Comparison(expr(left), str(op), expr(right), text, line, source)
 
 
+_QUOTE = 100  # characters of a long rule quoted around the error's column
+
+
 def _syntax(
     text: str, column: int, line: int, source: str | None, message: str, expected: str | None = None
 ) -> BadInput:
-    caret = " " * max(0, column - 1) + "^"
+    text = text.rstrip("\n")
+    start = max(0, column - 1 - _QUOTE // 2) if len(text) > _QUOTE else 0
+    shown = ("…" if start else "") + text[start : start + _QUOTE] + ("…" if start + _QUOTE < len(text) else "")
+    caret = " " * (max(0, column - 1 - start) + (1 if start else 0)) + "^"
+    text = shown
     return BadInput(
         f"rule syntax error: {message}",
         [
@@ -284,6 +291,10 @@ def parse_rule(text: str, *, line: int = 1, source: str | None = None) -> Rule:
     stripped = text.split("#", 1)[0].rstrip() if "'" not in text and '"' not in text else text.rstrip()
     if not stripped.strip():
         raise _syntax(text, 1, line, source, "empty rule")
+    if len(text) > MAX_RULE_CHARS:
+        raise _syntax(
+            text, 1, line, source, f"rule is {len(text):,} characters long", f"at most {MAX_RULE_CHARS:,}"
+        )
     try:
         tree = _parser().parse(stripped)
     except UnexpectedToken as e:
@@ -310,7 +321,27 @@ def parse_rule(text: str, *, line: int = 1, source: str | None = None) -> Rule:
         raise _syntax(text, 1, line, source, f"cannot parse: {type(e).__name__}") from None
     except RecursionError:
         raise _syntax(text, 1, line, source, "rule is nested too deeply") from None
+    if (depth := _depth(tree)) > MAX_RULE_DEPTH:
+        raise _syntax(
+            text, 1, line, source, f"expression nested {depth} levels deep", f"at most {MAX_RULE_DEPTH} levels"
+        )
     return _build(tree, text.strip(), line, source)
+
+
+MAX_RULE_CHARS = 8192  # one rule's line; what gate.json records of it stays within its bounds
+MAX_RULE_DEPTH = 64  # operators and signs nested in one rule; every later step walks the tree recursively
+
+
+def _depth(tree: Any) -> int:
+    """The parse tree's depth, walked without recursion (so any depth lark returns is measured)."""
+    from lark import Tree
+
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+    return deepest
 
 
 def parse_rules(
