@@ -201,9 +201,21 @@ def replay(
             order_seed,
             no_regressions_margin,
             shard=shard,
+            limit=limit,
             check_determinism=check_determinism,
             skip_decided_slices=skip_decided_slices,
         )
+        if order_seed is not None and order_seed != loaded.manifest.sampling.seed:
+            from releasectl.console import say
+
+            say(
+                "[yellow]note[/]: --order-seed {} is not {}'s sampling.seed ({}): the gate accepts only"
+                " the order the manifest pre-commits, so this run is for experiments",
+                order_seed,
+                loaded.display,
+                loaded.manifest.sampling.seed,
+                stderr=True,
+            )
     elif (
         any(v is not None for v in (baseline_run, round_size, order_seed))
         or no_regressions_margin
@@ -306,6 +318,7 @@ def _schedule(  # type: ignore[no-untyped-def]
     margin: float,
     *,
     shard: str | None,
+    limit: int | None = None,
     check_determinism: bool,
     skip_decided_slices: bool = False,
 ):
@@ -318,10 +331,11 @@ def _schedule(  # type: ignore[no-untyped-def]
     from releasectl.replay.sequential import DEFAULT_ROUND, SequentialPlan, SequentialSchedule, check_plan
     from releasectl.safeio import read_bytes
 
-    if shard is not None or check_determinism:
+    if shard is not None or check_determinism or limit is not None:
         raise BadInput(
             "--sequential replays one run in one order: it does not combine with "
-            + ("--shard" if shard is not None else "--check-determinism")
+            + ("--shard" if shard is not None else "--limit" if limit is not None else "--check-determinism"),
+            hint="the replay stops on its own once the policy is decided" if limit is not None else None,
         )
     rules = parse_rules_file(policy, display=str(policy))
     if not rules:

@@ -193,7 +193,7 @@ def run_gate(
     extra: dict[str, Any] = {}
     if sequential is not None:
         outcomes, slice_rows, aggregate, extra = _sequential(
-            rules, rules_sha256, cand, base, canary, policy, resolver, no_regressions_margin
+            rules, rules_sha256, cand, base, canary, policy, resolver, no_regressions_margin, loaded
         )
     else:
         outcomes = _fixed(rules, resolver, no_regressions_margin)
@@ -262,6 +262,7 @@ def _sequential(
     policy: Policy,
     resolver: GateResolver,
     margin: float | None,
+    loaded: LoadedManifest | None,
 ) -> tuple[list[RuleResult], list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """A sequential run's rules and slice table by anytime-valid statistics, and what gate.json
     records about it: how far the replay went and whether these are the rules it stopped on."""
@@ -281,15 +282,19 @@ def _sequential(
             hint="the run directory was changed after the replay; replay again",
         )
     _check_recorded_baseline(seq, base, cand.path)
+    manifest = _sequential_manifest(cand, loaded)
+    order, slice_of = _suite_order(manifest, cand, seq)
+    _check_prefix(cand, order, slice_of, seq)
+    if base is not None:
+        _check_labels(base, slice_of, "the suite of " + manifest.display)
     ordered_base = in_order(base, seq.order_seed) if base is not None else None
-    _check_prefix(cand, ordered_base, seq)
     chosen = _sequential_margin(rules, seq, margin, cand.path)
     s_policy = SequentialPolicy(
         confidence_level=policy.confidence_level,
         correction=policy.correction,
         no_regressions_margin=chosen,
-        max_tokens=seq.max_tokens,
-        cases_total=seq.cases_total,
+        max_tokens=manifest.manifest.sampling.max_tokens,  # the manifest's, never run.json's
+        cases_total=len(order),
         uniform_cases=seq.uniform_cases,
     )
     s_resolver = SequentialResolver(in_order(cand, seq.order_seed), ordered_base, canary, s_policy)
@@ -445,48 +450,132 @@ def _sequential_margin(rules: list[Rule], seq: Any, margin: float | None, path: 
     return chosen
 
 
-def _check_prefix(cand: RunData, base: RunData | None, seq: Any) -> None:
-    """The candidate's cases must be the first `cases_used` of the pre-committed order: checked
-    against the baseline when it holds the whole suite (a hand-picked subset would bias the gate)."""
-    if base is None or base.n != seq.cases_total:
-        return
+def _sequential_manifest(cand: RunData, loaded: LoadedManifest | None) -> LoadedManifest:
+    """The manifest a sequential run was replayed from: MANIFEST (its digest checked against the
+    run's already), else releases/<release>.yaml of the run's repository when its digest is the
+    run's. Its suite fixes the order's cases and their slices, and its sampling the order seed and
+    the tokens bound: none of them is taken from the run's own run.json."""
+    if loaded is not None:
+        return loaded
+    from releasectl import safeio
+    from releasectl.channels.state import release_name_ok
+    from releasectl.manifest.loader import load_manifest
+    from releasectl.repo import find_repo_root
+
+    release, digest = cand.run.get("release"), cand.run.get("manifest_digest")
+    root = _repo_of(cand.path) or find_repo_root()
+    hint = f"give the manifest: releasectl gate releases/{release}.yaml --run {cand.path} ..."
+    if root is not None and release_name_ok(release):
+        path = root / "releases" / f"{release}.yaml"
+        if safeio.present(path, what="release manifest"):
+            found = load_manifest(path)
+            if found.digest == digest:
+                return found
+            raise BadInput(
+                f"{cand.path / 'run.json'}: the sequential run was replayed from manifest {digest},"
+                f" and {path} is now {found.digest}",
+                hint="gate with the manifest it was replayed from, or replay again",
+            )
+    raise BadInput(
+        f"{cand.path}: a sequential run is gated with the manifest it was replayed from (its suite"
+        " fixes the order and the slices, its sampling the order seed), and none was found",
+        hint=hint,
+    )
+
+
+def _suite_order(manifest: LoadedManifest, cand: RunData, seq: Any) -> tuple[list[str], dict[str, str]]:
+    """(the suite's case ids in the pre-committed order, each case's slice), from the manifest's
+    suite, after checking what run.json says of them: the suite's size, the order seed (the
+    manifest's `sampling.seed`: a seed picked at replay time could be shopped for a lucky order)
+    and the tokens bound. A disagreement is exit 2 naming the field."""
+    from releasectl.gate.sequential import replay_order
+    from releasectl.suite import load_suite
+
+    where = f"{cand.path / 'run.json'}"
+    suite_path = manifest.manifest.data.suite.path
+    if not suite_path:
+        raise BadInput(
+            f"{manifest.display} pins no local suite, and a sequential run is gated against its suite",
+            hint="pin the suite with a path in the releases repository",
+        )
+    suite = load_suite(manifest.resolve(suite_path))
+    if suite.digest != cand.run.get("suite_digest"):
+        raise BadInput(
+            f"{where}: replayed suite {cand.run.get('suite_digest')}, and {manifest.display} pins {suite.digest}",
+            hint="gate with the manifest the run was replayed from",
+        )
+    sampling = manifest.manifest.sampling
+    facts = (
+        ("cases_total", seq.cases_total, len(suite.cases), "the suite's case count"),
+        ("order_seed", seq.order_seed, sampling.seed, f"{manifest.display}'s sampling.seed"),
+        ("max_tokens", seq.max_tokens, sampling.max_tokens, f"{manifest.display}'s sampling.max_tokens"),
+    )
+    for name, found, want, what in facts:
+        if found != want:
+            raise BadInput(
+                f"{where}: sequential.{name} is {found}, and {what} is {want}",
+                hint="the order is pre-committed by the manifest: gate the run `releasectl replay"
+                " --sequential` wrote, unchanged, without --order-seed",
+            )
+    slice_of = {c.id: c.slice for c in suite.cases}
+    _check_labels(cand, slice_of, f"the suite of {manifest.display}")
+    return replay_order(slice_of, seq.order_seed), slice_of
+
+
+def _check_labels(run: RunData, slice_of: dict[str, str], against: str) -> None:
+    """Every case of `run` is a case of the reference, in the reference's slice: a row relabelled
+    into another slice would move its outcome into that slice's statistics. Exit 2 naming it."""
+    for i, (cid, k) in enumerate(zip(run.case_ids, run.slice_idx.tolist(), strict=True)):
+        want = slice_of.get(cid)
+        if want != run.slices[k]:
+            found = f"in slice {run.slices[k]!r}"
+            raise BadInput(
+                f"{run.path / 'results.jsonl'}: case {cid!r} (row {i + 1}) is {found}, and "
+                + (
+                    f"{against} has it in slice {want!r}"
+                    if want is not None
+                    else f"{against} has no such case"
+                ),
+                hint="gate the rows the replay wrote, unchanged",
+            )
+
+
+def _check_prefix(cand: RunData, order: list[str], slice_of: dict[str, str], seq: Any) -> None:
+    """The candidate's cases must be the first `cases_used` of the pre-committed order over the
+    manifest's suite (a hand-picked subset would bias the gate); with --skip-decided-slices, the
+    uniform prefix and each slice's own prefix (`_check_slice_prefixes`)."""
     if seq.uniform_cases is not None:
-        _check_slice_prefixes(cand, base, seq)
+        _check_slice_prefixes(cand, order, slice_of, seq)
         return
-    expected = set(base.case_ids[: seq.cases_used])
+    expected = set(order[: seq.cases_used])
     got = set(cand.case_ids)
     if got != expected:
         stray = sorted(got - expected)[:3]
         raise BadInput(
             f"{cand.path}: the sequential run's cases are not the first {seq.cases_used} of its order"
-            f" ({seq.order}, seed {seq.order_seed}) over the baseline's suite"
+            f" ({seq.order}, seed {seq.order_seed}) over the suite"
             + (f"; e.g. {', '.join(stray)}" if stray else ""),
             hint="gate a run that `releasectl replay --sequential` wrote, unchanged",
         )
 
 
-def _check_slice_prefixes(cand: RunData, base: RunData, seq: Any) -> None:
+def _check_slice_prefixes(cand: RunData, order: list[str], slice_of: dict[str, str], seq: Any) -> None:
     """--skip-decided-slices: the first `uniform_cases` cases of the order are all there (the
     suite-wide rules are read on them), and each slice's cases are the first of that slice's own
     order (a slice's statistics hold at any count of its cases, however it was chosen, but not
     on a hand-picked subset)."""
     got = set(cand.case_ids)
-    missing = [c for c in base.case_ids[: seq.uniform_cases] if c not in got]
+    missing = [c for c in order[: seq.uniform_cases] if c not in got]
     problems = []
     if missing:
         problems.append(f"{len(missing)} of the first {seq.uniform_cases} cases of the order are missing")
-    orders: dict[int, list[str]] = {}  # each slice's cases in the order, in one pass
-    for c, k in zip(base.case_ids, base.slice_idx.tolist(), strict=True):
-        orders.setdefault(k, []).append(c)
-    for k, order in orders.items():
-        have = [c for c in order if c in got]
-        if set(order[: len(have)]) != set(have):
-            problems.append(
-                f"the cases of slice {base.slices[k]!r} are not the first {len(have)} of its order"
-            )
-    stray = got - set(base.case_ids)
-    if stray:
-        problems.append(f"cases not in the baseline's suite, e.g. {sorted(stray)[0]!r}")
+    orders: dict[str, list[str]] = {}  # each slice's cases in the order, in one pass
+    for c in order:
+        orders.setdefault(slice_of[c], []).append(c)
+    for name, within in orders.items():
+        have = [c for c in within if c in got]
+        if set(within[: len(have)]) != set(have):
+            problems.append(f"the cases of slice {name!r} are not the first {len(have)} of its order")
     if problems:
         raise BadInput(
             f"{cand.path}: the sequential run's cases are not what --skip-decided-slices replays"

@@ -236,7 +236,9 @@ def _syntax(
 ) -> BadInput:
     text = text.rstrip("\n")
     start = max(0, column - 1 - _QUOTE // 2) if len(text) > _QUOTE else 0
-    shown = ("…" if start else "") + text[start : start + _QUOTE] + ("…" if start + _QUOTE < len(text) else "")
+    shown = (
+        ("…" if start else "") + text[start : start + _QUOTE] + ("…" if start + _QUOTE < len(text) else "")
+    )
     caret = " " * (max(0, column - 1 - start) + (1 if start else 0)) + "^"
     text = shown
     return BadInput(
@@ -323,7 +325,12 @@ def parse_rule(text: str, *, line: int = 1, source: str | None = None) -> Rule:
         raise _syntax(text, 1, line, source, "rule is nested too deeply") from None
     if (depth := _depth(tree)) > MAX_RULE_DEPTH:
         raise _syntax(
-            text, 1, line, source, f"expression nested {depth} levels deep", f"at most {MAX_RULE_DEPTH} levels"
+            text,
+            1,
+            line,
+            source,
+            f"expression nested {depth} levels deep",
+            f"at most {MAX_RULE_DEPTH} levels",
         )
     return _build(tree, text.strip(), line, source)
 

@@ -99,8 +99,10 @@ class SequentialSchedule:
         self.rounds = kept
         self.used = kept[-1]["cases"] if kept else 0
         if kept and self.plan.skip_decided_slices:
-            self.uniform = kept[-1].get("uniform_cases")
-            opened = kept[-1].get("open_slices")
+            # the last undecided round's focus (the round that decided records none)
+            focus = next((r for r in reversed(kept) if "open_slices" in r), {})
+            self.uniform = focus.get("uniform_cases")
+            opened = focus.get("open_slices")
             self.open = None if opened is None else set(opened)
         self._save()
 
