@@ -320,7 +320,35 @@ def promotion_gate(
         problem = f"{path} was made for manifest {doc.get('manifest_digest')}, but releases/{release}.yaml is now {loaded.digest}"
     elif doc.get("verdict") != "promote":
         problem = f"the gate says {doc.get('verdict')}: {doc.get('verdict_reason', '')}"
+    else:
+        problem = _partial_gate(doc, loaded, path)
     return gate, problem
+
+
+def _partial_gate(doc: dict[str, Any], loaded: Any, path: Path) -> str | None:
+    """Why a fixed-n gate of part of the suite cannot promote: its candidate held fewer cases
+    than the manifest's suite (a `--limit` or a shard, or a sequential run whose record was
+    removed from gate.json, which would pass its early-stopped prefix off as fixed-n statistics).
+    A sequential gate says how far it went itself. None when the suite is not here to count."""
+    if doc.get("sequential") is not None:
+        return None
+    n = ((doc.get("aggregate") or {}).get("candidate") or {}).get("n")
+    suite_path = loaded.manifest.data.suite.path
+    if type(n) is not int or not suite_path:
+        return None
+    from releasectl.suite import load_suite
+
+    try:
+        suite = load_suite(loaded.resolve(suite_path))
+    except BadInput:
+        return None
+    if suite.digest != doc.get("suite_digest") or n >= len(suite.cases):
+        return None
+    return (
+        f"{path} evaluates {n} of the suite's {len(suite.cases)} cases with fixed-n statistics: a"
+        " partial replay (--limit, a shard, or a sequential run without its record) is not a basis"
+        " for promotion"
+    )
 
 
 def gate_hint(release: str, channel: str) -> str:

@@ -13,7 +13,14 @@ from releasectl.ci import run_url
 from releasectl.contracts.gate import GateRecord, RuleResult
 from releasectl.errors import BadInput
 from releasectl.gate.metrics import GateResolver, Policy
-from releasectl.gate.rules import NoRegressions, Rule, evaluate_rules, unknown_names, verdict_of
+from releasectl.gate.rules import (
+    NoRegressions,
+    Rule,
+    evaluate_rules,
+    needs_baseline,
+    unknown_names,
+    verdict_of,
+)
 from releasectl.gate.runs import RunData, load_runs
 from releasectl.manifest.loader import LoadedManifest, iter_artifacts
 
@@ -281,7 +288,7 @@ def _sequential(
             f" results.jsonl has {cand.n}",
             hint="the run directory was changed after the replay; replay again",
         )
-    _check_recorded_baseline(seq, base, cand.path)
+    _check_recorded_baseline(seq, base, cand.path, rules)
     manifest = _sequential_manifest(cand, loaded)
     order, slice_of = _suite_order(manifest, cand, seq)
     _check_prefix(cand, order, slice_of, seq)
@@ -388,10 +395,21 @@ def _check_complete(
         )
 
 
-def _check_recorded_baseline(seq: Any, base: RunData | None, path: Path) -> None:
+def _check_recorded_baseline(seq: Any, base: RunData | None, path: Path, rules: list[Rule]) -> None:
     """The baseline a sequential run stopped against is part of its decision: another baseline
-    (release, results or manifest other than run.json's `sequential` record says) is exit 2."""
-    if base is None or seq.baseline_release is None:
+    (release, results or manifest other than run.json's `sequential` record says) is exit 2, and
+    so is a record that names none while the policy compares with one (deleting it must not make
+    any baseline acceptable)."""
+    if base is None:
+        return
+    if seq.baseline_release is None:
+        reads = needs_baseline(rules)
+        if reads:
+            raise BadInput(
+                f"{path / 'run.json'}: the sequential record names no baseline, and the policy compares"
+                f" with one ({reads[0].text!r}, line {reads[0].line})",
+                hint="a sequential run is gated against the baseline it stopped against: replay with --baseline",
+            )
         return
     recorded = {
         "release": seq.baseline_release,

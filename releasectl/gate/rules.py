@@ -818,3 +818,13 @@ def evaluate_rules(rules: list[Rule], resolver: MetricResolver) -> list[RuleOutc
                 hint="a rule that cannot be evaluated would silently weaken the policy; fix the rule",
             )
     return [evaluate_rule(r, resolver) for r in rules]
+
+
+def needs_baseline(rules: list[Rule]) -> list[Rule]:
+    """The rules that compare with a baseline run (delta.*, baseline.*, no_regressions_on)."""
+    return [
+        r
+        for r in rules
+        if isinstance(r, NoRegressions)
+        or any(ref.namespace in ("delta", "baseline") for ref in metric_refs(r))
+    ]

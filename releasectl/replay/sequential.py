@@ -18,7 +18,7 @@ from typing import Any
 
 from releasectl import safeio
 from releasectl.errors import BadInput
-from releasectl.gate.rules import Rule
+from releasectl.gate.rules import Rule, needs_baseline
 from releasectl.gate.runs import RunData
 from releasectl.gate.sequential import (
     ORDER,
@@ -100,7 +100,7 @@ class SequentialSchedule:
         self.used = kept[-1]["cases"] if kept else 0
         if kept and self.plan.skip_decided_slices:
             # the last undecided round's focus (the round that decided records none)
-            focus = next((r for r in reversed(kept) if "open_slices" in r), {})
+            focus: dict[str, Any] = next((r for r in reversed(kept) if "open_slices" in r), {})
             self.uniform = focus.get("uniform_cases")
             opened = focus.get("open_slices")
             self.open = None if opened is None else set(opened)
@@ -236,18 +236,6 @@ class SequentialSchedule:
                 ),
             }
         }
-
-
-def needs_baseline(rules: list[Rule]) -> list[Rule]:
-    """The rules that compare with a baseline run (delta.*, baseline.*, no_regressions_on)."""
-    from releasectl.gate.rules import NoRegressions, metric_refs
-
-    return [
-        r
-        for r in rules
-        if isinstance(r, NoRegressions)
-        or any(ref.namespace in ("delta", "baseline") for ref in metric_refs(r))
-    ]
 
 
 def check_plan(plan: SequentialPlan, loaded: LoadedManifest) -> None:
