@@ -639,3 +639,21 @@ def test_a_reused_baseline_is_named_in_the_provenance_and_the_report(cli, tmp_pa
     assert "reused_from" not in doc["provenance"]["candidate_run"]
     report = cli("report", str(tmp_path / "gate.json"))
     assert report.code == 0 and "reused from actions/cache: replay-v1.2-abc123" in report.stdout
+
+
+@pytest.mark.parametrize("same_order", [True, False])
+def test_a_case_in_another_slice_than_the_baseline_has_it_is_refused(cli, tmp_path, same_order):
+    """Relabelling a candidate row moves its outcome into another slice's pairs: exit 2 naming it."""
+    base_rows = [case_row(f"c{i:03d}", "a" if i < 20 else "b", {"v": (True, "correctness")}) for i in range(40)]
+    cand_rows = [dict(r) for r in base_rows]
+    cand_rows[3] = {**cand_rows[3], "slice": "b"}
+    if not same_order:
+        cand_rows.reverse()
+    rules = tmp_path / "r.rules"
+    rules.write_text("no_regressions_on: ['a', 'b']\n")
+    r = cli(
+        "gate", "--run", str(write_run(tmp_path / "c", "v1.3", cand_rows)),
+        "--baseline-run", str(write_run(tmp_path / "b", "v1.2", base_rows)), "--rules", str(rules),
+    )  # fmt: skip
+    assert r.code == 2, r.output
+    assert "case 'c003'" in r.stderr and "slice 'b'" in r.stderr and "slice 'a'" in r.stderr

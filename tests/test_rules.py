@@ -195,6 +195,8 @@ def test_the_cli_reports_a_deep_rule_as_exit_2(cli, tmp_path):
     cand, base = write_run(tmp_path / "c", "v2", rows), write_run(tmp_path / "b", "v1", rows)
     rules = tmp_path / "deep.rules"
     rules.write_text("latency_p95_ms.point <= " + "-" * 3_000 + "900\n")
-    r = cli("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules), "--format", "json")
+    r = cli(
+        "gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules), "--format", "json"
+    )
     assert r.code == 2 and "internal error" not in r.output
     assert f"{rules}:1:1" in r.output or r.json()["problems"][0]["line"] == 1

@@ -332,3 +332,109 @@ def test_a_killed_sequential_replay_resumes_with_every_round_in_run_json(repo, t
     # a fresh run in the same directory forgets the old rounds
     assert sequential(repo, "runs/cut").code == 0
     assert load(repo / "runs/cut/run.json")["sequential"]["rounds"] == whole["rounds"]
+
+
+# --- 6. the second red team: nothing of the order is taken from the run's own run.json -----------
+
+MATH = "format_pass_rate(math_basic).lower_ci >= 0.5\n"
+
+
+def _handpick(repo: Path, run: str, keep) -> None:  # type: ignore[no-untyped-def]
+    """Keep the rows `keep(row)` of the run, with counts fixed so the record agrees with itself."""
+    results = repo / run / "results.jsonl"
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    kept = [r for r in rows if keep(r)]
+    results.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    doc = load(repo / run / "run.json")
+    doc["cases"] = doc["sequential"]["cases_used"] = len(kept)
+    dump(repo / run / "run.json", doc)
+
+
+@pytest.mark.parametrize("field", ["cases_total", "order_seed", "max_tokens"])
+def test_what_run_json_says_of_the_order_must_be_the_manifests(repo, field):
+    """Editing `cases_total` once switched the prefix check off, `max_tokens` set the tokens bound
+    and `order_seed` the order: each is now checked against the manifest and its suite (exit 2)."""
+    assert sequential(repo, "runs/s", "promote.rules").code == 0
+    doc = load(repo / "runs/s/run.json")
+    doc["sequential"][field] += 1
+    dump(repo / "runs/s/run.json", doc)
+    r = gate(repo, "runs/s", "promote.rules", "--no-regressions-margin", "0.5")
+    assert r.code == 2 and f"sequential.{field} is" in r.stderr, r.output
+
+
+@pytest.mark.parametrize("skip", [False, True])
+@pytest.mark.parametrize("with_baseline", [True, False])
+def test_a_hand_picked_sequential_run_is_refused_with_or_without_a_baseline(repo, skip, with_baseline):
+    """The order is rebuilt from the manifest's suite, so the check needs no baseline run."""
+    extra = ("--skip-decided-slices",) if skip else ()
+    (repo / "math.rules").write_text(MATH)
+    assert sequential(repo, "runs/s", "math.rules", *extra).code == 0
+    rows = [json.loads(line) for line in (repo / "runs/s/results.jsonl").read_text().splitlines()]
+    drop = next(r["case_id"] for r in rows if r["slice"] == "math_basic")
+    _handpick(repo, "runs/s", lambda r: r["case_id"] != drop)
+    args = ["gate", "releases/v1.3.yaml", "--run", "runs/s", "--rules", "math.rules"]
+    if with_baseline:
+        args += ["--baseline-run", "runs/v1.2"]
+    else:
+        (repo / "runs/v1.2").rename(repo / "away")  # nothing for the gate to find either
+    r = run_cli(*args, cwd=repo)
+    assert r.code == 2 and "not the first" in r.stderr, r.output
+
+
+def test_a_row_relabelled_into_another_slice_is_refused(repo):
+    assert sequential(repo, "runs/s", "promote.rules", "--skip-decided-slices").code == 0
+    results = repo / "runs/s/results.jsonl"
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    i = next(i for i, r in enumerate(rows) if r["slice"] == "math_basic")
+    rows[i]["slice"] = "tool_calls"
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = gate(repo, "runs/s", "promote.rules", "--no-regressions-margin", "0.5")
+    assert r.code == 2 and f"case {rows[i]['case_id']!r}" in r.stderr and "'math_basic'" in r.stderr, r.output
+
+
+def test_an_order_seed_picked_at_replay_time_is_noted_and_refused_by_the_gate(repo):
+    r = sequential(repo, "runs/s", "promote.rules", "--order-seed", "1422")
+    assert r.code == 0 and "--order-seed 1422 is not" in r.stderr, r.output
+    g = gate(repo, "runs/s", "promote.rules", "--no-regressions-margin", "0.5")
+    assert g.code == 2 and "sequential.order_seed is 1422" in g.stderr and "sampling.seed is 1234" in g.stderr
+
+
+def test_a_deleted_baseline_record_does_not_make_any_baseline_acceptable(repo):
+    assert sequential(repo, "runs/s", "promote.rules").code == 0
+    doc = load(repo / "runs/s/run.json")
+    doc["sequential"]["baseline_release"] = None
+    dump(repo / "runs/s/run.json", doc)
+    r = gate(repo, "runs/s", "promote.rules", "--no-regressions-margin", "0.5")
+    assert r.code == 2 and "names no baseline" in r.stderr, r.output
+
+
+def test_limit_does_not_combine_with_sequential(repo):
+    r = sequential(repo, "runs/s", "promote.rules", "--limit", "50")
+    assert r.code == 2 and "--limit" in r.stderr and not (repo / "runs/s").exists(), r.output
+
+
+def test_resuming_a_decided_skip_run_keeps_its_uniform_prefix(repo):
+    """The deciding round records no focus; resume used to take the uniform prefix from it (None),
+    and the gate then refused the tool's own run."""
+    assert sequential(repo, "runs/s", "promote.rules", "--skip-decided-slices").code == 0
+    before = load(repo / "runs/s/run.json")["sequential"]
+    assert before["uniform_cases"] is not None
+    assert sequential(repo, "runs/s", "promote.rules", "--skip-decided-slices", "--resume").code == 0
+    after = load(repo / "runs/s/run.json")["sequential"]
+    assert after["uniform_cases"] == before["uniform_cases"] and after["rounds"] == before["rounds"]
+    assert gate(repo, "runs/s", "promote.rules", "--no-regressions-margin", "0.5").code == 0
+
+
+def test_promote_refuses_a_sequential_gate_stripped_of_its_record(repo):
+    """Deleting `sequential` from gate.json made its early-stopped prefix read as a fixed-n gate,
+    whose point rules promote more easily: a fixed-n gate of part of the suite does not promote."""
+    assert sequential(repo, "runs/v1.3", "promote.rules").code == 0
+    assert gate(repo, "runs/v1.3", "promote.rules", "--no-regressions-margin", "0.5").code == 0
+    path = repo / "runs/v1.3/gate.json"
+    doc = load(path)
+    used = doc["sequential"]["cases_used"]
+    del doc["sequential"]
+    doc["policy"].pop("statistics", None)
+    dump(path, doc)
+    r = run_cli("promote", "v1.3", "--to", "staging", cwd=repo)
+    assert r.code == 1 and f"evaluates {used} of the suite's {TOTAL} cases" in r.output, r.output

@@ -350,7 +350,8 @@ def _schedule(  # type: ignore[no-untyped-def]
         raise BadInput(
             f"{loaded.display}: sampling.seed is the sequential order seed, and run.json records it"
             f" within ±{options.MAX_SEED:.0e}; found {str(seed)[:40]}",
-            hint="pass --order-seed N",
+            hint="set sampling.seed within that range: the gate accepts only the order the manifest"
+            " pre-commits (--order-seed is for experiments)",
         )
     plan = SequentialPlan(
         rules=rules,

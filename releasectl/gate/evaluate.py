@@ -183,6 +183,8 @@ def run_gate(
         mismatch = _check_comparable(cand, base, run_dir, baseline_dir, allow_mismatched_runtime)
     _check_complete(cand, base, run_dir, baseline_dir, loaded)
     if base is not None:
+        _check_paired_labels(cand, base)
+    if base is not None:
         _check_baseline_manifest(base, loaded.root if loaded is not None else _repo_of(base.path))
     verifiers = set(cand.verifier_pass) | set(base.verifier_pass if base else ())
     slices = set(cand.slices) | set(base.slices if base else ())
@@ -556,6 +558,41 @@ def _check_labels(run: RunData, slice_of: dict[str, str], against: str) -> None:
                 ),
                 hint="gate the rows the replay wrote, unchanged",
             )
+
+
+def _check_paired_labels(cand: RunData, base: RunData) -> None:
+    """A case is in the same slice in both runs: the paired deltas and `no_regressions_on` read
+    a slice's pairs, so a candidate row relabelled into another slice would move its outcome
+    there. Exit 2 naming the first such case (same order: one vectorized comparison)."""
+    import numpy as np
+
+    if cand.case_ids == base.case_ids:
+        where = {name: i for i, name in enumerate(base.slices)}
+        trans = np.asarray([where.get(name, -1) for name in cand.slices], dtype=np.int64)
+        bad = np.flatnonzero(trans[cand.slice_idx] != base.slice_idx)
+        if not bad.size:
+            return
+        i = int(bad[0])
+        cid, want = cand.case_ids[i], base.slices[int(base.slice_idx[i])]
+    else:
+        slice_of = dict(zip(base.case_ids, (base.slices[k] for k in base.slice_idx.tolist()), strict=True))
+        found = next(
+            (
+                (i, cid, slice_of[cid])
+                for i, (cid, k) in enumerate(zip(cand.case_ids, cand.slice_idx.tolist(), strict=True))
+                if cid in slice_of and slice_of[cid] != cand.slices[k]
+            ),
+            None,
+        )
+        if found is None:
+            return
+        i, cid, want = found
+    raise BadInput(
+        f"{cand.path / 'results.jsonl'}: case {cid!r} (row {i + 1}) is in slice"
+        f" {cand.slices[int(cand.slice_idx[i])]!r}, and the baseline {base.path / 'results.jsonl'} has it in"
+        f" slice {want!r}",
+        hint="pair runs of the same suite, with the rows the replays wrote",
+    )
 
 
 def _check_prefix(cand: RunData, order: list[str], slice_of: dict[str, str], seq: Any) -> None:
