@@ -438,3 +438,11 @@ def test_promote_refuses_a_sequential_gate_stripped_of_its_record(repo):
     dump(path, doc)
     r = run_cli("promote", "v1.3", "--to", "staging", cwd=repo)
     assert r.code == 1 and f"evaluates {used} of the suite's {TOTAL} cases" in r.output, r.output
+
+
+def test_a_resume_refusal_names_the_option_that_differs(repo):
+    assert sequential(repo, "runs/s", "hold.rules", margin="0").code == 0
+    r = sequential(repo, "runs/s", "hold.rules", "--round-size", "8", "--resume", margin="0")
+    assert r.code == 2 and "round_size: 16 → 8" in r.stderr and "{" not in r.stderr.split("\n")[0], r.output
+    plain = run_cli("replay", "releases/v1.3.yaml", "--out", "runs/s", "--resume", cwd=repo)
+    assert plain.code == 2 and "a --sequential replay → a full replay" in plain.stderr, plain.output

@@ -259,7 +259,8 @@ def _print(doc: dict[str, Any], out_file: Path) -> None:
     unmatched = doc["unmatched_cases"]
     if seq and seq["stopped_early"] and not unmatched["only_in_candidate"]:
         out.print(
-            f"{seq['cases_saved']} cases of the suite were not replayed (sequential); deltas pair the rest"
+            f"{seq['cases_saved']} cases of the suite were not replayed (sequential)"
+            + ("; deltas pair the rest" if doc.get("baseline_release") else "")
         )
     elif unmatched["only_in_candidate"] or unmatched["only_in_baseline"]:
         out.print(

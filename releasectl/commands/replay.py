@@ -387,8 +387,8 @@ def _sequential_summary(seq: dict[str, Any], run_dir: Path) -> None:
             f"sequential: {'decided' if decided else 'undecided'} after {used} of {total} cases"
             f" ({total - used} not replayed, {1 - used / total:.0%} saved): {verdict}"
         )
-        if seq.get("uniform_cases") is not None:
-            text += f"; the suite-wide rules were decided on its first {seq['uniform_cases']} cases"
+        if seq.get("uniform_cases") is not None and seq["uniform_cases"] < used:
+            text += f"; every slice for the first {seq['uniform_cases']} cases, then only the open slices"
     else:
         text = f"sequential: replayed the whole suite ({total} cases) without deciding every rule: {verdict}"
     base = seq.get("baseline_run")

@@ -189,11 +189,7 @@ class RunDirectory:
                 ) from None
             seconds = previous.pop("generation_seconds", 0.0) if isinstance(previous, dict) else 0.0
             if previous != self.state:
-                diffs = ", ".join(
-                    f"{k}: {previous.get(k)!r} → {v!r}"
-                    for k, v in self.state.items()
-                    if not isinstance(previous, dict) or previous.get(k) != v
-                )
+                diffs = ", ".join(_differences(previous if isinstance(previous, dict) else {}, self.state))
                 raise BadInput(
                     f"{self.path} holds a different run ({diffs})",
                     hint="resume with the same manifest, suite, engine, --limit and --shard, or use another --out",
@@ -238,3 +234,26 @@ class RunDirectory:
             },
         )
         return RunSummary(self.path, run, slice_summary(self.rows))
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """What differs between two resume states, as `key: before → now`, nested keys dotted (a
+    sequential replay's options are one nested record) and long values cut."""
+
+    def show(value: Any) -> str:
+        text = "(none)" if value is None else repr(value)
+        return text if len(text) <= 60 else text[:57] + "…"
+
+    out: list[str] = []
+    for key in dict.fromkeys([*before, *now]):
+        a, b = before.get(key), now.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif key == "schedule" and not prefix:  # the options of replay --sequential, or none
+            plain, seq = "a full replay", "a --sequential replay"
+            out.append(f"{seq if a else plain} → {seq if b else plain}")
+        else:
+            out.append(f"{prefix}{key}: {show(a)} → {show(b)}")
+    return out or ["the resume state's format"]
