@@ -167,3 +167,17 @@ def test_an_inconsistent_record_is_exit_2(repo, change, message):
 def test_the_option_needs_sequential(repo):
     result = run_cli("replay", "releases/v1.3.yaml", "--skip-decided-slices", cwd=repo)
     assert result.code == 2 and "--skip-decided-slices" in result.output
+
+
+def test_a_count_that_only_grows_is_settled_once_it_crosses(repo):
+    """`n` and `count` only grow as cases are added: `success@1(math_basic).n >= 20` passes for
+    good once 20 math cases are in, so a skipping replay (which never reaches the whole suite)
+    decides it instead of holding to the end."""
+    (repo / "focus.rules").write_text("aggregate.success@1.upper_ci <= 0.5\nsuccess@1(math_basic).n >= 20\n")
+    r = sequential(repo, "runs/n", "--skip-decided-slices")
+    assert r.code == 0, r.output
+    s = seq_of(repo, "runs/n")
+    assert s["rounds"][-1]["decided"] and s["rounds"][-1]["verdict"] == "promote" and s["stopped_early"]
+    assert 20 <= slices_of(repo, "runs/n").count("math_basic") < 24 + 16
+    doc = gate(repo, "runs/n").json()
+    assert doc["verdict"] == "promote" and [x["outcome"] for x in doc["rules"]] == ["pass", "pass"]

@@ -573,6 +573,17 @@ def _threshold_form(rule: Comparison) -> tuple[MetricRef, float] | None:
     return left, right.value
 
 
+def _settled_fact(rule: Comparison, state: str) -> bool:
+    """`n` and `count` only grow as cases are added, so `fact >= c` that passes now passes at any
+    later count, and `fact <= c` that fails now fails at any later count: final before the end."""
+    left, right = rule.left, rule.right
+    if not isinstance(left, MetricRef) or not isinstance(right, Number) or left.field not in ("n", "count"):
+        return False
+    if left.namespace == "canary":
+        return False
+    return (rule.op in (">=", ">") and state == "pass") or (rule.op in ("<=", "<") and state == "fail")
+
+
 def evaluate_rule(rule: Rule, resolver: SequentialResolver) -> RuleDecision:
     if isinstance(rule, NoRegressions):
         return _no_regressions(rule, resolver)
@@ -616,7 +627,12 @@ def evaluate_rule(rule: Rule, resolver: SequentialResolver) -> RuleDecision:
         state, observed, threshold = _decide(rule.op, left, right)
         monotone_p = kinds == {"p_value", "constant"} and rule.op in ("<", "<=")
         exact_only = bool(kinds & {"fact", "p_value"})
-        if exact_only and not resolver.final and not (monotone_p and state == "pass"):
+        if (
+            exact_only
+            and not resolver.final
+            and not (monotone_p and state == "pass")
+            and not _settled_fact(rule, state)
+        ):
             state = "undecided"  # more cases change facts; a p-value only ever falls
     early = bool(kinds & {"cs", "p_value"})  # decided on evidence, not on a measurement
     detail = _detail(state, rule.op, left, right, reason, resolver)
