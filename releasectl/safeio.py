@@ -352,9 +352,59 @@ def _long_int_reason(text: bytes) -> str | None:
     return None
 
 
-def loads_json(data: bytes | str, *, source: str, line: int | None = None, max_depth: int = MAX_DEPTH) -> Any:
+_KEY = re.compile(rb'"(?:[^"\\]|\\.)*"\s*:')  # a JSON object key and its colon
+
+
+def _entries(value: Any) -> int:
+    """How many key/value pairs the parsed document's objects hold, all levels together."""
+    count, stack = 0, [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            count += len(v)
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return count
+
+
+def duplicate_key(raw: bytes, value: Any) -> str | None:
+    """A key that occurs twice in one object of `raw` (which parsed to `value`), or None. orjson
+    keeps the last of duplicated keys, so `{"to": "v1.2", "to": "v1.0"}` would read as v1.0: a
+    count of the keys in the text against the parsed pairs finds that cheaply, and only then does
+    a second parse name the key."""
+    if b":" not in raw or len(_KEY.findall(raw)) == _entries(value):
+        return None
+    import json
+
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out and not found:
+                found.append(k)
+            out[k] = v
+        return out
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None
+    return found[0] if found else None
+
+
+def loads_json(
+    data: bytes | str,
+    *,
+    source: str,
+    line: int | None = None,
+    max_depth: int = MAX_DEPTH,
+    unique_keys: bool = True,
+) -> Any:
     """Parse one JSON document from `source` (a file name; `line` when `data` is one line of
-    it): orjson, finite numbers only, nesting at most `max_depth`, integers at most 100 digits."""
+    it): orjson, finite numbers only, nesting at most `max_depth`, integers at most 100 digits,
+    and (`unique_keys`) no key twice in one object."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     try:
         value = orjson.loads(raw)
@@ -374,6 +424,8 @@ def loads_json(data: bytes | str, *, source: str, line: int | None = None, max_d
     problem = check_value(value, max_depth=max_depth)
     if problem is None and _LONG_INT.search(raw):
         problem = _long_int_reason(raw)
+    if problem is None and unique_keys and (key := duplicate_key(raw, value)) is not None:
+        problem = f"duplicate key {key[:80]!r} (a key may occur once in an object)"
     if problem:
         raise _json_error(source, line, None, problem)
     return value

@@ -256,3 +256,30 @@ def test_property_malformed_events_are_exit_2_or_read_as_the_model_says(example_
         moved = run_cli("rollback", "--reason", "x", "--no-commit", cwd=example_repo)
         assert moved.code == 2 and log_bytes(example_repo) == data
         assert (example_repo / "releases" / "channels.yaml").read_bytes() == view
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_duplicated_key_in_an_event_is_exit_2_and_nothing_is_rewritten(example_repo, command):
+    """orjson keeps the last of two equal keys, so `"to": "v1.2", "to": "v1.0"` read as v1.0 and
+    `status` rewrote channels.yaml to it. A duplicated key is a damaged line (an escaped spelling
+    of the key too)."""
+    last = log_bytes(example_repo).splitlines()[-1]
+    for forged in (b',"to":"v1.0"}', b',"t\\u006f":"v1.0"}'):
+        data = damage_line(example_repo, 9, last[:-1] + forged)
+        view = (example_repo / "releases" / "channels.yaml").read_bytes()
+        result = run_cli(*COMMANDS[command], cwd=example_repo)
+        assert_bad_input_at(result, 9)
+        assert "duplicate key 'to'" in result.stderr
+        assert log_bytes(example_repo) == data
+        assert (example_repo / "releases" / "channels.yaml").read_bytes() == view
+
+
+def test_a_gate_json_with_a_duplicated_key_is_refused(cli, tmp_path):
+    from runfactory import gate_document
+
+    text = json.dumps(gate_document("v1.3"))
+    path = tmp_path / "gate.json"
+    path.write_text(text[:-1] + ', "stage": "production"}')
+    result = cli("report", str(path), "--out", str(tmp_path / "r.md"))
+    assert result.code == 2 and "duplicate key 'stage'" in result.stderr, result.output
+    assert not (tmp_path / "r.md").exists()

@@ -47,12 +47,12 @@ def json_candidates(output: str, *, fenced: bool) -> list[Any]:
     text = output.strip()
     # Model output is untrusted: deep nesting, huge integers or NaN are "not JSON", never a crash.
     with contextlib.suppress(BadInput):
-        found.append(loads_json(text, source="output"))
+        found.append(loads_json(text, source="output", unique_keys=False))
     if fenced:
         for lang, body in FENCE.findall(output):
             if lang.lower() in ("json", ""):
                 try:
-                    found.append(loads_json(body, source="output"))
+                    found.append(loads_json(body, source="output", unique_keys=False))
                 except BadInput:
                     continue
     return found
