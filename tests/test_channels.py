@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import git
+from conftest import git, run_cli
 
 from releasectl.manifest.loader import load_manifest
 
@@ -378,3 +378,19 @@ def test_outside_a_releases_repository_is_bad_input(cli, tmp_path):
     for args in (("status",), ("history",), ("rollback", "--reason", "x")):
         r = cli(*args, cwd=tmp_path)
         assert r.code == 2 and "no releases/ folder" in r.stderr and "RELEASECTL_ROOT" in r.stderr
+
+
+@pytest.mark.parametrize("reason", ["x" * 70_000, "", "   "])
+@pytest.mark.parametrize("verb", ["promote", "rollback"])
+def test_a_reason_the_audit_log_cannot_keep_is_exit_2_before_any_write(example_repo, verb, reason):
+    """A 70,000-character reason failed the event model only at the write ("internal error"); a
+    blank one was recorded as the reason for a forced move."""
+    from releasectl.commands.channels import MAX_REASON
+    from releasectl.contracts._types import MAX_TEXT
+
+    assert MAX_REASON == MAX_TEXT
+    log = (example_repo / "releases" / "history.jsonl").read_bytes()
+    args = ["promote", "v1.3", "--to", "staging", "--force"] if verb == "promote" else ["rollback"]
+    r = run_cli(*args, "--reason", reason, "--no-commit", cwd=example_repo)
+    assert r.code == 2 and "--reason" in r.output and "internal error" not in r.output, r.output
+    assert (example_repo / "releases" / "history.jsonl").read_bytes() == log

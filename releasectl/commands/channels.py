@@ -22,6 +22,20 @@ _gate_option = click.option(
 )
 
 
+MAX_REASON = 65_536  # contracts._types.MAX_TEXT: what a history event keeps of a reason
+
+
+def _reason(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--reason is recorded in the audit log: not blank, and within what an event holds."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter("expected a reason, found an empty one")
+    if len(value) > MAX_REASON:
+        raise click.BadParameter(f"at most {MAX_REASON:,} characters, found {len(value):,}")
+    return value
+
+
 def move_options(fn: Any) -> Any:
     """Options every channel move takes: compare-and-set, commit, push, dry run, format."""
     options = [
@@ -111,7 +125,7 @@ def _report(result: Any, fmt: str) -> int:
 )
 @_gate_option
 @click.option("--force", is_flag=True, help="Promote without a passing gate (needs --reason; recorded).")
-@click.option("--reason", default=None, help="Why; required with --force.")
+@click.option("--reason", callback=_reason, default=None, help="Why; required with --force.")
 @move_options
 def promote(
     release: str,
@@ -158,6 +172,7 @@ def promote(
 )
 @click.option(
     "--reason",
+    callback=_reason,
     default="manual rollback",
     show_default=True,
     help="Why; recorded in the history and the commit message.",
@@ -540,7 +555,9 @@ def rollout() -> None:
 )
 @_gate_option
 @click.option("--force", is_flag=True, help="Start without a passing gate (needs --reason; recorded).")
-@click.option("--reason", default=None, help="Why; recorded in the history and the commit message.")
+@click.option(
+    "--reason", callback=_reason, default=None, help="Why; recorded in the history and the commit message."
+)
 @move_options
 def rollout_start(
     release: str, channel: str, steps: str, gate_file: Path | None, force: bool, reason: str | None, **kw: Any
@@ -695,7 +712,10 @@ def _print_analysis(report: Any) -> None:
     "--auto-abort", is_flag=True, help="Abort the rollout when the analysis fails (recorded as the trigger)."
 )
 @click.option(
-    "--reason", default=None, help="With --auto-abort: the abort's reason (default: the failing metrics)."
+    "--reason",
+    callback=_reason,
+    default=None,
+    help="With --auto-abort: the abort's reason (default: the failing metrics).",
 )
 @move_options
 def rollout_analyze(
@@ -743,7 +763,7 @@ def rollout_analyze(
 @_logs_options
 @_prometheus_options
 @click.option("--force", is_flag=True, help="Advance without a passing analysis (needs --reason; recorded).")
-@click.option("--reason", default=None, help="Why; required with --force.")
+@click.option("--reason", callback=_reason, default=None, help="Why; required with --force.")
 @move_options
 def rollout_advance(
     channel: str,
@@ -781,7 +801,12 @@ def rollout_advance(
 def _simple_verb(name: str, doc: str) -> Any:
     @rollout.command(name, help=doc)
     @_channel_option
-    @click.option("--reason", default=None, help="Why; recorded in the history and the commit message.")
+    @click.option(
+        "--reason",
+        callback=_reason,
+        default=None,
+        help="Why; recorded in the history and the commit message.",
+    )
     @move_options
     def verb(channel: str, reason: str | None, **kw: Any) -> int:
         from releasectl.rollout import steps
