@@ -394,3 +394,16 @@ def test_a_reason_the_audit_log_cannot_keep_is_exit_2_before_any_write(example_r
     r = run_cli(*args, "--reason", reason, "--no-commit", cwd=example_repo)
     assert r.code == 2 and "--reason" in r.output and "internal error" not in r.output, r.output
     assert (example_repo / "releases" / "history.jsonl").read_bytes() == log
+
+
+def test_history_shows_escape_sequences_from_the_log_escaped(example_repo):
+    """A reason is kept as given in the log, and `history` printed it raw: anyone who can commit
+    to the log could send ANSI/OSC sequences to an operator's terminal."""
+    hostile = "a\x1b[31mRED\x1b]0;pwned\x07\u202e"
+    r = run_cli(
+        "promote", "v1.3", "--to", "staging", "--force", "--reason", hostile, "--no-commit", cwd=example_repo
+    )
+    assert r.code == 0, r.output
+    out = run_cli("history", "--limit", "1", cwd=example_repo).output
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b" in out  # shown escaped, as promote shows it

@@ -325,10 +325,10 @@ def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt:
             r["time"].replace("T", " ")[:16],
             *([] if channel else [r["channel"]]),
             action,
-            escape(f"{r['from'] or '∅'} → {r['to']}"),
+            escape(_printable(f"{r['from'] or '∅'} → {r['to']}")),
             status,
-            escape(r["actor"].split(" <")[0]),
-            escape(r.get("reason") or ""),
+            escape(_printable(r["actor"].split(" <")[0])),  # from the log: no escape sequence reaches the terminal
+            escape(_printable(r.get("reason") or "")),
         ]
         table.add_row(*cells)
     console().print(table)
