@@ -90,3 +90,26 @@ def test_capacity_command(cli, repo_root):
     assert (data["cost_per_hour_usd"], data["cost_per_day_usd"], data["cost_per_month_usd"]) == pytest.approx((19.90, 477.60, 14328.0))
     over = cli("capacity", str(repo_root / "releases" / "v1.3.yaml"), "--qps", "100000")
     assert over.code == 1 and "✗ throughput" in over.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [(["--qps", "1e308"], "--qps"), (["--qps", "nan"], "--qps"), (["--gpus", "99999999999"], "--gpus"),
+     (["--gpu-hourly-usd", "-1"], "--gpu-hourly-usd"), (["--tokens-per-second", "0"], "--tokens-per-second")],
+)  # fmt: skip
+def test_what_if_values_out_of_range_are_exit_2_naming_the_option(cli, repo_root, args, option):
+    """They used to reach the plan unchecked: 'internal error' (pydantic), or an overflow."""
+    r = cli("capacity", str(repo_root / "releases" / "v1.3.yaml"), *args)
+    assert r.code == 2 and option in r.stderr and "internal error" not in r.output, r.output
+
+
+def test_a_manifest_value_beyond_any_deployment_is_exit_2_at_its_line(cli, tmp_path, repo_root):
+    text = (repo_root / "releases" / "v1.3.yaml").read_text()
+    bad = tmp_path / "releases" / "v1.3.yaml"
+    bad.parent.mkdir()
+    lines = text.splitlines(keepends=True)
+    i = next(i for i, line in enumerate(lines) if line.startswith("  target_qps:"))
+    lines[i] = "  target_qps: 1.0e+308\n"
+    bad.write_text("".join(lines))
+    r = cli("capacity", str(bad))
+    assert r.code == 2 and f"v1.3.yaml:{i + 1}" in r.stderr and "target_qps" in r.stderr, r.output

@@ -8,6 +8,14 @@ import click
 
 from releasectl.console import console, emit_json, esc, format_option
 
+_OPTIONS = {  # what-if option → the infrastructure field it overrides
+    "--qps": "target_qps",
+    "--gpus": "gpus_allocated",
+    "--precision": "precision",
+    "--gpu-hourly-usd": "gpu_hourly_usd",
+    "--tokens-per-second": "tokens_per_second_per_gpu",
+}
+
 
 @click.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
@@ -53,9 +61,24 @@ def capacity(
         "gpu_hourly_usd": gpu_hourly_usd,
         "tokens_per_second_per_gpu": tokens_per_second,
     }
-    infra = infra.model_validate(
-        {**infra.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-    )
+    from pydantic import ValidationError
+
+    try:
+        infra = infra.model_validate(
+            {**infra.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        )
+    except ValidationError as e:
+        from releasectl.errors import BadInput, Problem
+
+        option = {v: k for k, v in _OPTIONS.items()}
+        problems = [
+            Problem(
+                f"{option.get(str(err['loc'][0]), str(err['loc'][0]))}: {err['msg']}",
+                found=repr(err.get("input"))[:40],
+            )
+            for err in e.errors()
+        ]
+        raise BadInput(f"capacity: {problems[0].message}", problems) from None
     p = plan(infra)
     if fmt == "json":
         emit_json({"release": loaded.manifest.release, **p.model_dump(), "ok": p.ok})

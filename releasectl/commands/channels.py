@@ -327,7 +327,9 @@ def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt:
             action,
             escape(_printable(f"{r['from'] or '∅'} → {r['to']}")),
             status,
-            escape(_printable(r["actor"].split(" <")[0])),  # from the log: no escape sequence reaches the terminal
+            escape(
+                _printable(r["actor"].split(" <")[0])
+            ),  # from the log: no escape sequence reaches the terminal
             escape(_printable(r.get("reason") or "")),
         ]
         table.add_row(*cells)

@@ -500,33 +500,39 @@ class PolicySpec(Strict):
         return data
 
 
+# Bounds of the capacity inputs: far beyond any real deployment, small enough that the plan's
+# arithmetic (GPUs, memory, $/month) stays finite and its integers convertible.
+MAX_TOKENS = 100_000_000
+MAX_COUNT_INFRA = 10_000_000
+
+
 class KvCache(Strict):
-    layers: int = Field(gt=0)
-    kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    bytes_per_value: float = Field(2.0, gt=0)
-    tokens_per_request: int = Field(gt=0)
-    concurrent_requests: int = Field(gt=0)
+    layers: int = Field(gt=0, le=100_000)
+    kv_heads: int = Field(gt=0, le=100_000)
+    head_dim: int = Field(gt=0, le=100_000)
+    bytes_per_value: float = Field(2.0, gt=0, le=64)
+    tokens_per_request: int = Field(gt=0, le=MAX_TOKENS)
+    concurrent_requests: int = Field(gt=0, le=MAX_COUNT_INFRA)
 
 
 class Infrastructure(Strict):
     gpu_type: str
-    gpu_memory_gb: float = Field(gt=0)
-    gpu_hourly_usd: float = Field(ge=0)
-    gpus_allocated: int = Field(ge=0)
-    tensor_parallel_size: int = Field(1, ge=1)
-    target_qps: float = Field(gt=0)
-    avg_prompt_tokens: int = Field(ge=0)
-    avg_output_tokens: int = Field(gt=0)
-    p95_latency_ms_target: float = Field(gt=0)
+    gpu_memory_gb: float = Field(gt=0, le=1e6)
+    gpu_hourly_usd: float = Field(ge=0, le=1e6)
+    gpus_allocated: int = Field(ge=0, le=MAX_COUNT_INFRA)
+    tensor_parallel_size: int = Field(1, ge=1, le=4096)
+    target_qps: float = Field(gt=0, le=1e9)
+    avg_prompt_tokens: int = Field(ge=0, le=MAX_TOKENS)
+    avg_output_tokens: int = Field(gt=0, le=MAX_TOKENS)
+    p95_latency_ms_target: float = Field(gt=0, le=1e9)
     tokens_per_second_per_gpu: float = Field(
-        gt=0, description="Generated tokens/s per GPU at the p95 target, measured."
+        gt=0, le=1e9, description="Generated tokens/s per GPU at the p95 target, measured."
     )
     headroom: float = Field(0.3, ge=0.0, le=5.0)
-    params_b: float = Field(gt=0, description="Parameters, in billions.")
+    params_b: float = Field(gt=0, le=1e6, description="Parameters, in billions.")
     precision: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4", "nf4", "q4_1", "q8_0"]
     kv_cache: KvCache | None = None
-    budget_per_1k_tokens_usd: float = Field(gt=0)
+    budget_per_1k_tokens_usd: float = Field(gt=0, le=1e6)
 
 
 class Manifest(Strict):
