@@ -444,3 +444,36 @@ def test_reimport_drops_the_stale_gate_and_out_must_be_a_folder(tmp_path: Path) 
         *COST,
     )
     assert r.code == 2 and "not a folder" in r.output
+
+
+def test_lm_eval_samples_must_be_the_ones_results_json_counts(tmp_path: Path) -> None:
+    """A missing, truncated or compressed samples file imported as a smaller suite (exit 0)."""
+    import gzip
+
+    src = FIX / "lm_eval" / "smollm2"
+    for damage in ("drop a line", "remove a file", "gzip a file"):
+        d = tmp_path / damage.replace(" ", "_")
+        shutil.copytree(src, d)
+        victim = sorted(d.glob("samples_*.jsonl"))[0]
+        if damage == "drop a line":
+            victim.write_bytes(b"".join(victim.read_bytes().splitlines(keepends=True)[:-1]))
+        elif damage == "remove a file":
+            victim.unlink()
+        else:
+            victim.with_suffix(".jsonl.gz").write_bytes(gzip.compress(victim.read_bytes()))
+            victim.unlink()
+        r = run_cli(
+            "import", "lm-eval", str(d), "--out", str(tmp_path / "o"), "--gpus", "1", "--gpu-hourly-usd", "1"
+        )
+        assert r.code == 2 and "n-samples." in r.stderr and ".effective" in r.stderr, (damage, r.output)
+        assert ("gunzip" in r.stderr) == (damage == "gzip a file")
+        assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_import_refuses_to_write_into_its_own_source(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(FIX / "lm_eval" / "smollm2", src)
+    before = sorted(p.name for p in src.iterdir())
+    r = run_cli("import", "lm-eval", str(src), "--out", str(src), "--gpus", "1", "--gpu-hourly-usd", "1")
+    assert r.code == 2 and "--out" in r.stderr, r.output
+    assert sorted(p.name for p in src.iterdir()) == before

@@ -80,6 +80,40 @@ def locate(path: Path) -> tuple[Path | None, list[tuple[str, Path]]]:
     raise BadInput(f"{path} is not lm-eval output", hint="supported: " + SUPPORTED)
 
 
+def _check_counts(results: dict[str, Any], docs: dict[str, set[int]], results_file: Path, path: Path) -> None:
+    """Every task results.json counted (`n-samples.<task>.effective`) has that many documents in
+    its samples file: a missing, truncated or compressed samples file would otherwise import as
+    a smaller suite, and gate as if it were whole. Exit 2 naming the task and both counts."""
+    counted = results.get("n-samples")
+    if not isinstance(counted, dict):
+        return
+    problems = []
+    for task, n in counted.items():
+        effective = n.get("effective") if isinstance(n, dict) else None
+        if type(effective) is not int or task in (results.get("group_subtasks") or {}):
+            continue
+        found = len(docs.get(task, ()))
+        if found != effective:
+            problems.append(
+                Problem(
+                    f"task {task}: results.json counts {effective} samples, the samples files hold {found}"
+                    + ("" if task in docs else " (no samples_" + task + "_<date>.jsonl)"),
+                    file=str(results_file),
+                    field=f"n-samples.{task}.effective",
+                    expected=str(effective),
+                    found=str(found),
+                )
+            )
+    if problems:
+        gz = sorted(p.name for p in (path if path.is_dir() else path.parent).rglob("samples_*.jsonl.gz"))
+        raise BadInput(
+            f"{path}: {len(problems)} task(s) have fewer or more samples than results.json counts",
+            problems,
+            hint=(f"gunzip {', '.join(gz[:3])} first; " if gz else "")
+            + "import the complete --log_samples output of one lm-eval run",
+        )
+
+
 def _task_of(samples: Path) -> str:
     m = _SAMPLES.match(samples.name)
     return m.group("task") if m else samples.stem.removeprefix("samples_")
@@ -142,7 +176,9 @@ def read(path: Path, choices: Choices) -> ImportedRun:
     seen_metrics: set[str] = set()
     filters: set[str] = set()
     shapes: set[str] = set()
+    docs: dict[str, set[int]] = {}  # the doc_ids read per task, to check against n-samples
     for task, file in sample_files:
+        docs.setdefault(task, set())
         for line, sample in iter_json_lines(file, "lm-eval samples file"):
             where = f"{file}:{line}"
             if not isinstance(sample, dict) or "doc_id" not in sample or "filtered_resps" not in sample:
@@ -153,6 +189,7 @@ def read(path: Path, choices: Choices) -> ImportedRun:
                     hint="supported: " + SUPPORTED,
                 )
             doc_id = need(sample, "doc_id", int, where)
+            docs[task].add(doc_id)
             flt = sample.get("filter", "none")
             if not isinstance(flt, str):
                 raise bad("wrong type", f"{where}.filter", expected="a string", found=flt)
@@ -221,6 +258,8 @@ def read(path: Path, choices: Choices) -> ImportedRun:
             ],
         )
     check_scorers_seen(seen_metrics, choices, str(path), "metric")
+    if results_file is not None:
+        _check_counts(results, docs, results_file, path)
     config = as_dict(results.get("config"))
     seconds = results.get("total_evaluation_time_seconds")
     try:

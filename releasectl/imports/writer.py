@@ -216,6 +216,13 @@ def write_run(
             f"--out {out} exists and is not a folder",
             [Problem("not a folder", field="--out", found=str(out))],
         )
+    folder = source if source.is_dir() else source.parent
+    if out.resolve() == folder.resolve():
+        raise BadInput(
+            f"--out {out} is the folder of the harness output being imported",
+            [Problem("the import source", field="--out", found=str(out))],
+            hint="write the run directory elsewhere, e.g. --out runs/<release>",
+        )
     out.mkdir(parents=True, exist_ok=True)
     # a gate.json left from an earlier import judged other results: it must not outlive them
     (out / "gate.json").unlink(missing_ok=True)
