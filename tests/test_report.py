@@ -278,3 +278,24 @@ def test_tiny_budget_still_fits() -> None:
     report = render_report(gate, budget=5_000)
     assert comment_length(report.markdown) <= 5_000
     assert_safe(report.markdown)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda d: d["aggregate"]["candidate"].update(n=-5), "aggregate.candidate.n"),
+        (lambda d: d["aggregate"]["candidate"].update(n=True), "aggregate.candidate.n"),
+        (lambda d: d.update(failing_total=0, failing_examples=[{"case_id": "x"}]), "failing_total"),
+    ],
+)
+def test_a_gate_json_with_a_wrong_table_value_is_refused(cli, tmp_path, edit, words):
+    """The slice table and the examples were free-form: a count of -5 or `true` rendered."""
+    from runfactory import gate_document
+
+    doc = gate_document("v1.3")
+    doc["aggregate"] = {"slice": "aggregate", "candidate": {"n": 10, "success_at_1": 0.5, "metrics": {}}}
+    edit(doc)
+    path = tmp_path / "gate.json"
+    path.write_text(json.dumps(doc))
+    r = cli("report", str(path), "--out", str(tmp_path / "r.md"))
+    assert r.code == 2 and words in r.stderr, r.output

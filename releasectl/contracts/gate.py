@@ -255,6 +255,32 @@ def rule_problems(rule: RuleResult, *, sequential: bool) -> list[tuple[str, str,
     return []
 
 
+class SideSummary(Artifact):
+    """One run's side of a slice-table row (more keys, e.g. pass@k, are kept as written)."""
+
+    n: Count
+    success_at_1: Finite | None = None
+    lower_ci: Finite | None = None
+    upper_ci: Finite | None = None
+    metrics: dict[Text, Finite | None] = Field(default_factory=dict)
+
+
+class SliceRow(Artifact):
+    """A row of gate.json's slice table, or its aggregate."""
+
+    slice: Name | None = None  # "aggregate" in the aggregate row
+    candidate: SideSummary
+    baseline: SideSummary | None = None
+    n_paired: Count | None = None
+    delta: Finite | None = None
+    discordant: dict[Text, Count] | None = None
+    p_value: Finite | None = None
+    p_value_adjusted: Finite | None = None
+
+
+MAX_FAILING_EXAMPLES = 10_000  # the gate writes at most 200
+
+
 class GateRecord(Artifact):
     """gate.json."""
 
@@ -272,12 +298,41 @@ class GateRecord(Artifact):
     slices: list[dict[str, Any]]
     aggregate: dict[str, Any]
     unmatched_cases: dict[str, list[Text]]
-    failing_examples: list[dict[str, Any]]
+    failing_examples: Annotated[list[dict[str, Any]], Field(max_length=MAX_FAILING_EXAMPLES)]
     failing_total: Count | None = None
     provenance: dict[str, Any]
     sequential: SequentialGate | None = None  # the run was a `replay --sequential` run
     run_url: Text | None = None
     created_at: Text
+
+    @field_validator("slices", "aggregate")
+    @classmethod
+    def _rows_are_typed(cls, value: Any, info: ValidationInfo) -> Any:
+        """Each row (the aggregate unless empty) is a `SliceRow`; kept as written, so gate.json's
+        bytes do not change. A wrong count or a non-number is refused with its path."""
+        from pydantic import ValidationError
+
+        rows = value if isinstance(value, list) else ([value] if value else [])
+        for i, row in enumerate(rows):
+            try:
+                SliceRow.model_validate(row)
+            except ValidationError as e:
+                err = e.errors()[0]
+                where = (f"[{i}]" if info.field_name == "slices" else "") + "".join(
+                    f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]
+                )
+                raise ValueError(
+                    f"{info.field_name}{where}: {err['msg']} (found {err.get('input')!r:.40})"
+                ) from None
+        return value
+
+    @field_validator("failing_total")
+    @classmethod
+    def _examples_within_total(cls, total: int | None, info: ValidationInfo) -> int | None:
+        shown = len(info.data.get("failing_examples") or [])
+        if total is not None and shown > total:
+            raise ValueError(f"{shown} failing examples, more than failing_total {total}")
+        return total
 
     @field_validator("verdict")
     @classmethod
