@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,21 @@ def runtime_block(
     }
 
 
+@functools.cache
+def pinned_suite(release: str) -> tuple[str, int]:
+    """(the suite digest releases/<release>.yaml of this repository pins, its case count), or a
+    made-up suite for a release this repository does not have."""
+    from releasectl.manifest.loader import load_manifest
+    from releasectl.suite import load_suite
+
+    path = Path(__file__).resolve().parent.parent / "releases" / f"{release}.yaml"
+    if not path.is_file():
+        return "f" * 32 + ".dir", 100
+    loaded = load_manifest(path)
+    suite = load_suite(loaded.resolve(loaded.manifest.data.suite.path or ""))
+    return loaded.manifest.data.suite.md5 or suite.digest, len(suite.cases)
+
+
 def gate_document(
     release: str,
     *,
@@ -101,7 +117,9 @@ def gate_document(
     manifest_digest: str = "sha256:" + "0" * 64,
     outcomes: tuple[str, ...] = ("pass",),
 ) -> dict[str, Any]:
-    """A consistent gate.json (GateRecord) whose rules have `outcomes`; its verdict follows from them."""
+    """A consistent gate.json (GateRecord) whose rules have `outcomes`; its verdict follows from
+    them. It covers the suite the release pins (its digest, every case), as promote requires."""
+    suite_digest, cases = pinned_suite(release)
     rules = []
     for i, outcome in enumerate(outcomes, start=1):
         observed = {"pass": 0.9, "fail": 0.5, "inconclusive": None}[outcome]
@@ -132,11 +150,11 @@ def gate_document(
         "verdict_reason": "crafted",
         "manifest_digest": manifest_digest,
         "baseline_manifest_digest": None,
-        "suite_digest": "f" * 32 + ".dir",
+        "suite_digest": suite_digest,
         "policy": {"source": "policy.rules"},
         "rules": rules,
         "slices": [],
-        "aggregate": {},
+        "aggregate": {"slice": "aggregate", "candidate": {"n": cases, "metrics": {}}},
         "unmatched_cases": {"only_in_candidate": [], "only_in_baseline": []},
         "failing_examples": [],
         "provenance": {},

@@ -407,3 +407,28 @@ def test_history_shows_escape_sequences_from_the_log_escaped(example_repo):
     out = run_cli("history", "--limit", "1", cwd=example_repo).output
     assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
     assert "\\x1b" in out  # shown escaped, as promote shows it
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda d: d.update(suite_digest="0" * 32 + ".dir"), "pins"),
+        (lambda d: d["aggregate"]["candidate"].pop("n"), "aggregate.candidate.n"),  # the model: exit 2
+        (lambda d: d.update(aggregate={}), "records no case count"),
+        (lambda d: d["aggregate"]["candidate"].update(n=20), "evaluates 20 of the suite's"),
+        (lambda d: d.update(provenance={"candidate_run": {"limit": 20}}), "partial replay (limit 20)"),
+        (
+            lambda d: d.update(slices=[{"slice": "s", "candidate": {"n": 20, "metrics": {}}}]),
+            "not the sum of its slices",
+        ),
+    ],
+)
+def test_promote_fails_closed_on_a_gate_that_does_not_cover_the_pinned_suite(example_repo, edit, words):
+    """One field of gate.json (the count deleted or raised, another suite digest) used to get
+    past the partial-suite check, which returned 'fine' whenever it could not count."""
+    path = write_gate(example_repo, "v1.3", stage="staging")
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+    r = run_cli("promote", "v1.3", "--to", "staging", cwd=example_repo)
+    assert r.code in (1, 2) and words in r.output and "promoted" not in r.output, r.output

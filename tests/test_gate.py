@@ -256,7 +256,8 @@ def test_unmatched_cases_are_reported(cli, tmp_path):
         # a candidate missing cases of its suite must say why (here a --limit; else exit 2)
         str(write_run(tmp_path / "c", "v1.3", rows_c, limit=25)),
         "--baseline-run",
-        str(write_run(tmp_path / "b", "v1.2", rows_b)),
+        # a baseline without cases the candidate has must say why too (else exit 2: see below)
+        str(write_run(tmp_path / "b", "v1.2", rows_b, shard="1/2")),
         "--rules",
         str(rules),
     )
@@ -657,3 +658,15 @@ def test_a_case_in_another_slice_than_the_baseline_has_it_is_refused(cli, tmp_pa
     )  # fmt: skip
     assert r.code == 2, r.output
     assert "case 'c003'" in r.stderr and "slice 'b'" in r.stderr and "slice 'a'" in r.stderr
+
+
+def test_a_baseline_missing_cases_the_candidate_has_is_refused(cli, tmp_path):
+    """Deleting the baseline's rows where it beat the candidate left those losses unpaired, and a
+    blocking no_regressions_on passed: a baseline without the candidate's cases must say why."""
+    rows_c = [case_row(f"s-{i:03d}", "s", {"v": (i >= 3, "correctness")}) for i in range(30)]
+    rows_b = [case_row(f"s-{i:03d}", "s", {"v": (True, "correctness")}) for i in range(30)]
+    rules = tmp_path / "r.rules"
+    rules.write_text("no_regressions_on: ['s']\n")
+    cand, base = write_run(tmp_path / "c", "v1.3", rows_c), write_run(tmp_path / "b", "v1.2", rows_b[3:])
+    r = cli("gate", "--run", str(cand), "--baseline-run", str(base), "--rules", str(rules))
+    assert r.code == 2 and "the baseline misses 3 case(s)" in r.stderr, r.output

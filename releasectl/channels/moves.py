@@ -326,22 +326,38 @@ def promotion_gate(
 
 
 def _partial_gate(doc: dict[str, Any], loaded: Any, path: Path) -> str | None:
-    """Why a fixed-n gate of part of the suite cannot promote: its candidate held fewer cases
-    than the manifest's suite (a `--limit` or a shard, or a sequential run whose record was
-    removed from gate.json, which would pass its early-stopped prefix off as fixed-n statistics).
-    A sequential gate says how far it went itself. None when the suite is not here to count."""
+    """Why a gate does not cover the release's suite, or None. Every gate must be of the suite
+    the manifest pins (`data.suite.md5`); a fixed-n gate must also say how many cases it read
+    (`aggregate.candidate.n`, the sum of its slices'), record no `--limit` or shard, and cover
+    the whole suite when it is here to count: a partial replay, or a sequential gate.json
+    stripped of its `sequential` record (its early-stopped prefix would read as fixed-n
+    statistics), is no basis for promotion. It fails closed: a count it cannot read refuses."""
+    pinned = loaded.manifest.data.suite.md5
+    if pinned and doc.get("suite_digest") != pinned:
+        return f"{path} gated suite {doc.get('suite_digest')}, and releases/{loaded.manifest.release}.yaml pins {pinned}"
     if doc.get("sequential") is not None:
-        return None
+        return None  # a sequential gate says how far it went (GateRecord checks its counts)
+    run = (doc.get("provenance") or {}).get("candidate_run") or {}
+    partial = next((f"{k} {run[k]}" for k in ("limit", "shard") if run.get(k) is not None), None)
+    if partial is not None:
+        return f"{path} gated a partial replay ({partial}): replay the whole suite to promote"
     n = ((doc.get("aggregate") or {}).get("candidate") or {}).get("n")
+    if type(n) is not int:
+        return (
+            f"{path} records no case count (aggregate.candidate.n), so its coverage of the suite is unknown"
+        )
+    slices = [((row.get("candidate") or {}).get("n")) for row in doc.get("slices") or []]
+    if slices and sum(x for x in slices if type(x) is int) != n:
+        return f"{path}: aggregate.candidate.n {n} is not the sum of its slices' ({sum(x for x in slices if type(x) is int)})"
     suite_path = loaded.manifest.data.suite.path
-    if type(n) is not int or not suite_path:
+    if not suite_path:
         return None
     from releasectl.suite import load_suite
 
     try:
         suite = load_suite(loaded.resolve(suite_path))
     except BadInput:
-        return None
+        return None  # not here (e.g. not pulled): the pin above still binds the gate to it
     if suite.digest != doc.get("suite_digest") or n >= len(suite.cases):
         return None
     return (

@@ -369,6 +369,16 @@ def _check_complete(
     run whose `sequential` record was deleted would be gated with fixed-n statistics on an
     early-stopped prefix, and the report would not say it stopped. The suite is the baseline's
     cases (same suite digest, checked before) or, without a baseline, the manifest's suite."""
+    if base is not None and baseline_dir is not None and _partial_reason(base.run) is None:
+        # the mirror: a baseline without the candidate's cases (rows deleted where it won)
+        # would leave the candidate's losses unpaired
+        extra = 0 if cand.case_list == base.case_list else len(set(cand.case_list) - set(base.case_list))
+        if extra:
+            raise BadInput(
+                f"{baseline_dir / 'run.json'}: the baseline misses {extra} case(s) the candidate"
+                f" {run_dir} has, and records no reason (no limit, shard or merged shards)",
+                hint="gate against the baseline run directory replay wrote, unchanged",
+            )
     if _partial_reason(cand.run) is not None:
         return
     if base is not None and baseline_dir is not None:
@@ -519,6 +529,12 @@ def _suite_order(manifest: LoadedManifest, cand: RunData, seq: Any) -> tuple[lis
             hint="pin the suite with a path in the releases repository",
         )
     suite = load_suite(manifest.resolve(suite_path))
+    pinned = manifest.manifest.data.suite.md5
+    if pinned and suite.digest != pinned:
+        raise BadInput(
+            f"the suite on disk ({suite_path}, {suite.digest}) is not the one {manifest.display} pins ({pinned})",
+            hint="restore the pinned suite: a sequential run is gated against the suite its manifest pins",
+        )
     if suite.digest != cand.run.get("suite_digest"):
         raise BadInput(
             f"{where}: replayed suite {cand.run.get('suite_digest')}, and {manifest.display} pins {suite.digest}",
