@@ -408,9 +408,18 @@ def test_a_deleted_baseline_record_does_not_make_any_baseline_acceptable(repo):
     assert r.code == 2 and "names no baseline" in r.stderr, r.output
 
 
-def test_limit_does_not_combine_with_sequential(repo):
-    r = sequential(repo, "runs/s", "promote.rules", "--limit", "50")
-    assert r.code == 2 and "--limit" in r.stderr and not (repo / "runs/s").exists(), r.output
+def test_a_limited_sequential_run_gates_on_the_limited_suite_and_never_promotes(repo):
+    """`--limit N` replays the first N cases of each slice, in the order over those: the gate
+    rebuilds that order from the manifest's suite and the recorded limit, and promote refuses a
+    gate of a partial replay, sequential or not."""
+    r = sequential(repo, "runs/v1.3", "promote.rules", "--limit", "3")
+    assert r.code == 0, r.output
+    seq = load(repo / "runs/v1.3/run.json")["sequential"]
+    assert seq["cases_total"] == 7 * 3
+    g = gate(repo, "runs/v1.3", "promote.rules", "--no-regressions-margin", "0.5")
+    assert g.code in (0, 1), g.output
+    p = run_cli("promote", "v1.3", "--to", "staging", cwd=repo)
+    assert p.code in (1, 2) and "promoted" not in p.output, p.output
 
 
 def test_resuming_a_decided_skip_run_keeps_its_uniform_prefix(repo):

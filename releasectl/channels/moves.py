@@ -335,12 +335,12 @@ def _partial_gate(doc: dict[str, Any], loaded: Any, path: Path) -> str | None:
     pinned = loaded.manifest.data.suite.md5
     if pinned and doc.get("suite_digest") != pinned:
         return f"{path} gated suite {doc.get('suite_digest')}, and releases/{loaded.manifest.release}.yaml pins {pinned}"
-    if doc.get("sequential") is not None:
-        return None  # a sequential gate says how far it went (GateRecord checks its counts)
     run = (doc.get("provenance") or {}).get("candidate_run") or {}
     partial = next((f"{k} {run[k]}" for k in ("limit", "shard") if run.get(k) is not None), None)
     if partial is not None:
         return f"{path} gated a partial replay ({partial}): replay the whole suite to promote"
+    if doc.get("sequential") is not None:
+        return None  # a sequential gate says how far it went (GateRecord checks its counts)
     n = ((doc.get("aggregate") or {}).get("candidate") or {}).get("n")
     if type(n) is not int:
         return (

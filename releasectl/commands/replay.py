@@ -331,11 +331,10 @@ def _schedule(  # type: ignore[no-untyped-def]
     from releasectl.replay.sequential import DEFAULT_ROUND, SequentialPlan, SequentialSchedule, check_plan
     from releasectl.safeio import read_bytes
 
-    if shard is not None or check_determinism or limit is not None:
+    if shard is not None or check_determinism:
         raise BadInput(
             "--sequential replays one run in one order: it does not combine with "
-            + ("--shard" if shard is not None else "--limit" if limit is not None else "--check-determinism"),
-            hint="the replay stops on its own once the policy is decided" if limit is not None else None,
+            + ("--shard" if shard is not None else "--check-determinism")
         )
     rules = parse_rules_file(policy, display=str(policy))
     if not rules:

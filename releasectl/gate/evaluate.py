@@ -519,7 +519,7 @@ def _suite_order(manifest: LoadedManifest, cand: RunData, seq: Any) -> tuple[lis
     manifest's `sampling.seed`: a seed picked at replay time could be shopped for a lucky order)
     and the tokens bound. A disagreement is exit 2 naming the field."""
     from releasectl.gate.sequential import replay_order
-    from releasectl.suite import load_suite
+    from releasectl.suite import load_suite, select_cases
 
     where = f"{cand.path / 'run.json'}"
     suite_path = manifest.manifest.data.suite.path
@@ -541,8 +541,15 @@ def _suite_order(manifest: LoadedManifest, cand: RunData, seq: Any) -> tuple[lis
             hint="gate with the manifest the run was replayed from",
         )
     sampling = manifest.manifest.sampling
+    limit = cand.run.get("limit")
+    total = len(select_cases(suite, limit if type(limit) is int else None))
     facts = (
-        ("cases_total", seq.cases_total, len(suite.cases), "the suite's case count"),
+        (
+            "cases_total",
+            seq.cases_total,
+            total,
+            "the suite's case count" + (f" at --limit {limit}" if limit else ""),
+        ),
         ("order_seed", seq.order_seed, sampling.seed, f"{manifest.display}'s sampling.seed"),
         ("max_tokens", seq.max_tokens, sampling.max_tokens, f"{manifest.display}'s sampling.max_tokens"),
     )
@@ -555,7 +562,9 @@ def _suite_order(manifest: LoadedManifest, cand: RunData, seq: Any) -> tuple[lis
             )
     slice_of = {c.id: c.slice for c in suite.cases}
     _check_labels(cand, slice_of, f"the suite of {manifest.display}")
-    return replay_order(slice_of, seq.order_seed), slice_of
+    # a --limit run is ordered over the limited suite (the first `limit` cases of each slice)
+    replayed = select_cases(suite, limit if type(limit) is int else None)
+    return replay_order([c.id for c in replayed], seq.order_seed), slice_of
 
 
 def _check_labels(run: RunData, slice_of: dict[str, str], against: str) -> None:

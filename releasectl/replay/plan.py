@@ -31,7 +31,8 @@ from typing import NamedTuple
 from releasectl.contracts.results import SEED_DERIVATION as SEED_DERIVATION
 from releasectl.contracts.results import sample_seed as sample_seed
 from releasectl.errors import BadInput
-from releasectl.suite import Case, Suite
+from releasectl.suite import Case
+from releasectl.suite import select_cases as select_cases  # replay --limit; defined with the suite
 
 # Batch-invariant engines: cases per generate() call. It sets progress and resume granularity and
 # never changes outputs, so it is not a pin; RELEASECTL_REPLAY_CHUNK overrides it.
@@ -108,19 +109,6 @@ class Plan:
     def total(self) -> int:
         """Generations in this shard (with n samples a case counts n times)."""
         return sum(len(b.items) for b in self.batches)
-
-
-def select_cases(suite: Suite, limit: int | None) -> list[Case]:
-    """All cases, or the first `limit` cases of every slice (by id), so every slice is represented."""
-    if limit is None:
-        return list(suite.cases)
-    taken: dict[str, int] = {}
-    out = []
-    for case in suite.cases:
-        if taken.get(case.slice, 0) < limit:
-            taken[case.slice] = taken.get(case.slice, 0) + 1
-            out.append(case)
-    return out
 
 
 def _items(cases: list[Case], samples: int, seed: int) -> list[Item]:

@@ -76,7 +76,22 @@ def score_case(
     return ScoredCase(results, all(r["passed"] for r in results.values()), steps)
 
 
+def select_cases(suite: Suite, limit: int | None) -> list[Case]:
+    """All cases, or the first `limit` cases of every slice (by id), so every slice is
+    represented: what `replay --limit` replays, and what the gate rebuilds a limited run from."""
+    if limit is None:
+        return list(suite.cases)
+    taken: dict[str, int] = {}
+    out = []
+    for case in suite.cases:
+        if taken.get(case.slice, 0) < limit:
+            taken[case.slice] = taken.get(case.slice, 0) + 1
+            out.append(case)
+    return out
+
+
 __all__ = [
+    "select_cases",
     "Case",
     "ScoredCase",
     "SliceInfo",
