@@ -346,9 +346,10 @@ def _partial_gate(doc: dict[str, Any], loaded: Any, path: Path) -> str | None:
         return (
             f"{path} records no case count (aggregate.candidate.n), so its coverage of the suite is unknown"
         )
-    slices = [((row.get("candidate") or {}).get("n")) for row in doc.get("slices") or []]
-    if slices and sum(x for x in slices if type(x) is int) != n:
-        return f"{path}: aggregate.candidate.n {n} is not the sum of its slices' ({sum(x for x in slices if type(x) is int)})"
+    slices = [(row.get("candidate") or {}).get("n") for row in doc.get("slices") or []]
+    total = sum(x for x in slices if type(x) is int)
+    if slices and total != n:
+        return f"{path}: aggregate.candidate.n {n} is not the sum of its slices' ({total})"
     suite_path = loaded.manifest.data.suite.path
     if not suite_path:
         return None

@@ -297,6 +297,9 @@ def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt:
     from rich.markup import escape
     from rich.table import Table
 
+    def shown(value: str) -> str:  # from the log: no markup, and no escape sequence reaches the terminal
+        return escape(_printable(value))
+
     table = Table(title="release history" + (f" · {channel}" if channel else ""), title_justify="left")
     columns = [
         "rev",
@@ -325,12 +328,10 @@ def history(channel: str | None, limit: int, repair: bool, no_commit: bool, fmt:
             r["time"].replace("T", " ")[:16],
             *([] if channel else [r["channel"]]),
             action,
-            escape(_printable(f"{r['from'] or '∅'} → {r['to']}")),
+            shown(f"{r['from'] or '∅'} → {r['to']}"),
             status,
-            escape(
-                _printable(r["actor"].split(" <")[0])
-            ),  # from the log: no escape sequence reaches the terminal
-            escape(_printable(r.get("reason") or "")),
+            shown(r["actor"].split(" <")[0]),
+            shown(r.get("reason") or ""),
         ]
         table.add_row(*cells)
     console().print(table)

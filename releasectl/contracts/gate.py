@@ -321,9 +321,7 @@ class GateRecord(Artifact):
                 where = (f"[{i}]" if info.field_name == "slices" else "") + "".join(
                     f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]
                 )
-                raise ValueError(
-                    f"{info.field_name}{where}: {err['msg']} (found {err.get('input')!r:.40})"
-                ) from None
+                raise ValueError(f"{info.field_name}{where}: {err['msg']}") from None
         return value
 
     @field_validator("failing_total")

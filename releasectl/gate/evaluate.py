@@ -184,7 +184,6 @@ def run_gate(
     _check_complete(cand, base, run_dir, baseline_dir, loaded)
     if base is not None:
         _check_paired_labels(cand, base)
-    if base is not None:
         _check_baseline_manifest(base, loaded.root if loaded is not None else _repo_of(base.path))
     verifiers = set(cand.verifier_pass) | set(base.verifier_pass if base else ())
     slices = set(cand.slices) | set(base.slices if base else ())
@@ -542,12 +541,13 @@ def _suite_order(manifest: LoadedManifest, cand: RunData, seq: Any) -> tuple[lis
         )
     sampling = manifest.manifest.sampling
     limit = cand.run.get("limit")
-    total = len(select_cases(suite, limit if type(limit) is int else None))
+    # a --limit run is ordered over the limited suite (the first `limit` cases of each slice)
+    replayed = select_cases(suite, limit if type(limit) is int else None)
     facts = (
         (
             "cases_total",
             seq.cases_total,
-            total,
+            len(replayed),
             "the suite's case count" + (f" at --limit {limit}" if limit else ""),
         ),
         ("order_seed", seq.order_seed, sampling.seed, f"{manifest.display}'s sampling.seed"),
@@ -562,20 +562,18 @@ def _suite_order(manifest: LoadedManifest, cand: RunData, seq: Any) -> tuple[lis
             )
     slice_of = {c.id: c.slice for c in suite.cases}
     _check_labels(cand, slice_of, f"the suite of {manifest.display}")
-    # a --limit run is ordered over the limited suite (the first `limit` cases of each slice)
-    replayed = select_cases(suite, limit if type(limit) is int else None)
     return replay_order([c.id for c in replayed], seq.order_seed), slice_of
 
 
-def _check_labels(run: RunData, slice_of: dict[str, str], against: str) -> None:
-    """Every case of `run` is a case of the reference, in the reference's slice: a row relabelled
-    into another slice would move its outcome into that slice's statistics. Exit 2 naming it."""
+def _check_labels(run: RunData, slice_of: dict[str, str], against: str, *, absent_ok: bool = False) -> None:
+    """Every case of `run` is in the reference's slice for it (and, unless `absent_ok`, is a case
+    of the reference): a row relabelled into another slice would move its outcome into that
+    slice's statistics. Exit 2 naming the first such case."""
     for i, (cid, k) in enumerate(zip(run.case_ids, run.slice_idx.tolist(), strict=True)):
         want = slice_of.get(cid)
-        if want != run.slices[k]:
-            found = f"in slice {run.slices[k]!r}"
+        if want != run.slices[k] and not (want is None and absent_ok):
             raise BadInput(
-                f"{run.path / 'results.jsonl'}: case {cid!r} (row {i + 1}) is {found}, and "
+                f"{run.path / 'results.jsonl'}: case {cid!r} (row {i + 1}) is in slice {run.slices[k]!r}, and "
                 + (
                     f"{against} has it in slice {want!r}"
                     if want is not None
@@ -587,37 +585,17 @@ def _check_labels(run: RunData, slice_of: dict[str, str], against: str) -> None:
 
 def _check_paired_labels(cand: RunData, base: RunData) -> None:
     """A case is in the same slice in both runs: the paired deltas and `no_regressions_on` read
-    a slice's pairs, so a candidate row relabelled into another slice would move its outcome
-    there. Exit 2 naming the first such case (same order: one vectorized comparison)."""
+    a slice's pairs (cases only one run has are reported as unmatched). In the same order, one
+    vectorized comparison clears the usual case."""
     import numpy as np
 
     if cand.case_ids == base.case_ids:
         where = {name: i for i, name in enumerate(base.slices)}
         trans = np.asarray([where.get(name, -1) for name in cand.slices], dtype=np.int64)
-        bad = np.flatnonzero(trans[cand.slice_idx] != base.slice_idx)
-        if not bad.size:
+        if not np.any(trans[cand.slice_idx] != base.slice_idx):
             return
-        i = int(bad[0])
-        cid, want = cand.case_ids[i], base.slices[int(base.slice_idx[i])]
-    else:
-        slice_of = dict(zip(base.case_ids, (base.slices[k] for k in base.slice_idx.tolist()), strict=True))
-        found = next(
-            (
-                (i, cid, slice_of[cid])
-                for i, (cid, k) in enumerate(zip(cand.case_ids, cand.slice_idx.tolist(), strict=True))
-                if cid in slice_of and slice_of[cid] != cand.slices[k]
-            ),
-            None,
-        )
-        if found is None:
-            return
-        i, cid, want = found
-    raise BadInput(
-        f"{cand.path / 'results.jsonl'}: case {cid!r} (row {i + 1}) is in slice"
-        f" {cand.slices[int(cand.slice_idx[i])]!r}, and the baseline {base.path / 'results.jsonl'} has it in"
-        f" slice {want!r}",
-        hint="pair runs of the same suite, with the rows the replays wrote",
-    )
+    slice_of = dict(zip(base.case_ids, (base.slices[k] for k in base.slice_idx.tolist()), strict=True))
+    _check_labels(cand, slice_of, f"the baseline {base.path / 'results.jsonl'}", absent_ok=True)
 
 
 def _check_prefix(cand: RunData, order: list[str], slice_of: dict[str, str], seq: Any) -> None:

@@ -234,13 +234,12 @@ _QUOTE = 100  # characters of a long rule quoted around the error's column
 def _syntax(
     text: str, column: int, line: int, source: str | None, message: str, expected: str | None = None
 ) -> BadInput:
-    text = text.rstrip("\n")
-    start = max(0, column - 1 - _QUOTE // 2) if len(text) > _QUOTE else 0
-    shown = (
-        ("…" if start else "") + text[start : start + _QUOTE] + ("…" if start + _QUOTE < len(text) else "")
+    whole = text.rstrip("\n")
+    start = max(0, column - 1 - _QUOTE // 2) if len(whole) > _QUOTE else 0
+    text = (
+        ("…" if start else "") + whole[start : start + _QUOTE] + ("…" if start + _QUOTE < len(whole) else "")
     )
     caret = " " * (max(0, column - 1 - start) + (1 if start else 0)) + "^"
-    text = shown
     return BadInput(
         f"rule syntax error: {message}",
         [
